@@ -1,0 +1,27 @@
+//! Annotation keys the engine reads (§2, §4, §5, §7).
+
+/// Set by containerd's CRI on HostProcess sandboxes and containers.
+pub const HOSTPROCESS_CONTAINER: &str = "microsoft.com/hostprocess-container";
+/// `true`: run as the runtime's own account instead of the spec's user.
+pub const INHERIT_USER: &str = "microsoft.com/hostprocess-inherit-user";
+/// Where the container volume appears (bind layout: the absolute path).
+pub const ROOTFS_LOCATION: &str = "microsoft.com/hostprocess-rootfs-location";
+/// Our own: `bind` (default) or `symlink`.
+pub const VOLUME_LAYOUT: &str = "hostprocess.io/volume-layout";
+/// Our own: a Windows-form or Linux account name for pods that cannot carry
+/// `windowsOptions.runAsUserName` (Linux pods).
+pub const RUN_AS_USER: &str = "hostprocess.io/run-as-user";
+/// Our own: seconds between SIGTERM and SIGKILL for the rest of the job once init exits.
+pub const GRACE_PERIOD: &str = "hostprocess.io/grace-period-seconds";
+
+pub const MEMORY_SIZE_MB: &str = "io.microsoft.container.memory.sizeinmb";
+pub const PROCESSOR_COUNT: &str = "io.microsoft.container.processor.count";
+pub const PROCESSOR_LIMIT: &str = "io.microsoft.container.processor.limit";
+pub const PROCESSOR_WEIGHT: &str = "io.microsoft.container.processor.weight";
+pub const STORAGE_BANDWIDTH_MAXIMUM: &str = "io.microsoft.container.storage.qos.bandwidthmaximum";
+pub const STORAGE_IOPS_MAXIMUM: &str = "io.microsoft.container.storage.qos.iopsmaximum";
+
+/// CRI annotations used to group a pod's containers in one shim.
+pub const CRI_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+pub const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
+pub const RUNC_GROUP: &str = "io.containerd.runc.v2.group";

@@ -1,0 +1,407 @@
+//! The container lifecycle (§6), the same for the CLI and the shim: create validates everything
+//! before any side effect, start only releases the prepared init, delete works from any process
+//! and after any crash.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::plan::{self, ContainerPlan, ImageSource, PlanOptions};
+use crate::spec::{LinuxResources, Process, Spec, WindowsResources};
+use crate::state::{self, Phase, State, StateRoot};
+use crate::sys::{Current, JobStats, Platform, ProcessInfo, SIGKILL, SIGTERM};
+
+pub type Stdio = <Current as Platform>::Stdio;
+
+/// The live status of a container, as runc names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        })
+    }
+}
+
+/// How to create a container.
+#[derive(Default)]
+pub struct CreateOptions {
+    pub stdio: Stdio,
+    /// Overrides the bundle's `root.path` (containerd gives the rootfs as mounts).
+    pub image: Option<ImageSource>,
+    /// Start the command right away instead of holding init until `start` (`run`).
+    pub start_now: bool,
+}
+
+/// The runtime: a state root and the runtime-wide settings.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    options: PlanOptions,
+    root: StateRoot,
+}
+
+impl Engine {
+    pub fn new(options: PlanOptions) -> Engine {
+        let root = StateRoot::new(options.root.clone());
+        Engine { options, root }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    pub fn options(&self) -> &PlanOptions {
+        &self.options
+    }
+
+    /// Plans the bundle's spec without touching the host: what `create` would refuse.
+    pub fn plan(
+        &self,
+        id: &str,
+        bundle: &Path,
+        image: Option<ImageSource>,
+    ) -> Result<(Spec, ContainerPlan)> {
+        let spec = Spec::load(bundle)?;
+        let plan = plan::plan(id, bundle, &spec, &self.options, image)?;
+        Ok((spec, plan))
+    }
+
+    /// Creates a container from a bundle. Every check runs before the first side effect; if a
+    /// later step fails, everything made so far is removed before the error is returned.
+    pub fn create(&self, id: &str, bundle: &Path, options: CreateOptions) -> Result<Container> {
+        plan::validate_id(id)?;
+        if self.root.dir(id).exists() {
+            return Err(Error::Exists(id.to_string()));
+        }
+        let bundle = absolute(bundle)?;
+        let (_, plan) = self.plan(id, &bundle, options.image)?;
+        let dir = self.root.dir(id);
+        let mut record = Current::prepare(&plan, &dir)?;
+
+        // From here on, side effects: the record names all of them before they are made.
+        let dir = self.root.create_dir(id)?;
+        let _lock = self.root.lock(id)?;
+        let mut state = State {
+            id: id.to_string(),
+            bundle: bundle.clone(),
+            created: state::rfc3339_now(),
+            phase: Phase::Creating,
+            init: None,
+            owner: owner(),
+            plan,
+            record: record.clone(),
+        };
+        if let Err(e) = self.root.save(&state) {
+            let _ = self.root.remove_dir(id);
+            return Err(e);
+        }
+        let made = Current::create(&state.plan, &mut record, options.stdio, !options.start_now);
+        state.record = record;
+        let init = match made {
+            Ok(init) => init,
+            Err(e) => {
+                if let Err(cleanup) = Current::destroy(&state.record) {
+                    log::warn!("container {id}: cleanup after failed create: {cleanup}");
+                }
+                let _ = self.root.remove_dir(id);
+                return Err(e);
+            }
+        };
+        state.init = Some(init);
+        state.phase = if options.start_now {
+            Phase::Running
+        } else {
+            Phase::Created
+        };
+        if let Err(e) = self.root.save(&state) {
+            let _ = Current::destroy(&state.record);
+            let _ = self.root.remove_dir(id);
+            return Err(e);
+        }
+        log::debug!("container {id}: created in {}", dir.display());
+        Ok(Container {
+            root: self.root.clone(),
+            state,
+        })
+    }
+
+    pub fn load(&self, id: &str) -> Result<Container> {
+        plan::validate_id(id)?;
+        Ok(Container {
+            root: self.root.clone(),
+            state: self.root.load(id)?,
+        })
+    }
+
+    pub fn list(&self) -> Result<Vec<Container>> {
+        let mut containers = Vec::new();
+        for id in self.root.ids()? {
+            match self.load(&id) {
+                Ok(c) => containers.push(c),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(containers)
+    }
+
+    /// Deletes a container by id; `force` kills it first when it still runs. Deleting a
+    /// container that does not exist is an error only without `force`.
+    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        match self.load(id) {
+            Ok(container) => container.delete(force),
+            Err(Error::NotFound(_)) if force => {
+                self.root.remove_dir(id)?;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// One container, as loaded from its state.
+#[derive(Debug, Clone)]
+pub struct Container {
+    root: StateRoot,
+    state: State,
+}
+
+/// runc's `state` output.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OciState {
+    pub oci_version: String,
+    pub id: String,
+    pub pid: u32,
+    pub status: Status,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub annotations: std::collections::BTreeMap<String, String>,
+    pub owner: String,
+}
+
+impl Container {
+    pub fn id(&self) -> &str {
+        &self.state.id
+    }
+
+    pub fn bundle(&self) -> &Path {
+        &self.state.bundle
+    }
+
+    pub fn plan(&self) -> &ContainerPlan {
+        &self.state.plan
+    }
+
+    pub fn init(&self) -> Option<ProcessInfo> {
+        self.state.init
+    }
+
+    pub fn record(&self) -> &<Current as Platform>::Record {
+        &self.state.record
+    }
+
+    pub fn created(&self) -> &str {
+        &self.state.created
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.state.owner
+    }
+
+    pub fn mount_point(&self) -> &Path {
+        &self.state.plan.volume.mount_point
+    }
+
+    pub fn status(&self) -> Status {
+        match (self.state.phase, self.state.init) {
+            (Phase::Creating, _) => Status::Creating,
+            (_, None) => Status::Stopped,
+            (phase, Some(init)) => {
+                if !Current::is_running(&init) {
+                    Status::Stopped
+                } else if phase == Phase::Created {
+                    Status::Created
+                } else if Current::is_frozen(&self.state.record) {
+                    Status::Paused
+                } else {
+                    Status::Running
+                }
+            }
+        }
+    }
+
+    pub fn oci_state(&self) -> OciState {
+        let status = self.status();
+        OciState {
+            oci_version: "1.0.2".into(),
+            id: self.state.id.clone(),
+            pid: match status {
+                Status::Stopped | Status::Creating => 0,
+                _ => self.state.init.map_or(0, |i| i.pid),
+            },
+            status,
+            bundle: self.state.bundle.clone(),
+            rootfs: self.state.plan.volume.mount_point.clone(),
+            created: self.state.created.clone(),
+            annotations: self.state.plan.annotations.clone(),
+            owner: self.state.owner.clone(),
+        }
+    }
+
+    fn refuse(&self, status: Status, what: &str) -> Error {
+        Error::BadState {
+            id: self.state.id.clone(),
+            status: status.to_string(),
+            what: what.to_string(),
+        }
+    }
+
+    /// Releases the held init so it runs its command.
+    pub fn start(&mut self) -> Result<()> {
+        let _lock = self.root.lock(&self.state.id)?;
+        self.state = self.root.load(&self.state.id)?;
+        match self.status() {
+            Status::Created => {}
+            status => return Err(self.refuse(status, "only a created container can be started")),
+        }
+        Current::release(&self.state.record)?;
+        self.state.phase = Phase::Running;
+        self.root.save(&self.state)
+    }
+
+    /// Runs another process in the container's job, view and account.
+    pub fn exec(&self, process: &Process, stdio: Stdio) -> Result<ProcessInfo> {
+        match self.status() {
+            Status::Running | Status::Created => {}
+            status => {
+                return Err(self.refuse(status, "exec needs a created or running container"))
+            }
+        }
+        let plan = &self.state.plan;
+        let process = plan::process::process_plan(
+            process,
+            &plan.volume.mount_point,
+            std::env::var("PATH").ok().as_deref(),
+        )?;
+        Current::exec(plan, &self.state.record, &process, stdio)
+    }
+
+    /// Signals init, or with `all` every process of the job.
+    pub fn kill(&self, signal: i32, all: bool) -> Result<()> {
+        if all {
+            return Current::signal_job(&self.state.record, signal);
+        }
+        match (self.status(), self.state.init) {
+            (Status::Stopped, _) | (_, None) => Err(self.refuse(Status::Stopped, "nothing to signal")),
+            (_, Some(init)) => Current::signal(&init, signal),
+        }
+    }
+
+    pub fn pause(&self) -> Result<()> {
+        match self.status() {
+            Status::Running => Current::set_frozen(&self.state.record, true),
+            status => Err(self.refuse(status, "only a running container can be paused")),
+        }
+    }
+
+    pub fn resume(&self) -> Result<()> {
+        match self.status() {
+            Status::Paused => Current::set_frozen(&self.state.record, false),
+            status => Err(self.refuse(status, "only a paused container can be resumed")),
+        }
+    }
+
+    /// Changes limits live; the new limits are kept in the state.
+    pub fn update(
+        &mut self,
+        linux: Option<&LinuxResources>,
+        windows: Option<&WindowsResources>,
+    ) -> Result<()> {
+        let _lock = self.root.lock(&self.state.id)?;
+        self.state = self.root.load(&self.state.id)?;
+        let next =
+            plan::resources::updated_request(&self.state.plan.resources, linux, windows)?;
+        Current::update(&self.state.record, &next)?;
+        self.state.plan.resources = next;
+        self.root.save(&self.state)
+    }
+
+    pub fn stats(&self) -> Result<JobStats> {
+        Current::stats(&self.state.record)
+    }
+
+    pub fn pids(&self) -> Result<Vec<u32>> {
+        Current::job_pids(&self.state.record)
+    }
+
+    /// What follows the exit of init (§6): SIGTERM to the rest of the job, then SIGKILL once
+    /// the grace period is over. Returns whether anything had to be killed.
+    pub fn terminate_rest(&self) -> Result<bool> {
+        let record = &self.state.record;
+        if Current::job_pids(record)?.is_empty() {
+            return Ok(false);
+        }
+        if Current::is_frozen(record) {
+            Current::set_frozen(record, false)?;
+        }
+        Current::signal_job(record, SIGTERM)?;
+        if Current::wait_job_empty(record, self.state.plan.grace_period)? {
+            return Ok(false);
+        }
+        Current::signal_job(record, SIGKILL)?;
+        Current::wait_job_empty(record, Duration::from_secs(5))?;
+        Ok(true)
+    }
+
+    /// Removes the container: kills what is left (only with `force` if it still runs), then
+    /// tears down the view, the volume, the job and any ephemeral account. Idempotent.
+    pub fn delete(self, force: bool) -> Result<()> {
+        let id = self.state.id.clone();
+        let _lock = self.root.lock(&id)?;
+        let status = self.status();
+        if matches!(status, Status::Running | Status::Paused) && !force {
+            return Err(self.refuse(
+                status,
+                "stop it first or use delete --force to kill it",
+            ));
+        }
+        let record = &self.state.record;
+        if Current::is_frozen(record) {
+            Current::set_frozen(record, false)?;
+        }
+        Current::signal_job(record, SIGKILL)?;
+        Current::wait_job_empty(record, Duration::from_secs(10))?;
+        Current::destroy(record)?;
+        self.root.remove_dir(&id)
+    }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    if path.is_absolute() {
+        return Ok(path.to_path_buf());
+    }
+    let cwd = std::env::current_dir().map_err(|e| Error::io("getcwd", ".", e))?;
+    Ok(cwd.join(path))
+}
+
+fn owner() -> String {
+    std::env::var("USER").unwrap_or_default()
+}

@@ -1,0 +1,301 @@
+//! Spec → plan: every decision about a container made from its spec, as plain data, before any
+//! side effect. Platforms execute plans; nothing here touches the host.
+
+pub mod account;
+pub mod mounts;
+pub mod process;
+pub mod resources;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::annotations;
+use crate::error::{Error, Result};
+use crate::spec::Spec;
+
+pub use account::{AccountName, AccountRequest, WellKnownAccount};
+pub use mounts::{Propagation, VolumeMount};
+pub use process::{ProcessPlan, ResolvedProcess};
+pub use resources::ResourceRequest;
+
+/// The default sandbox mount point of the bind layout.
+pub const DEFAULT_MOUNT_POINT: &str = "/hpc";
+/// Time the rest of the job gets between SIGTERM and SIGKILL once init has exited (§6).
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(5);
+
+/// How the container volume is presented (§2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// A private view of the host tree with the volume at the mount point and mounts at their
+    /// destinations.
+    Bind,
+    /// The volume at a host path unique to the container, mounts as symlinks inside it.
+    Symlink,
+}
+
+/// Where the image's files come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImageSource {
+    /// A directory (an OCI bundle's `root.path`), used read-only as the lower layer.
+    Directory(PathBuf),
+    /// Layers given by containerd: lower directories (top first) and, when containerd made
+    /// them, its own upper and work directories.
+    Layers {
+        lower: Vec<PathBuf>,
+        upper: Option<PathBuf>,
+        work: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumePlan {
+    pub layout: Layout,
+    /// The path every process gets in `CONTAINER_SANDBOX_MOUNT_POINT`.
+    pub mount_point: PathBuf,
+    pub image: ImageSource,
+    pub read_only: bool,
+}
+
+/// Settings of the runtime, not of one container.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    /// State root (`--root`).
+    pub root: PathBuf,
+    pub default_layout: Layout,
+    pub grace_period: Duration,
+    /// The runtime's own `PATH`, used when the spec has none.
+    pub host_path: Option<String>,
+}
+
+impl PlanOptions {
+    pub fn new(root: impl Into<PathBuf>) -> PlanOptions {
+        PlanOptions {
+            root: root.into(),
+            default_layout: Layout::Bind,
+            grace_period: DEFAULT_GRACE_PERIOD,
+            host_path: std::env::var("PATH").ok(),
+        }
+    }
+}
+
+/// Everything decided about a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerPlan {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub volume: VolumePlan,
+    pub mounts: Vec<VolumeMount>,
+    pub account: AccountRequest,
+    pub process: ProcessPlan,
+    pub resources: ResourceRequest,
+    /// `linux.cgroupsPath`, when the spec gives one.
+    pub job_path: Option<String>,
+    pub grace_period: Duration,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Container ids follow runc's rule: letters, digits, `_`, `+`, `-`, `.`; not `.` or `..`.
+pub fn validate_id(id: &str) -> Result<()> {
+    let bad = |reason| Error::InvalidId {
+        id: id.to_string(),
+        reason,
+    };
+    if id.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if id.len() > 1024 {
+        return Err(bad("it is longer than 1024 characters"));
+    }
+    if id == "." || id == ".." {
+        return Err(bad("it must not be '.' or '..'"));
+    }
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.'))
+    {
+        return Err(bad("only letters, digits, '_', '+', '-' and '.' are allowed"));
+    }
+    Ok(())
+}
+
+/// Plans a container from its spec. `image` overrides the spec's `root.path` (containerd gives
+/// the rootfs as mounts).
+pub fn plan(
+    id: &str,
+    bundle: &Path,
+    spec: &Spec,
+    options: &PlanOptions,
+    image: Option<ImageSource>,
+) -> Result<ContainerPlan> {
+    validate_id(id)?;
+    let layout = match spec.annotation(annotations::VOLUME_LAYOUT) {
+        None => options.default_layout,
+        Some("bind") => Layout::Bind,
+        Some("symlink") => Layout::Symlink,
+        Some(other) => {
+            return Err(Error::Spec(format!(
+                "annotation {}={other:?}: expected \"bind\" or \"symlink\"",
+                annotations::VOLUME_LAYOUT
+            )))
+        }
+    };
+    let location = spec
+        .annotation(annotations::ROOTFS_LOCATION)
+        .filter(|l| !l.is_empty());
+    if let Some(location) = location {
+        if !Path::new(location).is_absolute() || location.split('/').any(|c| c == "..") {
+            return Err(Error::Spec(format!(
+                "annotation {}={location:?}: expected an absolute path without '..'",
+                annotations::ROOTFS_LOCATION
+            )));
+        }
+    }
+    let mount_point = match (layout, location) {
+        (Layout::Bind, Some(location)) => PathBuf::from(location),
+        (Layout::Bind, None) => PathBuf::from(DEFAULT_MOUNT_POINT),
+        (Layout::Symlink, Some(location)) => Path::new(location).join(id),
+        (Layout::Symlink, None) => options.root.join("hpc").join(id),
+    };
+    if mount_point == Path::new("/") {
+        return Err(Error::Spec("the sandbox mount point cannot be '/'".into()));
+    }
+    let image = match image {
+        Some(image) => image,
+        None => {
+            let root = spec.root.as_ref().filter(|r| !r.path.is_empty()).ok_or_else(|| {
+                Error::Spec("root.path is missing: the bundle has no image root".into())
+            })?;
+            let path = Path::new(&root.path);
+            ImageSource::Directory(if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                bundle.join(path)
+            })
+        }
+    };
+    let (mounts, skipped) = mounts::volume_mounts(&spec.mounts, &mount_point)?;
+    for skip in &skipped {
+        log::debug!(
+            "container {id}: mount {} ({}) skipped: a HostProcess container sees the host's",
+            skip.destination,
+            skip.kind
+        );
+    }
+    for setting in spec.ignored_isolation_settings() {
+        log::debug!("container {id}: {setting} does not apply to a HostProcess container");
+    }
+    let process = spec
+        .process
+        .as_ref()
+        .ok_or_else(|| Error::Spec("process is missing".into()))?;
+    let grace_period = match spec.annotation(annotations::GRACE_PERIOD) {
+        None => options.grace_period,
+        Some(v) => Duration::from_secs(v.trim().parse().map_err(|_| {
+            Error::Spec(format!(
+                "annotation {}={v:?}: expected whole seconds",
+                annotations::GRACE_PERIOD
+            ))
+        })?),
+    };
+    Ok(ContainerPlan {
+        id: id.to_string(),
+        bundle: bundle.to_path_buf(),
+        volume: VolumePlan {
+            layout,
+            mount_point: mount_point.clone(),
+            image,
+            read_only: spec.root.as_ref().is_some_and(|r| r.readonly),
+        },
+        mounts,
+        account: account::account_request(spec)?,
+        process: process::process_plan(process, &mount_point, options.host_path.as_deref())?,
+        resources: resources::resource_request(spec)?,
+        job_path: spec
+            .linux
+            .as_ref()
+            .and_then(|l| l.cgroups_path.clone())
+            .filter(|p| !p.is_empty()),
+        grace_period,
+        annotations: spec.annotations.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Process, Root};
+
+    fn spec() -> Spec {
+        Spec {
+            root: Some(Root {
+                path: "rootfs".into(),
+                readonly: false,
+            }),
+            process: Some(Process {
+                args: vec!["/bin/true".into()],
+                ..Process::default()
+            }),
+            ..Spec::default()
+        }
+    }
+
+    #[test]
+    fn ids_follow_runc_rules() {
+        assert!(validate_id("abc-1.2_3+x").is_ok());
+        for bad in ["", ".", "..", "a/b", "a b", "../x"] {
+            assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bind_layout_uses_hpc_unless_the_annotation_moves_it() {
+        let options = PlanOptions::new("/run/hostprocess");
+        let p = plan("c1", Path::new("/b"), &spec(), &options, None).unwrap();
+        assert_eq!(p.volume.mount_point, PathBuf::from("/hpc"));
+        assert_eq!(p.volume.image, ImageSource::Directory("/b/rootfs".into()));
+        let mut s = spec();
+        s.annotations
+            .insert(annotations::ROOTFS_LOCATION.into(), "/opt/sandbox".into());
+        let p = plan("c1", Path::new("/b"), &s, &options, None).unwrap();
+        assert_eq!(p.volume.mount_point, PathBuf::from("/opt/sandbox"));
+    }
+
+    #[test]
+    fn symlink_layout_puts_the_volume_under_the_state_root() {
+        let mut s = spec();
+        s.annotations
+            .insert(annotations::VOLUME_LAYOUT.into(), "symlink".into());
+        let p = plan("c1", Path::new("/b"), &s, &PlanOptions::new("/run/hp"), None).unwrap();
+        assert_eq!(p.volume.mount_point, PathBuf::from("/run/hp/hpc/c1"));
+        assert_eq!(p.volume.layout, Layout::Symlink);
+    }
+
+    #[test]
+    fn missing_process_and_root_are_refused() {
+        let options = PlanOptions::new("/r");
+        let mut s = spec();
+        s.process = None;
+        assert!(plan("c", Path::new("/b"), &s, &options, None)
+            .unwrap_err()
+            .to_string()
+            .contains("process is missing"));
+        let mut s = spec();
+        s.root = None;
+        assert!(plan("c", Path::new("/b"), &s, &options, None)
+            .unwrap_err()
+            .to_string()
+            .contains("root.path is missing"));
+    }
+
+    #[test]
+    fn unknown_layout_annotation_is_refused() {
+        let mut s = spec();
+        s.annotations
+            .insert(annotations::VOLUME_LAYOUT.into(), "overlay".into());
+        assert!(plan("c", Path::new("/b"), &s, &PlanOptions::new("/r"), None).is_err());
+    }
+}

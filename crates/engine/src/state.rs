@@ -1,0 +1,203 @@
+//! Persisted container state under the root directory (§6): one directory per container with an
+//! atomically replaced `state.json` and a lock file that serialises operations on it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::plan::ContainerPlan;
+use crate::sys::{Current, Platform, ProcessInfo};
+
+const STATE_FILE: &str = "state.json";
+const LOCK_FILE: &str = "lock";
+
+/// The lifecycle step a container last completed, as recorded (the live status also looks at
+/// its processes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// `create` is making it; a crash here leaves a record `delete` can clean up.
+    Creating,
+    /// Init is ready and held until `start`.
+    Created,
+    /// `start` released init.
+    Running,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub id: String,
+    pub bundle: PathBuf,
+    /// RFC 3339, UTC.
+    pub created: String,
+    pub phase: Phase,
+    pub init: Option<ProcessInfo>,
+    pub owner: String,
+    pub plan: ContainerPlan,
+    pub record: <Current as Platform>::Record,
+}
+
+/// An exclusive lock on one container's directory, released on drop.
+pub struct Lock {
+    _file: File,
+}
+
+/// The root directory (`--root`) holding one directory per container.
+#[derive(Debug, Clone)]
+pub struct StateRoot {
+    root: PathBuf,
+}
+
+impl StateRoot {
+    pub fn new(root: impl Into<PathBuf>) -> StateRoot {
+        StateRoot { root: root.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    /// Makes the container's directory; fails if it exists.
+    pub fn create_dir(&self, id: &str) -> Result<PathBuf> {
+        fs::create_dir_all(&self.root).map_err(|e| Error::io("create", &self.root, e))?;
+        let dir = self.dir(id);
+        match fs::create_dir(&dir) {
+            Ok(()) => Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(Error::Exists(id.to_string()))
+            }
+            Err(e) => Err(Error::io("create", &dir, e)),
+        }
+    }
+
+    pub fn lock(&self, id: &str) -> Result<Lock> {
+        let path = self.dir(id).join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::NotFound(id.to_string()),
+                _ => Error::io("open", &path, e),
+            })?;
+        file.lock().map_err(|e| Error::io("lock", &path, e))?;
+        Ok(Lock { _file: file })
+    }
+
+    pub fn load(&self, id: &str) -> Result<State> {
+        let path = self.dir(id).join(STATE_FILE);
+        let text = fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound(id.to_string()),
+            _ => Error::io("read", &path, e),
+        })?;
+        serde_json::from_slice(&text).map_err(|e| {
+            Error::container(id, format!("state file '{}' is corrupt: {e}", path.display()))
+        })
+    }
+
+    /// Replaces the state file atomically (write to a temporary file, then rename).
+    pub fn save(&self, state: &State) -> Result<()> {
+        let dir = self.dir(&state.id);
+        let tmp = dir.join(".state.json.tmp");
+        let path = dir.join(STATE_FILE);
+        let text = serde_json::to_vec(state)
+            .map_err(|e| Error::container(&state.id, format!("encode state: {e}")))?;
+        let mut file = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+        file.write_all(&text)
+            .map_err(|e| Error::io("write", &tmp, e))?;
+        fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &path, e))
+    }
+
+    pub fn remove_dir(&self, id: &str) -> Result<()> {
+        let dir = self.dir(id);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove", &dir, e)),
+        }
+    }
+
+    /// Ids of every container directory under the root.
+    pub fn ids(&self) -> Result<Vec<String>> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("read", &self.root, e)),
+        };
+        let mut ids: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join(STATE_FILE).exists())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+/// `now` as RFC 3339 with nanoseconds, UTC.
+pub fn rfc3339_now() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339(now.as_secs() as i64, now.subsec_nanos())
+}
+
+pub fn rfc3339(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.000000005Z");
+        assert_eq!(rfc3339(1_795_910_400, 0), "2026-11-29T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn create_dir_refuses_an_existing_container() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = StateRoot::new(tmp.path());
+        root.create_dir("a").unwrap();
+        assert!(matches!(root.create_dir("a"), Err(Error::Exists(_))));
+        assert!(root.ids().unwrap().is_empty(), "no state file yet");
+    }
+
+    #[test]
+    fn lock_of_a_missing_container_is_not_found() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            StateRoot::new(tmp.path()).lock("nope"),
+            Err(Error::NotFound(_))
+        ));
+    }
+}

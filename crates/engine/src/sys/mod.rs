@@ -1,0 +1,109 @@
+//! The platform interface: the effects the engine needs from an operating system.
+//!
+//! A platform executes a [`ContainerPlan`]: it makes the job (a cgroup on Linux, a job object on
+//! Windows), the account, the container volume and the view of the filesystem, and starts
+//! processes in the job. Everything it makes is named in its [`Platform::Record`], which the
+//! engine persists, so any later process (a CLI call, a restarted shim, a `delete` after a crash)
+//! can operate on or tear down the container.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::plan::{ContainerPlan, ProcessPlan, ResourceRequest};
+
+#[cfg(target_os = "linux")]
+pub mod linux;
+#[cfg(target_os = "linux")]
+pub use linux::Linux as Current;
+
+#[cfg(windows)]
+pub mod windows;
+#[cfg(windows)]
+pub use windows::Windows as Current;
+
+/// Signal numbers the engine uses; each platform maps them (Windows: SIGTERM becomes
+/// CTRL_SHUTDOWN, SIGKILL termination).
+pub const SIGKILL: i32 = 9;
+pub const SIGTERM: i32 = 15;
+
+/// A process of a container, identified across processes and restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    /// When the process started (Linux: clock ticks since boot; Windows: creation time), so a
+    /// reused pid is never mistaken for the container's process.
+    pub start_time: u64,
+}
+
+/// Job-wide usage figures (§5). Absent figures are zero.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStats {
+    pub cpu_usage_ns: u64,
+    pub cpu_user_ns: u64,
+    pub cpu_system_ns: u64,
+    pub memory_usage_bytes: u64,
+    pub memory_peak_bytes: u64,
+    pub memory_limit_bytes: u64,
+    pub memory_cache_bytes: u64,
+    pub oom_kills: u64,
+    pub pids_current: u64,
+    pub pids_limit: u64,
+    pub io_read_bytes: u64,
+    pub io_write_bytes: u64,
+    pub io_read_ops: u64,
+    pub io_write_ops: u64,
+}
+
+/// One operating system's implementation of HostProcess containers.
+pub trait Platform {
+    /// What `create` makes, named before it is made.
+    type Record: Serialize + DeserializeOwned + Clone + std::fmt::Debug + Default + Send + Sync;
+    /// Standard I/O for a new process (file descriptors, or handles).
+    type Stdio: Default;
+
+    /// Checks against the host what the spec alone cannot decide (mount sources, the account)
+    /// and names everything `create` will make. No side effects.
+    fn prepare(plan: &ContainerPlan, state_dir: &Path) -> Result<Self::Record>;
+
+    /// Makes the job, account, volume and view, and starts init inside the job. With `hold`,
+    /// init is ready but waits for [`Platform::release`] before it runs the command. On error the
+    /// caller tears down with [`Platform::destroy`].
+    fn create(
+        plan: &ContainerPlan,
+        record: &mut Self::Record,
+        stdio: Self::Stdio,
+        hold: bool,
+    ) -> Result<ProcessInfo>;
+
+    /// Lets a held init run its command.
+    fn release(record: &Self::Record) -> Result<()>;
+
+    /// Starts another process in the job, as the container's account, in its view.
+    fn exec(
+        plan: &ContainerPlan,
+        record: &Self::Record,
+        process: &ProcessPlan,
+        stdio: Self::Stdio,
+    ) -> Result<ProcessInfo>;
+
+    /// Is this process (not a reuse of its pid) still running?
+    fn is_running(process: &ProcessInfo) -> bool;
+    fn signal(process: &ProcessInfo, signal: i32) -> Result<()>;
+    /// Signals every process of the job.
+    fn signal_job(record: &Self::Record, signal: i32) -> Result<()>;
+    fn job_pids(record: &Self::Record) -> Result<Vec<u32>>;
+    /// Waits until the job has no process left; false on timeout.
+    fn wait_job_empty(record: &Self::Record, timeout: Duration) -> Result<bool>;
+    fn set_frozen(record: &Self::Record, frozen: bool) -> Result<()>;
+    fn is_frozen(record: &Self::Record) -> bool;
+    /// Changes the job's limits while it runs.
+    fn update(record: &Self::Record, resources: &ResourceRequest) -> Result<()>;
+    fn stats(record: &Self::Record) -> Result<JobStats>;
+    /// Kills what is left and removes the view, the volume, the job and any ephemeral account.
+    /// Idempotent: what is already gone is skipped.
+    fn destroy(record: &Self::Record) -> Result<()>;
+}
