@@ -1,1 +1,57 @@
-fn main() {}
+//! `hostprocess`: a runc-compatible CLI for HostProcess containers. Each verb lives in
+//! `commands/<verb>.rs`; the engine does the work.
+
+mod commands;
+mod logger;
+mod terminal;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "hostprocess", version, about = "Run HostProcess containers from OCI bundles (runc-compatible)")]
+struct Cli {
+    /// Root directory for container state.
+    #[arg(long, global = true, default_value = "/run/hostprocess")]
+    root: PathBuf,
+    /// Write log lines to this file instead of stderr.
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Log format.
+    #[arg(long = "log-format", global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log debug messages.
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Accepted for runc compatibility; cgroups are managed through cgroupfs.
+    #[arg(long = "systemd-cgroup", global = true, hide = true)]
+    systemd_cgroup: bool,
+    #[command(subcommand)]
+    command: commands::Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logger::init(cli.log.as_deref(), cli.log_format, cli.debug);
+    let engine = commands::engine(&cli.root);
+    match commands::dispatch(cli.command, &engine) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let message = format!("{e:#}");
+            log::error!("{message}");
+            if cli.log.is_some() || cli.log_format == LogFormat::Json {
+                eprintln!("hostprocess: {message}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+

@@ -371,6 +371,16 @@ impl Container {
         Ok(true)
     }
 
+    /// Hands §6's init-exit rule to a watcher that outlives the caller (the CLI's `create`).
+    pub fn supervise_detached(&self) -> Result<()> {
+        match self.state.init {
+            Some(init) => {
+                Current::supervise_detached(&self.state.record, &init, self.state.plan.grace_period)
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Removes the container: kills what is left (only with `force` if it still runs), then
     /// tears down the view, the volume, the job and any ephemeral account. Idempotent.
     pub fn delete(self, force: bool) -> Result<()> {

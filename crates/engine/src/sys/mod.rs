@@ -103,6 +103,14 @@ pub trait Platform {
     /// Changes the job's limits while it runs.
     fn update(record: &Self::Record, resources: &ResourceRequest) -> Result<()>;
     fn stats(record: &Self::Record) -> Result<JobStats>;
+    /// Starts a watcher, detached from the calling process, that applies §6 when init exits:
+    /// SIGTERM to the rest of the job, SIGKILL to what is left after `grace`. Used when the
+    /// caller does not stay to supervise (the CLI's `create`); the shim supervises in-process.
+    fn supervise_detached(
+        record: &Self::Record,
+        init: &ProcessInfo,
+        grace: Duration,
+    ) -> Result<()>;
     /// Kills what is left and removes the view, the volume, the job and any ephemeral account.
     /// Idempotent: what is already gone is skipped.
     fn destroy(record: &Self::Record) -> Result<()>;

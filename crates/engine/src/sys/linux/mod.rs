@@ -1,22 +1,53 @@
 //! Linux: the job is a cgroup (v2, or v1/hybrid), the view a mount namespace that is a slave of
 //! the host's, the volume an overlay over the image, the account a uid/gid.
 
-use std::os::fd::OwnedFd;
+pub mod account;
+pub mod cgroup;
+pub mod process;
+pub mod volume;
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::plan::process::{add_account_env, resolve, ResolvedProcess};
 use crate::plan::{ContainerPlan, ProcessPlan, ResourceRequest};
-use crate::sys::{JobStats, Platform, ProcessInfo};
+use crate::sys::{JobStats, Platform, ProcessInfo, SIGKILL, SIGTERM};
+
+use account::{Account, Resolution};
+use cgroup::CgroupRecord;
+use volume::VolumeRecord;
 
 pub struct Linux;
 
-/// Everything made for one container.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// Everything made for one container, named before it is made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
-    pub state_dir: PathBuf,
+    pub id: String,
+    pub cgroup: CgroupRecord,
+    pub volume: VolumeRecord,
+    pub resolution: Resolution,
+    /// Set once the account is settled (an ephemeral uid is claimed at create).
+    pub account: Option<Account>,
+    pub exec_fifo: PathBuf,
+    pub init: Option<ProcessInfo>,
+}
+
+impl Default for Record {
+    fn default() -> Record {
+        Record {
+            id: String::new(),
+            cgroup: CgroupRecord::default(),
+            volume: VolumeRecord::default(),
+            resolution: Resolution::Fixed(Account::default()),
+            account: None,
+            exec_fifo: PathBuf::new(),
+            init: None,
+        }
+    }
 }
 
 /// Standard I/O of a new process. `None` is `/dev/null`.
@@ -31,75 +62,261 @@ pub struct Stdio {
     pub preserve_fds: u32,
 }
 
+/// The number of CPUs online.
+pub fn host_cpus() -> u64 {
+    // SAFETY: sysconf has no memory effects.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if n > 0 {
+        n as u64
+    } else {
+        1
+    }
+}
+
+fn job_relative_path(plan: &ContainerPlan) -> Result<String> {
+    match &plan.job_path {
+        None => Ok(format!("/hostprocess/{}", plan.id)),
+        Some(path) if path.contains(':') => Err(Error::Spec(format!(
+            "linux.cgroupsPath {path:?} is in systemd's slice:prefix:name form, which is not supported; give a cgroupfs path such as /k8s.io/{}",
+            plan.id
+        ))),
+        Some(path) if path.split('/').any(|c| c == "..") => Err(Error::Spec(format!(
+            "linux.cgroupsPath {path:?} must not contain '..'"
+        ))),
+        Some(path) => Ok(path.clone()),
+    }
+}
+
+fn the_account(record: &Record) -> Result<&Account> {
+    record
+        .account
+        .as_ref()
+        .ok_or_else(|| Error::container(&record.id, "the container's account is not set up"))
+}
+
+/// Resolves the process inside the view as `resolve` sees it, creating a missing working
+/// directory inside the volume.
+fn resolve_in_view(plan: &ContainerPlan, process: &ProcessPlan) -> Result<ResolvedProcess> {
+    let mount_point = &plan.volume.mount_point;
+    let resolved = resolve(process, mount_point, &volume::file_kind)?;
+    if resolved.create_cwd {
+        volume::make_dir_in_volume(mount_point, &resolved.cwd)?;
+    }
+    Ok(resolved)
+}
+
+fn launch(
+    plan: &ContainerPlan,
+    record: &Record,
+    mut resolved: ResolvedProcess,
+    process: &ProcessPlan,
+    exec_fifo: Option<PathBuf>,
+) -> Result<process::Launch> {
+    let account = the_account(record)?.clone();
+    let home = if account.home.is_empty() {
+        plan.volume.mount_point.to_string_lossy().into_owned()
+    } else {
+        account.home.clone()
+    };
+    add_account_env(&mut resolved.env, &home, &account.name);
+    Ok(process::Launch {
+        executable: resolved.executable,
+        args: resolved.args,
+        env: resolved.env,
+        cwd: resolved.cwd,
+        cgroup_procs: cgroup::procs_files(&record.cgroup),
+        mount_ns: record.volume.ns_pin.clone(),
+        account,
+        rlimits: process.rlimits.clone(),
+        no_new_privileges: process.no_new_privileges,
+        exec_fifo,
+        new_session: true,
+    })
+}
+
 impl Platform for Linux {
     type Record = Record;
     type Stdio = Stdio;
 
-    fn prepare(_plan: &ContainerPlan, state_dir: &Path) -> Result<Record> {
+    fn prepare(plan: &ContainerPlan, state_dir: &Path) -> Result<Record> {
+        let relative = job_relative_path(plan)?;
+        let hierarchy = cgroup::Hierarchy::detect()?;
+        let cgroup = cgroup::plan_record(&hierarchy, &relative, &plan.resources);
+        if cgroup.unified.is_none() && cgroup.v1.is_empty() {
+            return Err(Error::container(&plan.id, "no cgroup filesystem is mounted on this host"));
+        }
+        for dir in cgroup::dirs(&cgroup) {
+            if dir.exists() {
+                return Err(Error::container(
+                    &plan.id,
+                    format!("cgroup '{}' already exists: another container uses it", dir.display()),
+                ));
+            }
+        }
+        volume::check(plan)?;
+        let resolution = account::resolve(&plan.account)?;
         Ok(Record {
-            state_dir: state_dir.to_path_buf(),
+            id: plan.id.clone(),
+            cgroup,
+            volume: volume::plan_record(plan, state_dir),
+            resolution,
+            account: None,
+            exec_fifo: state_dir.join("exec.fifo"),
+            init: None,
         })
     }
 
     fn create(
         plan: &ContainerPlan,
-        _record: &mut Record,
-        _stdio: Stdio,
-        _hold: bool,
+        record: &mut Record,
+        stdio: Stdio,
+        hold: bool,
     ) -> Result<ProcessInfo> {
-        Err(Error::container(&plan.id, "linux backend under construction"))
+        cgroup::create(&record.cgroup, &plan.resources, host_cpus())?;
+        record.account = Some(match &record.resolution {
+            Resolution::Fixed(account) => account.clone(),
+            Resolution::EphemeralInGroup { group, gid } => {
+                account::claim_ephemeral(&plan.id, group, *gid)?
+            }
+        });
+        let fifo = if hold {
+            process::make_exec_fifo(&record.exec_fifo)?;
+            Some(record.exec_fifo.clone())
+        } else {
+            None
+        };
+        let resolved = volume::build(plan, &record.volume, || resolve_in_view(plan, &plan.process))?;
+        let launch = launch(plan, record, resolved, &plan.process, fifo)?;
+        let init = process::spawn(&launch, stdio)?;
+        record.init = Some(init);
+        Ok(init)
     }
 
-    fn release(_record: &Record) -> Result<()> {
-        Ok(())
+    fn release(record: &Record) -> Result<()> {
+        let init = record
+            .init
+            .ok_or_else(|| Error::container(&record.id, "the container has no init process"))?;
+        process::release(&record.exec_fifo, &init)
     }
 
     fn exec(
         plan: &ContainerPlan,
-        _record: &Record,
-        _process: &ProcessPlan,
-        _stdio: Stdio,
+        record: &Record,
+        process: &ProcessPlan,
+        stdio: Stdio,
     ) -> Result<ProcessInfo> {
-        Err(Error::container(&plan.id, "linux backend under construction"))
+        let resolved = volume::in_view(&record.volume, || resolve_in_view(plan, process))??;
+        let launch = launch(plan, record, resolved, process, None)?;
+        process::spawn(&launch, stdio)
     }
 
-    fn is_running(_process: &ProcessInfo) -> bool {
-        false
+    fn is_running(process: &ProcessInfo) -> bool {
+        process::is_running(process)
     }
 
-    fn signal(_process: &ProcessInfo, _signal: i32) -> Result<()> {
-        Ok(())
+    fn signal(process: &ProcessInfo, signal: i32) -> Result<()> {
+        if !process::is_running(process) {
+            return Err(Error::sys(
+                format!("signal process {}", process.pid),
+                std::io::Error::from_raw_os_error(libc::ESRCH),
+            ));
+        }
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(process.pid as i32),
+            nix::sys::signal::Signal::try_from(signal)
+                .map_err(|e| Error::sys(format!("signal {signal}"), std::io::Error::from(e)))?,
+        )
+        .map_err(|e| Error::sys(format!("signal process {}", process.pid), std::io::Error::from(e)))
     }
 
-    fn signal_job(_record: &Record, _signal: i32) -> Result<()> {
-        Ok(())
+    fn signal_job(record: &Record, signal: i32) -> Result<()> {
+        cgroup::signal_all(&record.cgroup, signal)
     }
 
-    fn job_pids(_record: &Record) -> Result<Vec<u32>> {
-        Ok(Vec::new())
+    fn job_pids(record: &Record) -> Result<Vec<u32>> {
+        cgroup::pids(&record.cgroup)
     }
 
-    fn wait_job_empty(_record: &Record, _timeout: Duration) -> Result<bool> {
-        Ok(true)
+    fn wait_job_empty(record: &Record, timeout: Duration) -> Result<bool> {
+        cgroup::wait_empty(&record.cgroup, timeout)
     }
 
-    fn set_frozen(_record: &Record, _frozen: bool) -> Result<()> {
-        Ok(())
+    fn set_frozen(record: &Record, frozen: bool) -> Result<()> {
+        cgroup::set_frozen(&record.cgroup, frozen)
     }
 
-    fn is_frozen(_record: &Record) -> bool {
-        false
+    fn is_frozen(record: &Record) -> bool {
+        cgroup::is_frozen(&record.cgroup)
     }
 
-    fn update(_record: &Record, _resources: &ResourceRequest) -> Result<()> {
-        Ok(())
+    fn update(record: &Record, resources: &ResourceRequest) -> Result<()> {
+        cgroup::apply(
+            &record.cgroup,
+            &cgroup::settings_for(&record.cgroup, resources, host_cpus()),
+        )
     }
 
-    fn stats(_record: &Record) -> Result<JobStats> {
-        Ok(JobStats::default())
+    fn stats(record: &Record) -> Result<JobStats> {
+        Ok(cgroup::stats(&record.cgroup))
     }
 
-    fn destroy(_record: &Record) -> Result<()> {
-        Ok(())
+    fn supervise_detached(record: &Record, init: &ProcessInfo, grace: Duration) -> Result<()> {
+        // SAFETY: pidfd_open(2) returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, init.pid as libc::pid_t, 0) };
+        if fd < 0 {
+            return Err(Error::sys("pidfd_open", std::io::Error::last_os_error()));
+        }
+        // SAFETY: fd is fresh and owned from here.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        // SAFETY: the caller is single-threaded here (the CLI); the child only polls, signals
+        // and exits.
+        match unsafe { libc::fork() } {
+            -1 => Err(Error::sys("fork", std::io::Error::last_os_error())),
+            0 => {
+                // SAFETY: plain system calls in the watcher process, which never returns.
+                unsafe {
+                    libc::setsid();
+                    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                    for target in 0..3 {
+                        libc::dup2(null, target);
+                    }
+                    let mut pfd = libc::pollfd {
+                        fd: pidfd.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    while libc::poll(&mut pfd, 1, -1) < 0 {}
+                }
+                if record.cgroup.unified.iter().chain(record.cgroup.v1.iter().map(|(_, d)| d)).any(|d| d.exists())
+                    && !cgroup::is_empty(&record.cgroup).unwrap_or(true)
+                {
+                    let _ = cgroup::set_frozen(&record.cgroup, false);
+                    let _ = cgroup::signal_all(&record.cgroup, SIGTERM);
+                    if !cgroup::wait_empty(&record.cgroup, grace).unwrap_or(true) {
+                        let _ = cgroup::signal_all(&record.cgroup, SIGKILL);
+                    }
+                }
+                // SAFETY: leave without running the caller's destructors.
+                unsafe { libc::_exit(0) }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn destroy(record: &Record) -> Result<()> {
+        let _ = cgroup::set_frozen(&record.cgroup, false);
+        cgroup::signal_all(&record.cgroup, SIGKILL)?;
+        cgroup::wait_empty(&record.cgroup, Duration::from_secs(10))?;
+        let volume = volume::destroy(&record.volume);
+        let job = cgroup::destroy(&record.cgroup);
+        let account = match (&record.resolution, &record.account) {
+            (_, Some(Account { ephemeral_claim: Some(claim), .. })) => {
+                account::release_claim(claim, &record.id)
+            }
+            (Resolution::EphemeralInGroup { .. }, _) => account::sweep_claims(&record.id),
+            _ => Ok(()),
+        };
+        let _ = std::fs::remove_file(&record.exec_fifo);
+        volume.and(job).and(account)
     }
 }

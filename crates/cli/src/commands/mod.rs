@@ -1,0 +1,155 @@
+//! One module per verb; each parses its flags and calls the engine.
+
+mod create;
+mod delete;
+mod events;
+mod exec;
+mod features;
+mod kill;
+mod lint;
+mod list;
+mod pause;
+mod ps;
+mod run;
+mod spec;
+mod start;
+mod state;
+mod update;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use hostprocess_engine::plan::PlanOptions;
+use hostprocess_engine::Engine;
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create a container from a bundle; its process waits for `start`.
+    Create(create::Args),
+    /// Let a created container run its process.
+    Start(start::Args),
+    /// Create and start a container, attached to its output, and exit with its exit code.
+    Run(run::Args),
+    /// Print the state of a container as JSON.
+    State(state::Args),
+    /// Send a signal to the container's init, or to every process with --all.
+    Kill(kill::Args),
+    /// Delete a container and everything it made.
+    Delete(delete::Args),
+    /// Run another process in a container.
+    Exec(exec::Args),
+    /// List the processes of a container.
+    Ps(ps::Args),
+    /// List containers.
+    List(list::Args),
+    /// Print container events (stats, OOM).
+    Events(events::Args),
+    /// Freeze every process of a container.
+    Pause(pause::Args),
+    /// Thaw a paused container.
+    Resume(pause::Args),
+    /// Change a running container's limits.
+    Update(update::Args),
+    /// Print what this runtime supports, as JSON.
+    Features,
+    /// Write a ready HostProcess config.json into a bundle.
+    Spec(spec::Args),
+    /// Check Kubernetes manifests against the HostProcess rules.
+    Lint(lint::Args),
+}
+
+pub fn engine(root: &Path) -> Engine {
+    Engine::new(PlanOptions::new(root))
+}
+
+/// Runs a verb; the value is the process exit code.
+pub fn dispatch(command: Command, engine: &Engine) -> Result<u8> {
+    match command {
+        Command::Create(a) => create::run(a, engine).map(|()| 0),
+        Command::Start(a) => start::run(a, engine).map(|()| 0),
+        Command::Run(a) => run::run(a, engine),
+        Command::State(a) => state::run(a, engine).map(|()| 0),
+        Command::Kill(a) => kill::run(a, engine).map(|()| 0),
+        Command::Delete(a) => delete::run(a, engine).map(|()| 0),
+        Command::Exec(a) => exec::run(a, engine),
+        Command::Ps(a) => ps::run(a, engine).map(|()| 0),
+        Command::List(a) => list::run(a, engine).map(|()| 0),
+        Command::Events(a) => events::run(a, engine).map(|()| 0),
+        Command::Pause(a) => pause::pause(a, engine).map(|()| 0),
+        Command::Resume(a) => pause::resume(a, engine).map(|()| 0),
+        Command::Update(a) => update::run(a, engine).map(|()| 0),
+        Command::Features => features::run().map(|()| 0),
+        Command::Spec(a) => spec::run(a).map(|()| 0),
+        Command::Lint(a) => lint::run(a),
+    }
+}
+
+/// Writes a pid file atomically, as runc does.
+pub fn write_pid_file(path: &Path, pid: u32) -> Result<()> {
+    let tmp = path.with_extension("tmp-hostprocess");
+    std::fs::write(&tmp, pid.to_string()).with_context(|| format!("write '{}'", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("write pid file '{}'", path.display()))
+}
+
+/// A bundle path, defaulting to the current directory.
+pub fn bundle_or_cwd(bundle: Option<PathBuf>) -> Result<PathBuf> {
+    match bundle {
+        Some(b) => Ok(b),
+        None => std::env::current_dir().context("current directory"),
+    }
+}
+
+/// Parses a signal given as a number, `KILL` or `SIGKILL`.
+pub fn parse_signal(text: &str) -> Result<i32> {
+    if let Ok(n) = text.parse::<i32>() {
+        return Ok(n);
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| anyhow::anyhow!("unknown signal {text:?}"))
+}
+
+/// Waits for a child process while forwarding the usual termination signals to it; returns a
+/// shell-style exit code (128 + signal when it was killed).
+pub fn wait_forwarding_signals(pid: u32) -> Result<u8> {
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+    ] {
+        set.add(s);
+    }
+    set.thread_block().context("block signals")?;
+    let target = nix::unistd::Pid::from_raw(pid as i32);
+    loop {
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(p, code)) if p == target => return Ok(code as u8),
+                Ok(WaitStatus::Signaled(p, sig, _)) if p == target => return Ok(128 + sig as u8),
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+        let signal = set.wait().context("wait for a signal")?;
+        if signal != Signal::SIGCHLD {
+            let _ = nix::sys::signal::kill(target, signal);
+        }
+    }
+}
+
+/// Runs one container process to the end for `run` and `exec`: optional pid file, then wait.
+pub fn set_subreaper() {
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+}

@@ -1,0 +1,17 @@
+use anyhow::Result;
+use hostprocess_engine::Engine;
+
+#[derive(clap::Args)]
+pub struct Args {
+    pub id: String,
+}
+
+pub fn pause(args: Args, engine: &Engine) -> Result<()> {
+    engine.load(&args.id)?.pause()?;
+    Ok(())
+}
+
+pub fn resume(args: Args, engine: &Engine) -> Result<()> {
+    engine.load(&args.id)?.resume()?;
+    Ok(())
+}

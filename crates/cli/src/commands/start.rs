@@ -1,0 +1,12 @@
+use anyhow::Result;
+use hostprocess_engine::Engine;
+
+#[derive(clap::Args)]
+pub struct Args {
+    pub id: String,
+}
+
+pub fn run(args: Args, engine: &Engine) -> Result<()> {
+    engine.load(&args.id)?.start()?;
+    Ok(())
+}

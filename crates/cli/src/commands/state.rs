@@ -1,0 +1,13 @@
+use anyhow::Result;
+use hostprocess_engine::Engine;
+
+#[derive(clap::Args)]
+pub struct Args {
+    pub id: String,
+}
+
+pub fn run(args: Args, engine: &Engine) -> Result<()> {
+    let state = engine.load(&args.id)?.oci_state();
+    println!("{}", serde_json::to_string_pretty(&state)?);
+    Ok(())
+}

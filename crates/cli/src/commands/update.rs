@@ -1,0 +1,78 @@
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use hostprocess_engine::spec::{LinuxCpu, LinuxMemory, LinuxPids, LinuxResources, WindowsResources};
+use hostprocess_engine::Engine;
+
+#[derive(clap::Args)]
+pub struct Args {
+    pub id: String,
+    /// JSON resources file (`linux.resources` shape, or {"windows": …}); `-` reads stdin.
+    #[arg(short, long)]
+    pub resources: Option<PathBuf>,
+    /// Memory limit in bytes.
+    #[arg(long)]
+    pub memory: Option<i64>,
+    #[arg(long = "cpu-quota")]
+    pub cpu_quota: Option<i64>,
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<u64>,
+    #[arg(long = "cpu-share")]
+    pub cpu_share: Option<u64>,
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+}
+
+#[derive(serde::Deserialize)]
+struct WindowsDocument {
+    windows: WindowsResources,
+}
+
+pub fn run(args: Args, engine: &Engine) -> Result<()> {
+    let mut linux: Option<LinuxResources> = None;
+    let mut windows: Option<WindowsResources> = None;
+    if let Some(path) = &args.resources {
+        let mut text = String::new();
+        if path.as_os_str() == "-" {
+            std::io::stdin().read_to_string(&mut text).context("read stdin")?;
+        } else {
+            text = std::fs::read_to_string(path).with_context(|| format!("read '{}'", path.display()))?;
+        }
+        if let Ok(doc) = serde_json::from_str::<WindowsDocument>(&text) {
+            windows = Some(doc.windows);
+        } else {
+            linux = Some(serde_json::from_str(&text).context("parse resources JSON")?);
+        }
+    }
+    let flags = LinuxResources {
+        memory: args.memory.map(|limit| LinuxMemory {
+            limit: Some(limit),
+            ..LinuxMemory::default()
+        }),
+        cpu: (args.cpu_quota.is_some()
+            || args.cpu_share.is_some()
+            || args.cpuset_cpus.is_some()
+            || args.cpuset_mems.is_some())
+        .then(|| LinuxCpu {
+            shares: args.cpu_share,
+            quota: args.cpu_quota,
+            period: args.cpu_period,
+            cpus: args.cpuset_cpus.clone(),
+            mems: args.cpuset_mems.clone(),
+        }),
+        pids: args.pids_limit.map(|limit| LinuxPids { limit }),
+        block_io: None,
+    };
+    if flags.memory.is_some() || flags.cpu.is_some() || flags.pids.is_some() {
+        linux = Some(flags);
+    }
+    engine
+        .load(&args.id)?
+        .update(linux.as_ref(), windows.as_ref())?;
+    Ok(())
+}

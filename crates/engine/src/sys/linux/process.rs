@@ -1,0 +1,489 @@
+//! Starting a process of a container: fork, and in the child (async-signal-safe system calls
+//! only, on data prepared before the fork) join the job's cgroups first, then the view, stdio,
+//! limits, the account, the working directory, and finally exec — right away, or once `start`
+//! opens the exec FIFO.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{ErrorKind, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::sys::ProcessInfo;
+
+use super::account::Account;
+use super::Stdio;
+
+/// Steps of the child, reported back with errno when one fails.
+const STEPS: &[&str] = &[
+    "join the job's cgroup",
+    "start a new session",
+    "join the container's mount namespace",
+    "set up stdio",
+    "set the controlling terminal",
+    "lower a resource limit",
+    "open the exec FIFO",
+    "set supplementary groups",
+    "set gid",
+    "set uid",
+    "set no_new_privs",
+    "change to the working directory",
+    "execute the command",
+    "open /dev/null",
+];
+const STEP_CGROUP: u32 = 0;
+const STEP_SETSID: u32 = 1;
+const STEP_SETNS: u32 = 2;
+const STEP_STDIO: u32 = 3;
+const STEP_TTY: u32 = 4;
+const STEP_RLIMIT: u32 = 5;
+const STEP_FIFO: u32 = 6;
+const STEP_GROUPS: u32 = 7;
+const STEP_GID: u32 = 8;
+const STEP_UID: u32 = 9;
+const STEP_NNP: u32 = 10;
+const STEP_CHDIR: u32 = 11;
+const STEP_EXEC: u32 = 12;
+const STEP_DEVNULL: u32 = 13;
+/// Sent by a held init once everything but exec is done.
+const READY: u8 = b'R';
+
+/// Everything the child needs, prepared before the fork.
+pub struct Launch {
+    pub executable: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: PathBuf,
+    pub cgroup_procs: Vec<PathBuf>,
+    pub mount_ns: Option<PathBuf>,
+    pub account: Account,
+    pub rlimits: Vec<(String, u64, u64)>,
+    pub no_new_privileges: bool,
+    /// Held until `start` opens this FIFO for reading.
+    pub exec_fifo: Option<PathBuf>,
+    pub new_session: bool,
+}
+
+fn c(s: impl AsRef<[u8]>, what: &str) -> Result<CString> {
+    CString::new(s.as_ref()).map_err(|_| {
+        Error::sys(
+            format!("prepare {what}"),
+            std::io::Error::new(ErrorKind::InvalidInput, "contains a NUL byte"),
+        )
+    })
+}
+
+fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+    Some(match name {
+        "RLIMIT_AS" => libc::RLIMIT_AS,
+        "RLIMIT_CORE" => libc::RLIMIT_CORE,
+        "RLIMIT_CPU" => libc::RLIMIT_CPU,
+        "RLIMIT_DATA" => libc::RLIMIT_DATA,
+        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => libc::RLIMIT_NICE,
+        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+        "RLIMIT_RSS" => libc::RLIMIT_RSS,
+        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+        "RLIMIT_STACK" => libc::RLIMIT_STACK,
+        _ => return None,
+    })
+}
+
+/// Only limits that lower the current ones apply: raising needs a privilege this runtime
+/// should not rely on.
+fn lowered_rlimits(rlimits: &[(String, u64, u64)]) -> Result<Vec<(libc::__rlimit_resource_t, libc::rlimit)>> {
+    let mut out = Vec::new();
+    for (name, soft, hard) in rlimits {
+        let resource = rlimit_resource(name).ok_or_else(|| {
+            Error::Spec(format!("process.rlimits: unknown limit {name:?}"))
+        })?;
+        let mut current = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct we own.
+        unsafe { libc::getrlimit(resource, &mut current) };
+        let hard = (*hard).min(current.rlim_max);
+        let soft = (*soft).min(hard);
+        if hard < current.rlim_max || soft < current.rlim_cur {
+            out.push((resource, libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            }));
+        } else if (soft, hard) != (current.rlim_cur, current.rlim_max) {
+            log::debug!("{name}: not raised above the runtime's own limit");
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a process's start time (clock ticks since boot, field 22 of `/proc/<pid>/stat`).
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 2..];
+    after_comm.split(' ').nth(19)?.parse().ok()
+}
+
+/// True while the process runs (a zombie has exited).
+pub fn is_running(process: &ProcessInfo) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{}/stat", process.pid)) else {
+        return false;
+    };
+    let Some(close) = stat.rfind(')') else {
+        return false;
+    };
+    let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+    let state = fields.first().copied().unwrap_or("X");
+    let started: Option<u64> = fields.get(19).and_then(|s| s.parse().ok());
+    started == Some(process.start_time) && state != "Z" && state != "X"
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the array with two new descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(Error::sys("pipe", std::io::Error::last_os_error()));
+    }
+    // SAFETY: both descriptors are fresh and owned from here.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Starts the process. Returns once it runs its command, or, when held, once it waits at the
+/// exec FIFO; any failure before that comes back as an error naming the step.
+pub fn spawn(launch: &Launch, stdio: Stdio) -> Result<ProcessInfo> {
+    let exe = c(launch.executable.as_os_str().as_bytes(), "the executable path")?;
+    let args: Vec<CString> = launch
+        .args
+        .iter()
+        .map(|a| c(a, "an argument"))
+        .collect::<Result<_>>()?;
+    let env: Vec<CString> = launch
+        .env
+        .iter()
+        .map(|e| c(e, "an environment variable"))
+        .collect::<Result<_>>()?;
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let cwd = c(launch.cwd.as_os_str().as_bytes(), "the working directory")?;
+    let procs: Vec<CString> = launch
+        .cgroup_procs
+        .iter()
+        .map(|p| c(p.as_os_str().as_bytes(), "a cgroup path"))
+        .collect::<Result<_>>()?;
+    let ns = match &launch.mount_ns {
+        Some(pin) => Some(fs::File::open(pin).map_err(|e| Error::io("open", pin, e))?),
+        None => None,
+    };
+    let fifo = match &launch.exec_fifo {
+        Some(p) => Some(c(p.as_os_str().as_bytes(), "the exec FIFO")?),
+        None => None,
+    };
+    let dev_null = c("/dev/null", "/dev/null")?;
+    let proc_fd_prefix = b"/proc/self/fd/";
+    let rlimits = lowered_rlimits(&launch.rlimits)?;
+    let groups: Vec<libc::gid_t> = launch.account.groups.clone();
+    let change_ids = !launch.account.inherit;
+    let (uid, gid) = (launch.account.uid, launch.account.gid);
+    let stdio_fds: [RawFd; 3] = [
+        stdio.stdin.as_ref().map_or(-1, |f| f.as_raw_fd()),
+        stdio.stdout.as_ref().map_or(-1, |f| f.as_raw_fd()),
+        stdio.stderr.as_ref().map_or(-1, |f| f.as_raw_fd()),
+    ];
+    let keep = 3 + stdio.preserve_fds as RawFd;
+    let (report_r, report_w) = pipe()?;
+    let report = report_w.as_raw_fd();
+
+    // SAFETY: the child only makes async-signal-safe system calls on memory prepared above,
+    // then execs or exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(Error::sys("fork", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: see above; `child` never returns.
+        unsafe {
+            child(ChildArgs {
+                procs: &procs,
+                new_session: launch.new_session,
+                ns: ns.as_ref().map(|f| f.as_raw_fd()),
+                stdio: stdio_fds,
+                terminal: stdio.terminal,
+                dev_null: &dev_null,
+                rlimits: &rlimits,
+                fifo: fifo.as_ref(),
+                proc_fd_prefix,
+                change_ids,
+                groups: &groups,
+                uid,
+                gid,
+                no_new_privileges: launch.no_new_privileges,
+                cwd: &cwd,
+                keep,
+                exe: &exe,
+                argv: &argv,
+                envp: &envp,
+                report,
+            })
+        }
+    }
+    drop(report_w);
+    drop(stdio);
+    drop(ns);
+    let pid = pid as u32;
+    let mut reader = fs::File::from(report_r);
+    let mut first = [0u8; 1];
+    let n = loop {
+        match reader.read(&mut first) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::sys("read from the new process", e)),
+        }
+    };
+    if n == 1 && first[0] != READY {
+        let mut rest = [0u8; 8];
+        let _ = reader.read_exact(&mut rest[1..]);
+        rest[0] = first[0];
+        let step = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]);
+        let errno = i32::from_ne_bytes([rest[4], rest[5], rest[6], rest[7]]);
+        reap(pid);
+        let what = STEPS.get(step as usize).copied().unwrap_or("start");
+        let detail = match step {
+            STEP_CHDIR => format!("{what} '{}'", launch.cwd.display()),
+            STEP_EXEC => format!("{what} '{}'", launch.executable.display()),
+            STEP_CGROUP => format!("{what} ({})", launch.cgroup_procs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")),
+            _ => what.to_string(),
+        };
+        return Err(Error::sys(detail, std::io::Error::from_raw_os_error(errno)));
+    }
+    let start_time = start_time(pid).unwrap_or(0);
+    Ok(ProcessInfo { pid, start_time })
+}
+
+fn reap(pid: u32) {
+    let mut status = 0;
+    // SAFETY: waitpid on our own child.
+    unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+}
+
+struct ChildArgs<'a> {
+    procs: &'a [CString],
+    new_session: bool,
+    ns: Option<RawFd>,
+    stdio: [RawFd; 3],
+    terminal: bool,
+    dev_null: &'a CString,
+    rlimits: &'a [(libc::__rlimit_resource_t, libc::rlimit)],
+    fifo: Option<&'a CString>,
+    proc_fd_prefix: &'a [u8],
+    change_ids: bool,
+    groups: &'a [libc::gid_t],
+    uid: u32,
+    gid: u32,
+    no_new_privileges: bool,
+    cwd: &'a CString,
+    keep: RawFd,
+    exe: &'a CString,
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+    report: RawFd,
+}
+
+unsafe fn fail(report: RawFd, step: u32) -> ! {
+    let errno = *libc::__errno_location();
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&step.to_ne_bytes());
+    msg[4..].copy_from_slice(&errno.to_ne_bytes());
+    // A zero first byte would read as "no step": steps are small, so the first byte is the step.
+    libc::write(report, msg.as_ptr().cast(), msg.len());
+    libc::_exit(127);
+}
+
+/// The child side of [`spawn`]. Async-signal-safe system calls only.
+unsafe fn child(a: ChildArgs<'_>) -> ! {
+    // The runtime may ignore or block signals (Rust ignores SIGPIPE); the workload starts clean.
+    let mut empty: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut empty);
+    libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    for signal in 1..32 {
+        if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+            libc::signal(signal, libc::SIG_DFL);
+        }
+    }
+    // 1. Into the job before anything else can run.
+    for procs in a.procs {
+        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+            fail(a.report, STEP_CGROUP);
+        }
+        libc::close(fd);
+    }
+    if a.new_session && libc::setsid() < 0 {
+        fail(a.report, STEP_SETSID);
+    }
+    if let Some(ns) = a.ns {
+        if libc::setns(ns, libc::CLONE_NEWNS) < 0 {
+            fail(a.report, STEP_SETNS);
+        }
+    }
+    // 2. stdio: move the sources above 2 first so none is overwritten before it is used.
+    let mut high = [-1; 3];
+    for (i, fd) in a.stdio.iter().enumerate() {
+        let source = if *fd >= 0 {
+            *fd
+        } else {
+            let null = libc::open(a.dev_null.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+            if null < 0 {
+                fail(a.report, STEP_DEVNULL);
+            }
+            null
+        };
+        high[i] = libc::fcntl(source, libc::F_DUPFD_CLOEXEC, a.keep.max(10));
+        if high[i] < 0 {
+            fail(a.report, STEP_STDIO);
+        }
+    }
+    for (i, fd) in high.iter().enumerate() {
+        if libc::dup2(*fd, i as RawFd) < 0 {
+            fail(a.report, STEP_STDIO);
+        }
+    }
+    if a.terminal && libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+        fail(a.report, STEP_TTY);
+    }
+    for (resource, limit) in a.rlimits {
+        if libc::setrlimit(*resource, limit) < 0 {
+            fail(a.report, STEP_RLIMIT);
+        }
+    }
+    let fifo = match a.fifo {
+        Some(path) => {
+            let fd = libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
+            if fd < 0 {
+                fail(a.report, STEP_FIFO);
+            }
+            fd
+        }
+        None => -1,
+    };
+    // 3. The account: groups, then gid, then uid; a non-root uid drops every capability.
+    if a.change_ids {
+        if libc::setgroups(a.groups.len(), a.groups.as_ptr()) < 0 {
+            fail(a.report, STEP_GROUPS);
+        }
+        if libc::setresgid(a.gid, a.gid, a.gid) < 0 {
+            fail(a.report, STEP_GID);
+        }
+        if libc::setresuid(a.uid, a.uid, a.uid) < 0 {
+            fail(a.report, STEP_UID);
+        }
+    }
+    if a.no_new_privileges && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
+        fail(a.report, STEP_NNP);
+    }
+    if libc::chdir(a.cwd.as_ptr()) < 0 {
+        fail(a.report, STEP_CHDIR);
+    }
+    // 4. No runtime descriptor reaches the workload: all but stdio and preserved fds close.
+    for fd in 3..a.keep {
+        libc::fcntl(fd, libc::F_SETFD, 0);
+    }
+    libc::syscall(
+        libc::SYS_close_range,
+        a.keep as libc::c_uint,
+        libc::c_uint::MAX,
+        libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+    );
+    if fifo >= 0 {
+        libc::write(a.report, [READY].as_ptr().cast(), 1);
+        // /proc/self/fd/<fifo>: reopen the O_PATH descriptor for writing; blocks until start.
+        let mut path = [0u8; 64];
+        let prefix = a.proc_fd_prefix;
+        path[..prefix.len()].copy_from_slice(prefix);
+        let mut digits = [0u8; 12];
+        let mut n = fifo as u32;
+        let mut len = 0;
+        loop {
+            digits[len] = b'0' + (n % 10) as u8;
+            len += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for i in 0..len {
+            path[prefix.len() + i] = digits[len - 1 - i];
+        }
+        let w = libc::open(path.as_ptr().cast(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if w < 0 {
+            libc::_exit(126);
+        }
+        libc::write(w, b"0".as_ptr().cast(), 1);
+        libc::close(w);
+        libc::close(fifo);
+    }
+    libc::execve(a.exe.as_ptr(), a.argv.as_ptr(), a.envp.as_ptr());
+    if fifo >= 0 {
+        // Nobody listens on the report pipe any more: tell the container's stderr, like a shell.
+        let msg = b"hostprocess: exec failed\n";
+        libc::write(2, msg.as_ptr().cast(), msg.len());
+    }
+    fail(a.report, STEP_EXEC);
+}
+
+/// Makes the exec FIFO a held init waits on (writable by any account the init may run as).
+pub fn make_exec_fifo(path: &Path) -> Result<()> {
+    let cpath = c(path.as_os_str().as_bytes(), "the exec FIFO")?;
+    // SAFETY: mkfifo/chmod with a valid C string.
+    if unsafe { libc::mkfifo(cpath.as_ptr(), 0o622) } < 0 {
+        return Err(Error::io("mkfifo", path, std::io::Error::last_os_error()));
+    }
+    if unsafe { libc::chmod(cpath.as_ptr(), 0o622) } < 0 {
+        return Err(Error::io("chmod", path, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Releases a held init: open the FIFO for reading, take its byte, remove the FIFO.
+pub fn release(path: &Path, init: &ProcessInfo) -> Result<()> {
+    let cpath = c(path.as_os_str().as_bytes(), "the exec FIFO")?;
+    // SAFETY: open with a valid C string; non-blocking so a dead init cannot hang us.
+    let fd = unsafe { libc::open(cpath.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(Error::io("open", path, std::io::Error::last_os_error()));
+    }
+    // SAFETY: fd is fresh and owned from here.
+    let fifo = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: reading one byte into our own buffer.
+        let n = unsafe { libc::read(fifo.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) };
+        if n == 1 {
+            break;
+        }
+        if !is_running(init) {
+            return Err(Error::sys(
+                "start",
+                std::io::Error::other("the container's init exited before it was started"),
+            ));
+        }
+        let mut pfd = libc::pollfd {
+            fd: fifo.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid descriptor.
+        unsafe { libc::poll(&mut pfd, 1, 10) };
+    }
+    let _ = fs::remove_file(path);
+    Ok(())
+}

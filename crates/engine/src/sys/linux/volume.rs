@@ -1,0 +1,556 @@
+//! The container volume and the container's view of the filesystem (§2).
+//!
+//! The volume is an overlay: the image read-only below, a fresh upper directory per container.
+//! Bind layout: a mount namespace, slave of the host's, built by a helper thread of the
+//! creating process and kept alive by a bind mount of its nsfs file in the state directory;
+//! every process of the container joins it with `setns`. Symlink layout: the volume is mounted
+//! at a host path unique to the container and mounts are symlinks inside it.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::ErrorKind;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::plan::mounts::{relative_components, MountError};
+use crate::plan::{ContainerPlan, ImageSource, Layout, Propagation, VolumeMount};
+
+/// Everything the volume and view of one container are made of.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeRecord {
+    pub mount_point: PathBuf,
+    /// Bind layout: the pinned mount namespace.
+    pub ns_pin: Option<PathBuf>,
+    /// Symlink layout: the overlay's mount in the host namespace.
+    pub host_mount: Option<PathBuf>,
+    /// Upper and work directories this runtime made (removed on delete).
+    pub scratch: Option<PathBuf>,
+}
+
+fn sys_err(op: impl Into<String>, e: nix::Error) -> Error {
+    Error::sys(op, std::io::Error::from(e))
+}
+
+fn cstring(path: &Path) -> Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+        Error::io(
+            "use",
+            path,
+            std::io::Error::new(ErrorKind::InvalidInput, "path contains a NUL byte"),
+        )
+    })
+}
+
+/// Names the volume's parts (nothing is made).
+pub fn plan_record(plan: &ContainerPlan, state_dir: &Path) -> VolumeRecord {
+    let owns_scratch = match &plan.volume.image {
+        ImageSource::Directory(_) => true,
+        ImageSource::Layers { upper, .. } => upper.is_none(),
+    };
+    VolumeRecord {
+        mount_point: plan.volume.mount_point.clone(),
+        ns_pin: (plan.volume.layout == Layout::Bind).then(|| state_dir.join("mntns")),
+        host_mount: (plan.volume.layout == Layout::Symlink).then(|| plan.volume.mount_point.clone()),
+        scratch: (owns_scratch && !plan.volume.read_only).then(|| state_dir.join("volume")),
+    }
+}
+
+/// Checks the plan's paths against the host before anything is made: sources exist and are
+/// not FIFOs, destinations do not pass through a symlink of the image, rshared mounts have a
+/// shared source.
+pub fn check(plan: &ContainerPlan) -> Result<()> {
+    let lowers = lower_dirs(&plan.volume.image);
+    for lower in &lowers {
+        if !lower.is_dir() {
+            return Err(Error::io(
+                "use image root",
+                lower,
+                std::io::Error::new(ErrorKind::NotFound, "no such directory"),
+            ));
+        }
+    }
+    for m in &plan.mounts {
+        let meta = fs::metadata(&m.source).map_err(|e| {
+            Error::Mount(MountError::Source {
+                path: m.source.display().to_string(),
+                reason: e.to_string(),
+            })
+        })?;
+        if meta.file_type().is_fifo() {
+            return Err(Error::Mount(MountError::NamedPipe {
+                path: m.source.display().to_string(),
+            }));
+        }
+        // The legacy path $CONTAINER_SANDBOX_MOUNT_POINT/<destination> is made inside the
+        // volume: refuse any image symlink on the way there.
+        let parts = relative_components(&m.destination);
+        for lower in &lowers {
+            let mut at = lower.clone();
+            for part in &parts[..parts.len().saturating_sub(1)] {
+                at.push(part);
+                if fs::symlink_metadata(&at).is_ok_and(|md| md.file_type().is_symlink()) {
+                    return Err(Error::Mount(MountError::Destination {
+                        destination: m.destination.display().to_string(),
+                        reason: format!(
+                            "'{}' is a symlink in the image; a mount path inside the volume may not pass through one",
+                            Path::new("/").join(at.strip_prefix(lower).unwrap_or(&at)).display()
+                        ),
+                    }));
+                }
+            }
+        }
+        if m.propagation == Propagation::Shared {
+            let (mount_point, shared) = mount_of(&m.source)?;
+            if !shared {
+                return Err(Error::Mount(MountError::Source {
+                    path: m.source.display().to_string(),
+                    reason: format!(
+                        "rshared propagation needs a shared source mount, and '{}' is not shared; run `mount --make-rshared {}` first",
+                        mount_point.display(),
+                        mount_point.display()
+                    ),
+                }));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn lower_dirs(image: &ImageSource) -> Vec<PathBuf> {
+    match image {
+        ImageSource::Directory(dir) => vec![dir.clone()],
+        ImageSource::Layers { lower, .. } => lower.clone(),
+    }
+}
+
+/// The mount holding `path` and whether it is shared.
+fn mount_of(path: &Path) -> Result<(PathBuf, bool)> {
+    let path = fs::canonicalize(path).map_err(|e| Error::io("resolve", path, e))?;
+    let text = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
+    let mut best: Option<(PathBuf, bool)> = None;
+    for line in text.lines() {
+        let Some((left, _)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = left.split(' ').collect();
+        let Some(point) = fields.get(4) else { continue };
+        let point = PathBuf::from(unescape(point));
+        if path.starts_with(&point)
+            && best
+                .as_ref()
+                .is_none_or(|(b, _)| point.as_os_str().len() >= b.as_os_str().len())
+        {
+            let shared = fields.iter().skip(6).any(|f| f.starts_with("shared:"));
+            best = Some((point, shared));
+        }
+    }
+    Ok(best.unwrap_or((PathBuf::from("/"), false)))
+}
+
+fn unescape(field: &str) -> String {
+    field
+        .replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// The overlay's mount data, and the scratch directories it needs.
+fn overlay_data(plan: &ContainerPlan, record: &VolumeRecord) -> Result<Option<String>> {
+    let (lower, upper, work) = match &plan.volume.image {
+        ImageSource::Directory(dir) => (vec![dir.clone()], None, None),
+        ImageSource::Layers { lower, upper, work } => (lower.clone(), upper.clone(), work.clone()),
+    };
+    let lowerdir = lower
+        .iter()
+        .map(|l| l.to_string_lossy().replace(':', "\\:"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let (upper, work) = match (upper, work, &record.scratch) {
+        (Some(u), Some(w), _) => (u, w),
+        (_, _, Some(scratch)) => {
+            let (u, w) = (scratch.join("upper"), scratch.join("work"));
+            for d in [&u, &w] {
+                fs::create_dir_all(d).map_err(|e| Error::io("create", d, e))?;
+            }
+            (u, w)
+        }
+        // Read-only root: a read-only overlay of the lower layers, or a plain bind when one.
+        _ if lower.len() == 1 => return Ok(None),
+        _ => return Ok(Some(format!("lowerdir={lowerdir}"))),
+    };
+    Ok(Some(format!(
+        "lowerdir={lowerdir},upperdir={},workdir={}",
+        upper.display(),
+        work.display()
+    )))
+}
+
+/// Mounts the volume at `target` (in the calling thread's namespace).
+fn mount_volume(plan: &ContainerPlan, record: &VolumeRecord, target: &Path) -> Result<()> {
+    match overlay_data(plan, record)? {
+        Some(data) => {
+            let flags = if plan.volume.read_only {
+                MsFlags::MS_RDONLY
+            } else {
+                MsFlags::empty()
+            };
+            mount(Some("overlay"), target, Some("overlay"), flags, Some(data.as_str()))
+                .map_err(|e| sys_err(format!("mount overlay on '{}' ({data})", target.display()), e))
+        }
+        None => {
+            let source = lower_dirs(&plan.volume.image).remove(0);
+            mount(Some(&source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(|e| sys_err(format!("bind '{}' on '{}'", source.display(), target.display()), e))?;
+            mount(
+                None::<&str>,
+                target,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+            .map_err(|e| sys_err(format!("remount '{}' read-only", target.display()), e))
+        }
+    }
+}
+
+/// Opens `components` below the directory `root` without following any symlink, creating
+/// missing directories; returns the last directory's descriptor.
+fn open_dirs_nofollow(root: RawFd, components: &[String], what: &Path) -> Result<OwnedFd> {
+    // SAFETY: dup of a valid descriptor; the result is owned below.
+    let mut current = unsafe { OwnedFd::from_raw_fd(libc::fcntl(root, libc::F_DUPFD_CLOEXEC, 0)) };
+    for part in components {
+        let name = CString::new(part.as_bytes()).map_err(|_| {
+            Error::io("use", what, std::io::Error::new(ErrorKind::InvalidInput, "NUL byte"))
+        })?;
+        // SAFETY: plain syscalls on a valid directory descriptor and a C string.
+        unsafe { libc::mkdirat(current.as_raw_fd(), name.as_ptr(), 0o755) };
+        let fd = unsafe {
+            libc::openat(
+                current.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_RDONLY,
+            )
+        };
+        if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            let reason = if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) {
+                format!("'{part}' is a symlink or not a directory inside the volume; not following it")
+            } else {
+                e.to_string()
+            };
+            return Err(Error::Mount(MountError::Destination {
+                destination: what.display().to_string(),
+                reason,
+            }));
+        }
+        // SAFETY: fd was just returned by openat and is owned from here.
+        current = unsafe { OwnedFd::from_raw_fd(fd) };
+    }
+    Ok(current)
+}
+
+/// Makes `<volume>/<destination>` a symlink to `target`, never following an image symlink.
+fn link_in_volume(volume: &Path, destination: &Path, target: &Path) -> Result<()> {
+    let parts = relative_components(destination);
+    let Some((last, parents)) = parts.split_last() else {
+        return Ok(());
+    };
+    let root = fs::File::open(volume).map_err(|e| Error::io("open", volume, e))?;
+    let dir = open_dirs_nofollow(root.as_raw_fd(), parents, destination)?;
+    let name = CString::new(last.as_bytes()).map_err(|_| {
+        Error::io("use", destination, std::io::Error::new(ErrorKind::InvalidInput, "NUL byte"))
+    })?;
+    let target_c = cstring(target)?;
+    // SAFETY: symlinkat on a valid directory descriptor with C strings.
+    let rc = unsafe { libc::symlinkat(target_c.as_ptr(), dir.as_raw_fd(), name.as_ptr()) };
+    if rc < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == ErrorKind::AlreadyExists {
+            log::warn!(
+                "'{}' exists in the image; the mount is reachable at '{}' only",
+                volume.join(parts.join("/")).display(),
+                destination.display()
+            );
+            return Ok(());
+        }
+        return Err(Error::io("symlink", volume.join(parts.join("/")), e));
+    }
+    Ok(())
+}
+
+/// Creates a directory inside the volume without following symlinks (a working directory the
+/// image does not have).
+pub fn make_dir_in_volume(volume: &Path, path: &Path) -> Result<()> {
+    let rel = path.strip_prefix(volume).unwrap_or(path);
+    let root = fs::File::open(volume).map_err(|e| Error::io("open", volume, e))?;
+    open_dirs_nofollow(root.as_raw_fd(), &relative_components(rel), path).map(drop)
+}
+
+fn open_tree_clone(source: &Path) -> Result<OwnedFd> {
+    let c = cstring(source)?;
+    // SAFETY: open_tree(2) with a valid C string; returns a new descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(Error::io("clone mount", source, std::io::Error::last_os_error()));
+    }
+    // SAFETY: fd is a fresh descriptor owned from here.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+fn move_mount_to(tree: &OwnedFd, destination: &Path) -> Result<()> {
+    let c = cstring(destination)?;
+    let empty = c"";
+    // SAFETY: move_mount(2) with a valid descriptor and C strings.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH as libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        return Err(Error::io("mount at", destination, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn set_read_only_recursive(destination: &Path) -> Result<()> {
+    let c = cstring(destination)?;
+    let attr = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr(2) with a valid C string and a properly sized struct.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_RECURSIVE as libc::c_uint,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(Error::io("make read-only", destination, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Makes sure a mount point exists on the host for a destination (an empty directory, or an
+/// empty file when the source is not a directory). These are left in place on delete, like
+/// the sandbox mount point itself: other containers may use them.
+fn ensure_host_mount_point(m: &VolumeMount) -> Result<()> {
+    if fs::symlink_metadata(&m.destination).is_ok() {
+        log::warn!(
+            "mount destination '{}' exists on the host and is shadowed for this container",
+            m.destination.display()
+        );
+        return Ok(());
+    }
+    if m.source.is_dir() {
+        fs::create_dir_all(&m.destination).map_err(|e| Error::io("create", &m.destination, e))
+    } else {
+        if let Some(parent) = m.destination.parent() {
+            fs::create_dir_all(parent).map_err(|e| Error::io("create", parent, e))?;
+        }
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&m.destination)
+            .map(drop)
+            .map_err(|e| Error::io("create", &m.destination, e))
+    }
+}
+
+fn propagate(destination: &Path, propagation: Propagation) -> Result<()> {
+    let flag = match propagation {
+        // Shared: the clone is already in its source's peer group.
+        Propagation::Shared => return Ok(()),
+        Propagation::Slave => MsFlags::MS_SLAVE,
+        Propagation::Private => MsFlags::MS_PRIVATE,
+    };
+    mount(None::<&str>, destination, None::<&str>, flag | MsFlags::MS_REC, None::<&str>)
+        .map_err(|e| sys_err(format!("set propagation of '{}'", destination.display()), e))
+}
+
+/// Builds the volume and the view. Returns after the view is complete; `inside` runs in the
+/// view before that (resolution of the command, working directory).
+pub fn build<T: Send>(
+    plan: &ContainerPlan,
+    record: &VolumeRecord,
+    inside: impl FnOnce() -> Result<T> + Send,
+) -> Result<T> {
+    let mount_point = &plan.volume.mount_point;
+    match plan.volume.layout {
+        Layout::Symlink => {
+            fs::create_dir_all(mount_point).map_err(|e| Error::io("create", mount_point, e))?;
+            mount_volume(plan, record, mount_point)?;
+            for m in &plan.mounts {
+                link_in_volume(mount_point, &m.destination, &m.source)?;
+            }
+            inside()
+        }
+        Layout::Bind => {
+            let pin = record
+                .ns_pin
+                .as_ref()
+                .ok_or_else(|| Error::container(&plan.id, "bind layout without a namespace pin"))?;
+            fs::create_dir_all(mount_point).map_err(|e| Error::io("create", mount_point, e))?;
+            let mut trees = Vec::new();
+            for m in &plan.mounts {
+                if !m.destination.starts_with(mount_point) {
+                    ensure_host_mount_point(m)?;
+                }
+                trees.push(open_tree_clone(&m.source)?);
+            }
+            fs::File::create(pin).map_err(|e| Error::io("create", pin, e))?;
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<i32>>();
+            let (pinned_tx, pinned_rx) = std::sync::mpsc::channel::<()>();
+            std::thread::scope(|scope| {
+                let worker = scope.spawn(move || -> Result<T> {
+                    let built = build_namespace(plan, record, &trees);
+                    let failed = built.is_err();
+                    let _ = ready_tx.send(built.map(|()| nix::unistd::gettid().as_raw()));
+                    if failed {
+                        return Err(Error::container(&plan.id, "view not built"));
+                    }
+                    // Stay in the namespace until the creating thread has pinned it.
+                    let _ = pinned_rx.recv();
+                    inside()
+                });
+                let tid = ready_rx
+                    .recv()
+                    .map_err(|_| Error::container(&plan.id, "the view builder stopped"))??;
+                let ns = PathBuf::from(format!("/proc/self/task/{tid}/ns/mnt"));
+                let pinned = mount(Some(&ns), pin.as_path(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                    .map_err(|e| sys_err(format!("pin mount namespace at '{}'", pin.display()), e));
+                let _ = pinned_tx.send(());
+                let result = worker
+                    .join()
+                    .map_err(|_| Error::container(&plan.id, "the view builder panicked"))?;
+                pinned?;
+                result
+            })
+        }
+    }
+}
+
+/// In a thread: a new mount namespace, slave of the host's, with the volume and the mounts.
+fn build_namespace(plan: &ContainerPlan, record: &VolumeRecord, trees: &[OwnedFd]) -> Result<()> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS | nix::sched::CloneFlags::CLONE_FS)
+        .map_err(|e| sys_err("unshare mount namespace", e))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
+        .map_err(|e| sys_err("make / a slave mount", e))?;
+    let mount_point = &plan.volume.mount_point;
+    mount_volume(plan, record, mount_point)?;
+    for (m, tree) in plan.mounts.iter().zip(trees) {
+        if m.destination.starts_with(mount_point) {
+            make_dir_in_volume(mount_point, &m.destination)?;
+        } else {
+            link_in_volume(mount_point, &m.destination, &m.destination)?;
+        }
+        move_mount_to(tree, &m.destination)?;
+        propagate(&m.destination, m.propagation)?;
+        if m.read_only {
+            set_read_only_recursive(&m.destination)?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `f` inside the container's view (a thread that joins the pinned namespace).
+pub fn in_view<T: Send>(record: &VolumeRecord, f: impl FnOnce() -> T + Send) -> Result<T> {
+    let Some(pin) = &record.ns_pin else {
+        return Ok(f());
+    };
+    let ns = fs::File::open(pin).map_err(|e| Error::io("open", pin, e))?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || -> Result<T> {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)
+                    .map_err(|e| sys_err("unshare fs", e))?;
+                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNS)
+                    .map_err(|e| sys_err(format!("join mount namespace '{}'", pin.display()), e))?;
+                Ok(f())
+            })
+            .join()
+            .map_err(|_| Error::sys("view", std::io::Error::other("the view thread panicked")))?
+    })
+}
+
+fn detach(path: &Path) -> Result<()> {
+    match umount2(path, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
+        Err(e) => Err(sys_err(format!("unmount '{}'", path.display()), e)),
+    }
+}
+
+/// Unmounts and removes what the volume and view are made of. Idempotent.
+pub fn destroy(record: &VolumeRecord) -> Result<()> {
+    if let Some(pin) = &record.ns_pin {
+        detach(pin)?;
+        match fs::remove_file(pin) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", pin, e)),
+        }
+    }
+    if let Some(host_mount) = &record.host_mount {
+        detach(host_mount)?;
+        match fs::remove_dir(host_mount) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", host_mount, e)),
+        }
+    }
+    if let Some(scratch) = &record.scratch {
+        match fs::remove_dir_all(scratch) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", scratch, e)),
+        }
+    }
+    Ok(())
+}
+
+/// What a path is inside the current view, for command resolution.
+pub fn file_kind(path: &Path) -> crate::plan::process::FileKind {
+    use crate::plan::process::FileKind;
+    match fs::metadata(path) {
+        Err(_) => FileKind::Missing,
+        Ok(md) if md.is_dir() => FileKind::Directory,
+        Ok(_) => {
+            let Ok(c) = cstring(path) else {
+                return FileKind::Missing;
+            };
+            // SAFETY: access(2) with a valid C string.
+            if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 {
+                FileKind::Executable
+            } else {
+                FileKind::File
+            }
+        }
+    }
+}
