@@ -11,7 +11,11 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "hostprocess", version, about = "Run HostProcess containers from OCI bundles (runc-compatible)")]
+#[command(
+    name = "hostprocess",
+    version,
+    about = "Run HostProcess containers from OCI bundles (runc-compatible)"
+)]
 struct Cli {
     /// Root directory for container state.
     #[arg(long, global = true, default_value = "/run/hostprocess")]
@@ -54,4 +58,3 @@ fn main() -> ExitCode {
         }
     }
 }
-

@@ -54,7 +54,12 @@ pub fn with_console_socket(socket: &Path, preserve_fds: u32) -> Result<Stdio> {
 }
 
 /// Stdio for a process that asks for a terminal (`terminal`) or not.
-pub fn stdio(terminal: bool, console_socket: Option<&Path>, detach: bool, preserve_fds: u32) -> Result<Stdio> {
+pub fn stdio(
+    terminal: bool,
+    console_socket: Option<&Path>,
+    detach: bool,
+    preserve_fds: u32,
+) -> Result<Stdio> {
     match (terminal, console_socket) {
         (true, Some(socket)) => with_console_socket(socket, preserve_fds),
         (true, None) if detach => {

@@ -76,20 +76,29 @@ impl Engine {
         bundle: &Path,
         image: Option<ImageSource>,
     ) -> Result<(Spec, ContainerPlan)> {
-        let spec = Spec::load(bundle)?;
-        let plan = plan::plan(id, bundle, &spec, &self.options, image)?;
+        let bundle = absolute(bundle)?;
+        let spec = Spec::load(&bundle)?;
+        let plan = plan::plan(id, &bundle, &spec, &self.options, image)?;
         Ok((spec, plan))
     }
 
     /// Creates a container from a bundle. Every check runs before the first side effect; if a
     /// later step fails, everything made so far is removed before the error is returned.
     pub fn create(&self, id: &str, bundle: &Path, options: CreateOptions) -> Result<Container> {
-        plan::validate_id(id)?;
+        let bundle = absolute(bundle)?;
+        let (_, plan) = self.plan(id, &bundle, options.image.clone())?;
+        self.create_planned(plan, options)
+    }
+
+    /// [`Engine::create`] for a plan the caller made with [`Engine::plan`] (to look at it
+    /// first, e.g. whether the process wants a terminal).
+    pub fn create_planned(&self, plan: ContainerPlan, options: CreateOptions) -> Result<Container> {
+        let id = plan.id.clone();
+        let id = id.as_str();
         if self.root.dir(id).exists() {
             return Err(Error::Exists(id.to_string()));
         }
-        let bundle = absolute(bundle)?;
-        let (_, plan) = self.plan(id, &bundle, options.image)?;
+        let bundle = plan.bundle.clone();
         let dir = self.root.dir(id);
         let mut record = Current::prepare(&plan, &dir)?;
 
@@ -291,9 +300,7 @@ impl Container {
     pub fn exec(&self, process: &Process, stdio: Stdio) -> Result<ProcessInfo> {
         match self.status() {
             Status::Running | Status::Created => {}
-            status => {
-                return Err(self.refuse(status, "exec needs a created or running container"))
-            }
+            status => return Err(self.refuse(status, "exec needs a created or running container")),
         }
         let plan = &self.state.plan;
         let process = plan::process::process_plan(
@@ -310,7 +317,9 @@ impl Container {
             return Current::signal_job(&self.state.record, signal);
         }
         match (self.status(), self.state.init) {
-            (Status::Stopped, _) | (_, None) => Err(self.refuse(Status::Stopped, "nothing to signal")),
+            (Status::Stopped, _) | (_, None) => {
+                Err(self.refuse(Status::Stopped, "nothing to signal"))
+            }
             (_, Some(init)) => Current::signal(&init, signal),
         }
     }
@@ -337,8 +346,7 @@ impl Container {
     ) -> Result<()> {
         let _lock = self.root.lock(&self.state.id)?;
         self.state = self.root.load(&self.state.id)?;
-        let next =
-            plan::resources::updated_request(&self.state.plan.resources, linux, windows)?;
+        let next = plan::resources::updated_request(&self.state.plan.resources, linux, windows)?;
         Current::update(&self.state.record, &next)?;
         self.state.plan.resources = next;
         self.root.save(&self.state)
@@ -388,18 +396,9 @@ impl Container {
         let _lock = self.root.lock(&id)?;
         let status = self.status();
         if matches!(status, Status::Running | Status::Paused) && !force {
-            return Err(self.refuse(
-                status,
-                "stop it first or use delete --force to kill it",
-            ));
+            return Err(self.refuse(status, "stop it first or use delete --force to kill it"));
         }
-        let record = &self.state.record;
-        if Current::is_frozen(record) {
-            Current::set_frozen(record, false)?;
-        }
-        Current::signal_job(record, SIGKILL)?;
-        Current::wait_job_empty(record, Duration::from_secs(10))?;
-        Current::destroy(record)?;
+        Current::destroy(&self.state.record)?;
         self.root.remove_dir(&id)
     }
 }

@@ -257,7 +257,11 @@ impl Spec {
         if self.hostname.as_deref().is_some_and(|h| !h.is_empty()) {
             ignored.push("hostname");
         }
-        if self.linux.as_ref().is_some_and(|l| !l.namespaces.is_empty()) {
+        if self
+            .linux
+            .as_ref()
+            .is_some_and(|l| !l.namespaces.is_empty())
+        {
             ignored.push("linux.namespaces");
         }
         ignored

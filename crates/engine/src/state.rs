@@ -100,7 +100,10 @@ impl StateRoot {
             _ => Error::io("read", &path, e),
         })?;
         serde_json::from_slice(&text).map_err(|e| {
-            Error::container(id, format!("state file '{}' is corrupt: {e}", path.display()))
+            Error::container(
+                id,
+                format!("state file '{}' is corrupt: {e}", path.display()),
+            )
         })
     }
 

@@ -38,9 +38,8 @@ pub fn run(args: Args, engine: &Engine) -> Result<()> {
         true,
         args.preserve_fds,
     )?;
-    let container = engine.create(
-        &args.id,
-        &bundle,
+    let container = engine.create_planned(
+        plan,
         CreateOptions {
             stdio,
             ..CreateOptions::default()

@@ -16,11 +16,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args, engine: &Engine) -> Result<()> {
-    let seconds: f64 = args
-        .interval
-        .trim_end_matches('s')
-        .parse()
-        .map_err(|_| anyhow::anyhow!("invalid --interval {:?}: use seconds such as 5s", args.interval))?;
+    let seconds: f64 = args.interval.trim_end_matches('s').parse().map_err(|_| {
+        anyhow::anyhow!(
+            "invalid --interval {:?}: use seconds such as 5s",
+            args.interval
+        )
+    })?;
     let mut oom_kills = None;
     loop {
         let container = engine.load(&args.id)?;

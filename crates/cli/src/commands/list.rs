@@ -22,7 +22,10 @@ pub fn run(args: Args, engine: &Engine) -> Result<()> {
     match args.format.as_str() {
         "json" => println!("{}", serde_json::to_string(&states)?),
         "table" => {
-            println!("{:<20} {:<8} {:<10} {:<40} {:<32} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
+            println!(
+                "{:<20} {:<8} {:<10} {:<40} {:<32} OWNER",
+                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+            );
             for s in &states {
                 println!(
                     "{:<20} {:<8} {:<10} {:<40} {:<32} {}",

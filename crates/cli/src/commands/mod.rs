@@ -106,7 +106,11 @@ pub fn parse_signal(text: &str) -> Result<i32> {
         return Ok(n);
     }
     let upper = text.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
     name.parse::<nix::sys::signal::Signal>()
         .map(|s| s as i32)
         .map_err(|_| anyhow::anyhow!("unknown signal {text:?}"))

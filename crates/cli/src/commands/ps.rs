@@ -17,8 +17,15 @@ pub fn run(args: Args, engine: &Engine) -> Result<()> {
     match args.format.as_str() {
         "json" => println!("{}", serde_json::to_string(&pids)?),
         "table" => {
-            let ps_args = if args.ps_args.is_empty() { vec!["-ef".to_string()] } else { args.ps_args };
-            let out = std::process::Command::new("ps").args(&ps_args).output().context("run ps")?;
+            let ps_args = if args.ps_args.is_empty() {
+                vec!["-ef".to_string()]
+            } else {
+                args.ps_args
+            };
+            let out = std::process::Command::new("ps")
+                .args(&ps_args)
+                .output()
+                .context("run ps")?;
             let text = String::from_utf8_lossy(&out.stdout);
             let mut lines = text.lines();
             let header = lines.next().unwrap_or_default();
@@ -28,7 +35,10 @@ pub fn run(args: Args, engine: &Engine) -> Result<()> {
                 .context("ps output has no PID column")?;
             println!("{header}");
             for line in lines {
-                let pid: Option<u32> = line.split_whitespace().nth(column).and_then(|p| p.parse().ok());
+                let pid: Option<u32> = line
+                    .split_whitespace()
+                    .nth(column)
+                    .and_then(|p| p.parse().ok());
                 if pid.is_some_and(|p| pids.contains(&p)) {
                     println!("{line}");
                 }

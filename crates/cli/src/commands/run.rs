@@ -41,9 +41,8 @@ pub fn run(args: Args, engine: &Engine) -> Result<u8> {
         // Daemonized descendants of the container are reaped here, not left as zombies.
         super::set_subreaper();
     }
-    let container = engine.create(
-        &args.id,
-        &bundle,
+    let container = engine.create_planned(
+        plan,
         CreateOptions {
             stdio,
             start_now: true,

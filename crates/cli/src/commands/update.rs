@@ -2,7 +2,9 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use hostprocess_engine::spec::{LinuxCpu, LinuxMemory, LinuxPids, LinuxResources, WindowsResources};
+use hostprocess_engine::spec::{
+    LinuxCpu, LinuxMemory, LinuxPids, LinuxResources, WindowsResources,
+};
 use hostprocess_engine::Engine;
 
 #[derive(clap::Args)]
@@ -39,9 +41,12 @@ pub fn run(args: Args, engine: &Engine) -> Result<()> {
     if let Some(path) = &args.resources {
         let mut text = String::new();
         if path.as_os_str() == "-" {
-            std::io::stdin().read_to_string(&mut text).context("read stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("read stdin")?;
         } else {
-            text = std::fs::read_to_string(path).with_context(|| format!("read '{}'", path.display()))?;
+            text = std::fs::read_to_string(path)
+                .with_context(|| format!("read '{}'", path.display()))?;
         }
         if let Ok(doc) = serde_json::from_str::<WindowsDocument>(&text) {
             windows = Some(doc.windows);

@@ -96,7 +96,11 @@ pub fn account_request(spec: &Spec) -> Result<AccountRequest, AccountError> {
     {
         return Ok(AccountRequest::Inherit);
     }
-    let user = spec.process.as_ref().map(|p| p.user.clone()).unwrap_or_default();
+    let user = spec
+        .process
+        .as_ref()
+        .map(|p| p.user.clone())
+        .unwrap_or_default();
     let name = user
         .username
         .as_deref()
@@ -126,7 +130,9 @@ pub fn parse_run_as_user_name(name: &str) -> Result<AccountName, AccountError> {
     }
     let parts: Vec<&str> = name.split('\\').collect();
     if parts.len() > 2 {
-        return Err(invalid("runAsUserName cannot contain more than one backslash"));
+        return Err(invalid(
+            "runAsUserName cannot contain more than one backslash",
+        ));
     }
     let (domain, user) = match parts.as_slice() {
         [domain, user] => (Some(*domain), *user),
@@ -134,7 +140,9 @@ pub fn parse_run_as_user_name(name: &str) -> Result<AccountName, AccountError> {
     };
     if let Some(domain) = domain {
         if domain.len() >= MAX_DOMAIN_LEN {
-            return Err(invalid("runAsUserName's Domain length must be under 256 characters"));
+            return Err(invalid(
+                "runAsUserName's Domain length must be under 256 characters",
+            ));
         }
         // `.` (this machine) is not a NetBIOS or DNS name, but it is how Windows spells a local
         // account, so it is accepted here in addition to the apiserver's rules.
@@ -221,7 +229,10 @@ mod tests {
     #[test]
     fn refuses_bad_names_with_the_apiserver_messages() {
         assert_eq!(message(""), "runAsUserName cannot be an empty string");
-        assert_eq!(message("a\u{7}b"), "runAsUserName cannot contain control characters");
+        assert_eq!(
+            message("a\u{7}b"),
+            "runAsUserName cannot contain control characters"
+        );
         assert_eq!(
             message("a\\b\\c"),
             "runAsUserName cannot contain more than one backslash"
@@ -258,9 +269,18 @@ mod tests {
     fn well_known_accounts_ignore_case_and_spaces() {
         let name = |s| parse_run_as_user_name(s).unwrap().well_known();
         assert_eq!(name("NT AUTHORITY\\SYSTEM"), Some(WellKnownAccount::System));
-        assert_eq!(name("nt authority\\Local service"), Some(WellKnownAccount::LocalService));
-        assert_eq!(name("NT AUTHORITY\\LocalService"), Some(WellKnownAccount::LocalService));
-        assert_eq!(name("NT AUTHORITY\\NETWORK SERVICE"), Some(WellKnownAccount::NetworkService));
+        assert_eq!(
+            name("nt authority\\Local service"),
+            Some(WellKnownAccount::LocalService)
+        );
+        assert_eq!(
+            name("NT AUTHORITY\\LocalService"),
+            Some(WellKnownAccount::LocalService)
+        );
+        assert_eq!(
+            name("NT AUTHORITY\\NETWORK SERVICE"),
+            Some(WellKnownAccount::NetworkService)
+        );
         assert_eq!(name("NT AUTHORITY\\Guest"), None);
         assert_eq!(name("SYSTEM"), None);
     }
@@ -268,7 +288,8 @@ mod tests {
     #[test]
     fn inherit_annotation_wins_over_the_user_name() {
         let mut spec = Spec::default();
-        spec.annotations.insert(annotations::INHERIT_USER.into(), "true".into());
+        spec.annotations
+            .insert(annotations::INHERIT_USER.into(), "true".into());
         spec.process = Some(crate::spec::Process {
             user: crate::spec::User {
                 username: Some("alice".into()),
@@ -304,7 +325,8 @@ mod tests {
     #[test]
     fn run_as_user_annotation_is_validated_like_run_as_user_name() {
         let mut spec = Spec::default();
-        spec.annotations.insert(annotations::RUN_AS_USER.into(), "a\\b\\c".into());
+        spec.annotations
+            .insert(annotations::RUN_AS_USER.into(), "a\\b\\c".into());
         assert!(matches!(
             account_request(&spec),
             Err(AccountError::InvalidName { .. })

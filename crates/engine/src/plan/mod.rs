@@ -117,7 +117,9 @@ pub fn validate_id(id: &str) -> Result<()> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.'))
     {
-        return Err(bad("only letters, digits, '_', '+', '-' and '.' are allowed"));
+        return Err(bad(
+            "only letters, digits, '_', '+', '-' and '.' are allowed",
+        ));
     }
     Ok(())
 }
@@ -166,9 +168,13 @@ pub fn plan(
     let image = match image {
         Some(image) => image,
         None => {
-            let root = spec.root.as_ref().filter(|r| !r.path.is_empty()).ok_or_else(|| {
-                Error::Spec("root.path is missing: the bundle has no image root".into())
-            })?;
+            let root = spec
+                .root
+                .as_ref()
+                .filter(|r| !r.path.is_empty())
+                .ok_or_else(|| {
+                    Error::Spec("root.path is missing: the bundle has no image root".into())
+                })?;
             let path = Path::new(&root.path);
             ImageSource::Directory(if path.is_absolute() {
                 path.to_path_buf()
@@ -269,7 +275,14 @@ mod tests {
         let mut s = spec();
         s.annotations
             .insert(annotations::VOLUME_LAYOUT.into(), "symlink".into());
-        let p = plan("c1", Path::new("/b"), &s, &PlanOptions::new("/run/hp"), None).unwrap();
+        let p = plan(
+            "c1",
+            Path::new("/b"),
+            &s,
+            &PlanOptions::new("/run/hp"),
+            None,
+        )
+        .unwrap();
         assert_eq!(p.volume.mount_point, PathBuf::from("/run/hp/hpc/c1"));
         assert_eq!(p.volume.layout, Layout::Symlink);
     }

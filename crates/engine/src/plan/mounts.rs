@@ -18,7 +18,9 @@ pub enum MountError {
     RelativeDestination { destination: String },
     #[error("mount destination {destination:?} must not contain '..'")]
     DotDot { destination: String },
-    #[error("mount destination {destination:?} would replace the sandbox mount point {mount_point:?}")]
+    #[error(
+        "mount destination {destination:?} would replace the sandbox mount point {mount_point:?}"
+    )]
     OverMountPoint {
         destination: String,
         mount_point: String,
@@ -197,7 +199,9 @@ mod tests {
     #[test]
     fn named_pipe_sources_are_refused_with_what_to_do() {
         let err = plan(&[bind(r"\\.\pipe\docker_engine", "/pipe", &[])]).unwrap_err();
-        assert!(err.to_string().contains("open the pipe at its host path instead"));
+        assert!(err
+            .to_string()
+            .contains("open the pipe at its host path instead"));
     }
 
     #[test]

@@ -130,7 +130,11 @@ pub fn process_plan(
         .map(|a| expand_mount_point(a, mount_point))
         .collect();
     if args.is_empty() {
-        if let Some(line) = process.command_line.as_deref().filter(|l| !l.trim().is_empty()) {
+        if let Some(line) = process
+            .command_line
+            .as_deref()
+            .filter(|l| !l.trim().is_empty())
+        {
             args = vec![
                 "/bin/sh".into(),
                 "-c".into(),
@@ -281,8 +285,10 @@ mod tests {
     const MP: &str = "/hpc";
 
     fn fs(entries: &[(&str, FileKind)]) -> impl Fn(&Path) -> FileKind {
-        let map: HashMap<PathBuf, FileKind> =
-            entries.iter().map(|(p, k)| (PathBuf::from(p), *k)).collect();
+        let map: HashMap<PathBuf, FileKind> = entries
+            .iter()
+            .map(|(p, k)| (PathBuf::from(p), *k))
+            .collect();
         move |p: &Path| map.get(p).copied().unwrap_or(FileKind::Missing)
     }
 
@@ -298,16 +304,31 @@ mod tests {
     #[test]
     fn the_four_spellings_are_expanded() {
         let mp = Path::new(MP);
-        assert_eq!(expand_mount_point("$CONTAINER_SANDBOX_MOUNT_POINT/bin", mp), "/hpc/bin");
-        assert_eq!(expand_mount_point("${CONTAINER_SANDBOX_MOUNT_POINT}/bin", mp), "/hpc/bin");
-        assert_eq!(expand_mount_point("%CONTAINER_SANDBOX_MOUNT_POINT%\\x", mp), "/hpc\\x");
-        assert_eq!(expand_mount_point("$env:CONTAINER_SANDBOX_MOUNT_POINT/x", mp), "/hpc/x");
+        assert_eq!(
+            expand_mount_point("$CONTAINER_SANDBOX_MOUNT_POINT/bin", mp),
+            "/hpc/bin"
+        );
+        assert_eq!(
+            expand_mount_point("${CONTAINER_SANDBOX_MOUNT_POINT}/bin", mp),
+            "/hpc/bin"
+        );
+        assert_eq!(
+            expand_mount_point("%CONTAINER_SANDBOX_MOUNT_POINT%\\x", mp),
+            "/hpc\\x"
+        );
+        assert_eq!(
+            expand_mount_point("$env:CONTAINER_SANDBOX_MOUNT_POINT/x", mp),
+            "/hpc/x"
+        );
         assert_eq!(
             expand_mount_point("$CONTAINER_SANDBOX_MOUNT_POINTS", mp),
             "$CONTAINER_SANDBOX_MOUNT_POINTS"
         );
         assert_eq!(
-            expand_mount_point("a=$CONTAINER_SANDBOX_MOUNT_POINT:b=$CONTAINER_SANDBOX_MOUNT_POINT", mp),
+            expand_mount_point(
+                "a=$CONTAINER_SANDBOX_MOUNT_POINT:b=$CONTAINER_SANDBOX_MOUNT_POINT",
+                mp
+            ),
             "a=/hpc:b=/hpc"
         );
     }
@@ -315,13 +336,21 @@ mod tests {
     #[test]
     fn env_gets_the_mount_point_and_volume_bins_after_host_entries() {
         let plan = process_plan(
-            &process(&["x"], "", &["PATH=/usr/bin:/bin", "A=$CONTAINER_SANDBOX_MOUNT_POINT/a"]),
+            &process(
+                &["x"],
+                "",
+                &["PATH=/usr/bin:/bin", "A=$CONTAINER_SANDBOX_MOUNT_POINT/a"],
+            ),
             Path::new(MP),
             None,
         )
         .unwrap();
-        assert!(plan.env.contains(&"CONTAINER_SANDBOX_MOUNT_POINT=/hpc".to_string()));
-        assert!(plan.env.contains(&"PATH=/usr/bin:/bin:/hpc/usr/bin:/hpc/bin".to_string()));
+        assert!(plan
+            .env
+            .contains(&"CONTAINER_SANDBOX_MOUNT_POINT=/hpc".to_string()));
+        assert!(plan
+            .env
+            .contains(&"PATH=/usr/bin:/bin:/hpc/usr/bin:/hpc/bin".to_string()));
         assert!(plan.env.contains(&"A=/hpc/a".to_string()));
     }
 
@@ -342,8 +371,12 @@ mod tests {
 
     #[test]
     fn cwd_missing_on_the_host_resolves_into_the_volume() {
-        let plan = process_plan(&process(&["/bin/true"], "/app", &[]), Path::new(MP), None).unwrap();
-        let lookup = fs(&[("/hpc/app", FileKind::Directory), ("/bin/true", FileKind::Executable)]);
+        let plan =
+            process_plan(&process(&["/bin/true"], "/app", &[]), Path::new(MP), None).unwrap();
+        let lookup = fs(&[
+            ("/hpc/app", FileKind::Directory),
+            ("/bin/true", FileKind::Executable),
+        ]);
         let resolved = resolve(&plan, Path::new(MP), &lookup).unwrap();
         assert_eq!(resolved.cwd, PathBuf::from("/hpc/app"));
         assert!(!resolved.create_cwd);
@@ -351,7 +384,12 @@ mod tests {
 
     #[test]
     fn cwd_missing_everywhere_is_created_in_the_volume() {
-        let plan = process_plan(&process(&["/bin/true"], "/nowhere", &[]), Path::new(MP), None).unwrap();
+        let plan = process_plan(
+            &process(&["/bin/true"], "/nowhere", &[]),
+            Path::new(MP),
+            None,
+        )
+        .unwrap();
         let lookup = fs(&[("/bin/true", FileKind::Executable)]);
         let resolved = resolve(&plan, Path::new(MP), &lookup).unwrap();
         assert_eq!(resolved.cwd, PathBuf::from("/hpc/nowhere"));
@@ -361,7 +399,10 @@ mod tests {
     #[test]
     fn absolute_command_missing_on_the_host_runs_the_volume_file() {
         let plan = process_plan(&process(&["/app/run"], "", &[]), Path::new(MP), None).unwrap();
-        let lookup = fs(&[("/hpc/app/run", FileKind::Executable), (MP, FileKind::Directory)]);
+        let lookup = fs(&[
+            ("/hpc/app/run", FileKind::Executable),
+            (MP, FileKind::Directory),
+        ]);
         assert_eq!(
             resolve(&plan, Path::new(MP), &lookup).unwrap().executable,
             PathBuf::from("/hpc/app/run")
@@ -370,15 +411,22 @@ mod tests {
 
     #[test]
     fn bare_names_search_path_then_the_volume_and_the_error_lists_every_place() {
-        let plan =
-            process_plan(&process(&["tool"], "", &["PATH=/usr/bin:/bin"]), Path::new(MP), None).unwrap();
+        let plan = process_plan(
+            &process(&["tool"], "", &["PATH=/usr/bin:/bin"]),
+            Path::new(MP),
+            None,
+        )
+        .unwrap();
         let lookup = fs(&[(MP, FileKind::Directory)]);
         let err = resolve(&plan, Path::new(MP), &lookup).unwrap_err();
         assert_eq!(
             err.to_string(),
             "executable \"tool\" not found; searched: /usr/bin/tool, /bin/tool, /hpc/usr/bin/tool, /hpc/bin/tool, /hpc/tool"
         );
-        let lookup = fs(&[(MP, FileKind::Directory), ("/hpc/bin/tool", FileKind::Executable)]);
+        let lookup = fs(&[
+            (MP, FileKind::Directory),
+            ("/hpc/bin/tool", FileKind::Executable),
+        ]);
         assert_eq!(
             resolve(&plan, Path::new(MP), &lookup).unwrap().executable,
             PathBuf::from("/hpc/bin/tool")
@@ -387,8 +435,12 @@ mod tests {
 
     #[test]
     fn relative_commands_are_relative_to_the_working_directory() {
-        let plan = process_plan(&process(&["./run.sh"], "/work", &[]), Path::new(MP), None).unwrap();
-        let lookup = fs(&[("/work", FileKind::Directory), ("/work/./run.sh", FileKind::Executable)]);
+        let plan =
+            process_plan(&process(&["./run.sh"], "/work", &[]), Path::new(MP), None).unwrap();
+        let lookup = fs(&[
+            ("/work", FileKind::Directory),
+            ("/work/./run.sh", FileKind::Executable),
+        ]);
         assert_eq!(
             resolve(&plan, Path::new(MP), &lookup).unwrap().executable,
             PathBuf::from("/work/./run.sh")

@@ -226,14 +226,16 @@ fn from_linux(linux: &LinuxResources) -> Result<ResourceRequest, ResourceError> 
 fn annotation_u64(spec: &Spec, key: &'static str) -> Result<Option<u64>, ResourceError> {
     match spec.annotation(key) {
         None => Ok(None),
-        Some(value) => value
-            .trim()
-            .parse::<u64>()
-            .map(Some)
-            .map_err(|_| ResourceError::BadAnnotation {
-                key,
-                value: value.to_string(),
-            }),
+        Some(value) => {
+            value
+                .trim()
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| ResourceError::BadAnnotation {
+                    key,
+                    value: value.to_string(),
+                })
+        }
     }
 }
 
@@ -357,7 +359,11 @@ mod tests {
         }
     }
 
-    fn windows_cpu(count: Option<u64>, maximum: Option<u16>, shares: Option<u16>) -> WindowsResources {
+    fn windows_cpu(
+        count: Option<u64>,
+        maximum: Option<u16>,
+        shares: Option<u16>,
+    ) -> WindowsResources {
         WindowsResources {
             cpu: Some(WindowsCpu {
                 count,
@@ -410,7 +416,10 @@ mod tests {
                 ..WindowsResources::default()
             }),
         );
-        assert_eq!(resource_request(&spec).unwrap().memory_limit, Some(200 * MIB));
+        assert_eq!(
+            resource_request(&spec).unwrap().memory_limit,
+            Some(200 * MIB)
+        );
     }
 
     #[test]
@@ -427,7 +436,10 @@ mod tests {
         );
         spec.annotations
             .insert(annotations::MEMORY_SIZE_MB.into(), "64".into());
-        assert_eq!(resource_request(&spec).unwrap().memory_limit, Some(64 * MIB));
+        assert_eq!(
+            resource_request(&spec).unwrap().memory_limit,
+            Some(64 * MIB)
+        );
     }
 
     #[test]
@@ -443,7 +455,10 @@ mod tests {
             }),
             Some(windows_cpu(Some(1), None, None)),
         );
-        assert!(matches!(resource_request(&spec), Err(ResourceError::Conflict(_))));
+        assert!(matches!(
+            resource_request(&spec),
+            Err(ResourceError::Conflict(_))
+        ));
     }
 
     #[test]

@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::plan::{ContainerPlan, ProcessPlan, ResourceRequest};
 
+pub mod winlogic;
+
 #[cfg(target_os = "linux")]
 pub mod linux;
 #[cfg(target_os = "linux")]
@@ -106,12 +108,9 @@ pub trait Platform {
     /// Starts a watcher, detached from the calling process, that applies §6 when init exits:
     /// SIGTERM to the rest of the job, SIGKILL to what is left after `grace`. Used when the
     /// caller does not stay to supervise (the CLI's `create`); the shim supervises in-process.
-    fn supervise_detached(
-        record: &Self::Record,
-        init: &ProcessInfo,
-        grace: Duration,
-    ) -> Result<()>;
-    /// Kills what is left and removes the view, the volume, the job and any ephemeral account.
-    /// Idempotent: what is already gone is skipped.
+    fn supervise_detached(record: &Self::Record, init: &ProcessInfo, grace: Duration)
+        -> Result<()>;
+    /// Kills what is left (thawing a frozen job) and removes the view, the volume, the job and
+    /// any ephemeral account. Idempotent: what is already gone is skipped.
     fn destroy(record: &Self::Record) -> Result<()>;
 }

@@ -149,7 +149,9 @@ fn resolve_name(name: &AccountName) -> Result<Resolution> {
             unresolvable(
                 name,
                 match env {
-                    Some(env) => format!("it maps to the user {user:?} ({env}), which this host does not have"),
+                    Some(env) => format!(
+                        "it maps to the user {user:?} ({env}), which this host does not have"
+                    ),
                     None => format!("this host has no user {user:?}"),
                 },
             )
@@ -251,12 +253,10 @@ pub fn claim_ephemeral(container_id: &str, group: &str, gid: u32) -> Result<Acco
 /// Releases a claim if it is this container's.
 pub fn release_claim(claim: &Path, container_id: &str) -> Result<()> {
     match fs::read_to_string(claim) {
-        Ok(owner) if owner == container_id => {
-            fs::remove_file(claim).or_else(|e| match e.kind() {
-                ErrorKind::NotFound => Ok(()),
-                _ => Err(Error::io("remove", claim, e)),
-            })
-        }
+        Ok(owner) if owner == container_id => fs::remove_file(claim).or_else(|e| match e.kind() {
+            ErrorKind::NotFound => Ok(()),
+            _ => Err(Error::io("remove", claim, e)),
+        }),
         Ok(_) => Ok(()),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io("read", claim, e)),

@@ -13,8 +13,12 @@ use crate::error::{Error, Result};
 use crate::plan::resources::{CpuCap, CpuWeight, IoRate, ResourceRequest};
 use crate::sys::JobStats;
 
-/// v1 controllers a job always joins (accounting and the common limits).
-const V1_CONTROLLERS: &[&str] = &["cpu", "cpuacct", "memory", "pids", "blkio", "freezer"];
+/// v1 controllers a job always joins: accounting (CPU, memory, processes, I/O) and the
+/// common limits. `cpu` joins only for CPU limits, `cpuset` for cpusets, and `freezer` only
+/// where the v2 tree has no `cgroup.freeze`: every hierarchy joined costs a mkdir, a write and
+/// an rmdir on the start path.
+const V1_CONTROLLERS: &[&str] = &["cpuacct", "memory", "pids", "blkio"];
+const V1_OPTIONAL: &[&str] = &["cpu", "cpuset", "freezer"];
 const CFS_PERIOD: u64 = 100_000;
 const MIN_CFS_QUOTA: u64 = 1_000;
 
@@ -61,7 +65,7 @@ impl Hierarchy {
                 "cgroup2" => unified = Some(PathBuf::from(mount_point)),
                 "cgroup" => {
                     for option in super_options.split(',') {
-                        if V1_CONTROLLERS.contains(&option) || option == "cpuset" {
+                        if V1_CONTROLLERS.contains(&option) || V1_OPTIONAL.contains(&option) {
                             v1.push((option.to_string(), PathBuf::from(mount_point)));
                         }
                     }
@@ -147,7 +151,11 @@ fn throttles(request: &ResourceRequest, disks: &[(u64, u64)]) -> Vec<(u64, u64, 
 }
 
 /// The file writes for a cgroup v2 job.
-pub fn v2_settings(request: &ResourceRequest, host_cpus: u64, disks: &[(u64, u64)]) -> Vec<Setting> {
+pub fn v2_settings(
+    request: &ResourceRequest,
+    host_cpus: u64,
+    disks: &[(u64, u64)],
+) -> Vec<Setting> {
     let mut out = Vec::new();
     if let Some(limit) = request.memory_limit {
         out.push(setting("", "memory.max", limit));
@@ -184,13 +192,21 @@ pub fn v2_settings(request: &ResourceRequest, host_cpus: u64, disks: &[(u64, u64
         }
     }
     for ((major, minor), keys) in devices {
-        out.push(setting("", "io.max", format!("{major}:{minor} {}", keys.join(" "))));
+        out.push(setting(
+            "",
+            "io.max",
+            format!("{major}:{minor} {}", keys.join(" ")),
+        ));
     }
     out
 }
 
 /// The file writes for a cgroup v1 job.
-pub fn v1_settings(request: &ResourceRequest, host_cpus: u64, disks: &[(u64, u64)]) -> Vec<Setting> {
+pub fn v1_settings(
+    request: &ResourceRequest,
+    host_cpus: u64,
+    disks: &[(u64, u64)],
+) -> Vec<Setting> {
     let mut out = Vec::new();
     if let Some(limit) = request.memory_limit {
         out.push(setting("memory", "memory.limit_in_bytes", limit));
@@ -280,7 +296,11 @@ pub fn apply(record: &CgroupRecord, settings: &[Setting]) -> Result<()> {
                         ErrorKind::Unsupported,
                         format!(
                             "the {} controller is not available on this host",
-                            if s.controller.is_empty() { "cgroup v2" } else { s.controller }
+                            if s.controller.is_empty() {
+                                "cgroup v2"
+                            } else {
+                                s.controller
+                            }
                         ),
                     ),
                 ))
@@ -291,7 +311,11 @@ pub fn apply(record: &CgroupRecord, settings: &[Setting]) -> Result<()> {
 }
 
 /// The settings for this host's cgroup layout.
-pub fn settings_for(record: &CgroupRecord, request: &ResourceRequest, host_cpus: u64) -> Vec<Setting> {
+pub fn settings_for(
+    record: &CgroupRecord,
+    request: &ResourceRequest,
+    host_cpus: u64,
+) -> Vec<Setting> {
     let disks = if request.io_bps.is_some() || request.io_iops.is_some() {
         host_disks()
     } else {
@@ -305,14 +329,25 @@ pub fn settings_for(record: &CgroupRecord, request: &ResourceRequest, host_cpus:
 }
 
 /// Names the job's directories (nothing is made).
-pub fn plan_record(hierarchy: &Hierarchy, relative: &str, request: &ResourceRequest) -> CgroupRecord {
+pub fn plan_record(
+    hierarchy: &Hierarchy,
+    relative: &str,
+    request: &ResourceRequest,
+) -> CgroupRecord {
     let relative = relative.trim_start_matches('/');
     let mut v1: Vec<(String, PathBuf)> = Vec::new();
     if !hierarchy.unified_only {
         for (controller, mount) in &hierarchy.v1 {
-            let wanted = V1_CONTROLLERS.contains(&controller.as_str())
-                || (controller == "cpuset"
-                    && (request.cpuset_cpus.is_some() || request.cpuset_mems.is_some()));
+            let wanted = match controller.as_str() {
+                "cpu" => request.cpu_cap.is_some() || request.cpu_weight.is_some(),
+                "cpuset" => request.cpuset_cpus.is_some() || request.cpuset_mems.is_some(),
+                // cgroup.freeze exists in every non-root v2 cgroup since Linux 5.2.
+                "freezer" => !hierarchy
+                    .unified
+                    .as_ref()
+                    .is_some_and(|u| u.join("cgroup.freeze").exists()),
+                c => V1_CONTROLLERS.contains(&c),
+            };
             if wanted {
                 v1.push((controller.clone(), mount.join(relative)));
             }
@@ -383,7 +418,10 @@ fn make_dir(dir: &Path, is_cpuset: bool) -> Result<()> {
 
 /// The `cgroup.procs` files a new process writes itself into.
 pub fn procs_files(record: &CgroupRecord) -> Vec<PathBuf> {
-    dirs(record).into_iter().map(|d| d.join("cgroup.procs")).collect()
+    dirs(record)
+        .into_iter()
+        .map(|d| d.join("cgroup.procs"))
+        .collect()
 }
 
 fn read_pids(dir: &Path) -> Result<Vec<u32>> {
@@ -395,6 +433,12 @@ fn read_pids(dir: &Path) -> Result<Vec<u32>> {
 }
 
 pub fn pids(record: &CgroupRecord) -> Result<Vec<u32>> {
+    // Every process of the job is in the v2 tree when there is one.
+    if let Some(unified) = &record.unified {
+        let mut pids = read_pids(unified)?;
+        pids.sort_unstable();
+        return Ok(pids);
+    }
     let mut all = Vec::new();
     for dir in dirs(record) {
         for pid in read_pids(dir)? {
@@ -467,7 +511,11 @@ pub fn wait_empty(record: &CgroupRecord, timeout: Duration) -> Result<bool> {
 
 /// Freezes or thaws the job: `cgroup.freeze` in the v2 tree, else the v1 freezer.
 pub fn set_frozen(record: &CgroupRecord, frozen: bool) -> Result<()> {
-    if let Some(unified) = record.unified.as_ref().filter(|u| u.join("cgroup.freeze").exists()) {
+    if let Some(unified) = record
+        .unified
+        .as_ref()
+        .filter(|u| u.join("cgroup.freeze").exists())
+    {
         write_file(unified, "cgroup.freeze", if frozen { "1" } else { "0" })?;
         let want = if frozen { "frozen 1" } else { "frozen 0" };
         for _ in 0..1000 {
@@ -479,7 +527,10 @@ pub fn set_frozen(record: &CgroupRecord, frozen: bool) -> Result<()> {
         }
         return Err(Error::sys(
             "freeze",
-            std::io::Error::new(ErrorKind::TimedOut, "the job did not reach the state in 1 s"),
+            std::io::Error::new(
+                ErrorKind::TimedOut,
+                "the job did not reach the state in 1 s",
+            ),
         ));
     }
     let Some((_, dir)) = record.v1.iter().find(|(c, _)| c == "freezer") else {
@@ -491,14 +542,21 @@ pub fn set_frozen(record: &CgroupRecord, frozen: bool) -> Result<()> {
     let want = if frozen { "FROZEN" } else { "THAWED" };
     for _ in 0..1000 {
         write_file(dir, "freezer.state", want)?;
-        if fs::read_to_string(dir.join("freezer.state")).unwrap_or_default().trim() == want {
+        if fs::read_to_string(dir.join("freezer.state"))
+            .unwrap_or_default()
+            .trim()
+            == want
+        {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(1));
     }
     Err(Error::sys(
         "freeze",
-        std::io::Error::new(ErrorKind::TimedOut, "the job did not reach the state in 1 s"),
+        std::io::Error::new(
+            ErrorKind::TimedOut,
+            "the job did not reach the state in 1 s",
+        ),
     ))
 }
 
@@ -537,7 +595,13 @@ fn keyed(path: &Path, key: &str) -> u64 {
 
 pub fn stats(record: &CgroupRecord) -> JobStats {
     let mut s = JobStats::default();
-    let v1 = |c: &str| record.v1.iter().find(|(n, _)| n == c).map(|(_, d)| d.clone());
+    let v1 = |c: &str| {
+        record
+            .v1
+            .iter()
+            .find(|(n, _)| n == c)
+            .map(|(_, d)| d.clone())
+    };
     if record.unified_only {
         let Some(dir) = &record.unified else { return s };
         s.cpu_usage_ns = keyed(&dir.join("cpu.stat"), "usage_usec") * 1000;
@@ -657,7 +721,10 @@ mod tests {
     fn detects_a_hybrid_host_and_a_pure_v2_host() {
         let hybrid = Hierarchy::from_mountinfo(HYBRID);
         assert!(!hybrid.unified_only);
-        assert_eq!(hybrid.unified, Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(
+            hybrid.unified,
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
         assert!(hybrid.v1.iter().any(|(c, _)| c == "memory"));
         assert!(!hybrid.v1.iter().any(|(c, _)| c.contains("systemd")));
         let v2 = Hierarchy::from_mountinfo(
@@ -670,7 +737,8 @@ mod tests {
     fn cpuset_is_joined_only_when_asked_for() {
         let hybrid = Hierarchy::from_mountinfo(HYBRID);
         let record = plan_record(&hybrid, "/hostprocess/c1", &ResourceRequest::default());
-        assert!(!record.v1.iter().any(|(c, _)| c == "cpuset"));
+        assert!(!record.v1.iter().any(|(c, _)| c == "cpuset" || c == "cpu"));
+        assert!(record.v1.iter().any(|(c, _)| c == "memory"));
         let request = ResourceRequest {
             cpuset_cpus: Some("0".into()),
             ..ResourceRequest::default()
@@ -685,7 +753,11 @@ mod tests {
     #[test]
     fn cpu_count_and_maximum_become_a_quota_over_the_host_cpus() {
         assert_eq!(cfs_quota(CpuCap::Count(1), 4), (100_000, 100_000));
-        assert_eq!(cfs_quota(CpuCap::Count(8), 4), (400_000, 100_000), "clamped to the host");
+        assert_eq!(
+            cfs_quota(CpuCap::Count(8), 4),
+            (400_000, 100_000),
+            "clamped to the host"
+        );
         // 50% of a 4-CPU host is 2 CPUs.
         assert_eq!(cfs_quota(CpuCap::Maximum(5_000), 4), (200_000, 100_000));
         // The kernel's minimum quota.
@@ -742,25 +814,46 @@ mod tests {
             .collect();
         assert_eq!(
             lines,
-            vec!["8:0 rbps=1000000 riops=100 wiops=100", "253:0 riops=100 wiops=100"]
+            vec![
+                "8:0 rbps=1000000 riops=100 wiops=100",
+                "253:0 riops=100 wiops=100"
+            ]
         );
     }
 
     #[test]
     fn v1_settings_go_to_each_controller() {
         let settings = v1_settings(&request(), 2, &[]);
-        let find = |f: &str| settings.iter().find(|s| s.file == f).map(|s| (s.controller, s.value.clone()));
-        assert_eq!(find("memory.limit_in_bytes"), Some(("memory", "67108864".into())));
+        let find = |f: &str| {
+            settings
+                .iter()
+                .find(|s| s.file == f)
+                .map(|s| (s.controller, s.value.clone()))
+        };
+        assert_eq!(
+            find("memory.limit_in_bytes"),
+            Some(("memory", "67108864".into()))
+        );
         assert_eq!(find("cpu.cfs_quota_us"), Some(("cpu", "100000".into())));
-        assert_eq!(find("cpu.shares"), Some(("cpu", cpu_shares(CpuWeight::WindowsShares(500)).to_string())));
+        assert_eq!(
+            find("cpu.shares"),
+            Some(("cpu", cpu_shares(CpuWeight::WindowsShares(500)).to_string()))
+        );
         assert_eq!(find("pids.max"), Some(("pids", "16".into())));
-        assert_eq!(find("blkio.throttle.read_bps_device"), Some(("blkio", "8:0 1000000".into())));
+        assert_eq!(
+            find("blkio.throttle.read_bps_device"),
+            Some(("blkio", "8:0 1000000".into()))
+        );
     }
 
     #[test]
     fn a_limit_without_its_controller_is_a_clear_error() {
         let record = CgroupRecord::default();
         let err = apply(&record, &[setting("memory", "memory.limit_in_bytes", 1)]).unwrap_err();
-        assert!(err.to_string().contains("memory controller is not available"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("memory controller is not available"),
+            "{err}"
+        );
     }
 }

@@ -143,13 +143,19 @@ impl Platform for Linux {
         let hierarchy = cgroup::Hierarchy::detect()?;
         let cgroup = cgroup::plan_record(&hierarchy, &relative, &plan.resources);
         if cgroup.unified.is_none() && cgroup.v1.is_empty() {
-            return Err(Error::container(&plan.id, "no cgroup filesystem is mounted on this host"));
+            return Err(Error::container(
+                &plan.id,
+                "no cgroup filesystem is mounted on this host",
+            ));
         }
         for dir in cgroup::dirs(&cgroup) {
             if dir.exists() {
                 return Err(Error::container(
                     &plan.id,
-                    format!("cgroup '{}' already exists: another container uses it", dir.display()),
+                    format!(
+                        "cgroup '{}' already exists: another container uses it",
+                        dir.display()
+                    ),
                 ));
             }
         }
@@ -185,7 +191,9 @@ impl Platform for Linux {
         } else {
             None
         };
-        let resolved = volume::build(plan, &record.volume, || resolve_in_view(plan, &plan.process))?;
+        let resolved = volume::build(plan, &record.volume, || {
+            resolve_in_view(plan, &plan.process)
+        })?;
         let launch = launch(plan, record, resolved, &plan.process, fifo)?;
         let init = process::spawn(&launch, stdio)?;
         record.init = Some(init);
@@ -226,7 +234,12 @@ impl Platform for Linux {
             nix::sys::signal::Signal::try_from(signal)
                 .map_err(|e| Error::sys(format!("signal {signal}"), std::io::Error::from(e)))?,
         )
-        .map_err(|e| Error::sys(format!("signal process {}", process.pid), std::io::Error::from(e)))
+        .map_err(|e| {
+            Error::sys(
+                format!("signal process {}", process.pid),
+                std::io::Error::from(e),
+            )
+        })
     }
 
     fn signal_job(record: &Record, signal: i32) -> Result<()> {
@@ -276,6 +289,7 @@ impl Platform for Linux {
                 // SAFETY: plain system calls in the watcher process, which never returns.
                 unsafe {
                     libc::setsid();
+                    process::close_all_but(3, pidfd.as_raw_fd());
                     let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
                     for target in 0..3 {
                         libc::dup2(null, target);
@@ -287,7 +301,12 @@ impl Platform for Linux {
                     };
                     while libc::poll(&mut pfd, 1, -1) < 0 {}
                 }
-                if record.cgroup.unified.iter().chain(record.cgroup.v1.iter().map(|(_, d)| d)).any(|d| d.exists())
+                if record
+                    .cgroup
+                    .unified
+                    .iter()
+                    .chain(record.cgroup.v1.iter().map(|(_, d)| d))
+                    .any(|d| d.exists())
                     && !cgroup::is_empty(&record.cgroup).unwrap_or(true)
                 {
                     let _ = cgroup::set_frozen(&record.cgroup, false);
@@ -304,15 +323,24 @@ impl Platform for Linux {
     }
 
     fn destroy(record: &Record) -> Result<()> {
-        let _ = cgroup::set_frozen(&record.cgroup, false);
-        cgroup::signal_all(&record.cgroup, SIGKILL)?;
-        cgroup::wait_empty(&record.cgroup, Duration::from_secs(10))?;
+        if !cgroup::is_empty(&record.cgroup)? {
+            // A frozen job cannot die: thaw it after the kill is queued.
+            cgroup::signal_all(&record.cgroup, SIGKILL)?;
+            if cgroup::is_frozen(&record.cgroup) {
+                cgroup::set_frozen(&record.cgroup, false)?;
+            }
+            cgroup::wait_empty(&record.cgroup, Duration::from_secs(10))?;
+        }
         let volume = volume::destroy(&record.volume);
         let job = cgroup::destroy(&record.cgroup);
         let account = match (&record.resolution, &record.account) {
-            (_, Some(Account { ephemeral_claim: Some(claim), .. })) => {
-                account::release_claim(claim, &record.id)
-            }
+            (
+                _,
+                Some(Account {
+                    ephemeral_claim: Some(claim),
+                    ..
+                }),
+            ) => account::release_claim(claim, &record.id),
             (Resolution::EphemeralInGroup { .. }, _) => account::sweep_claims(&record.id),
             _ => Ok(()),
         };

@@ -99,12 +99,13 @@ fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
 
 /// Only limits that lower the current ones apply: raising needs a privilege this runtime
 /// should not rely on.
-fn lowered_rlimits(rlimits: &[(String, u64, u64)]) -> Result<Vec<(libc::__rlimit_resource_t, libc::rlimit)>> {
+fn lowered_rlimits(
+    rlimits: &[(String, u64, u64)],
+) -> Result<Vec<(libc::__rlimit_resource_t, libc::rlimit)>> {
     let mut out = Vec::new();
     for (name, soft, hard) in rlimits {
-        let resource = rlimit_resource(name).ok_or_else(|| {
-            Error::Spec(format!("process.rlimits: unknown limit {name:?}"))
-        })?;
+        let resource = rlimit_resource(name)
+            .ok_or_else(|| Error::Spec(format!("process.rlimits: unknown limit {name:?}")))?;
         let mut current = libc::rlimit {
             rlim_cur: 0,
             rlim_max: 0,
@@ -114,10 +115,13 @@ fn lowered_rlimits(rlimits: &[(String, u64, u64)]) -> Result<Vec<(libc::__rlimit
         let hard = (*hard).min(current.rlim_max);
         let soft = (*soft).min(hard);
         if hard < current.rlim_max || soft < current.rlim_cur {
-            out.push((resource, libc::rlimit {
-                rlim_cur: soft,
-                rlim_max: hard,
-            }));
+            out.push((
+                resource,
+                libc::rlimit {
+                    rlim_cur: soft,
+                    rlim_max: hard,
+                },
+            ));
         } else if (soft, hard) != (current.rlim_cur, current.rlim_max) {
             log::debug!("{name}: not raised above the runtime's own limit");
         }
@@ -159,7 +163,10 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 /// Starts the process. Returns once it runs its command, or, when held, once it waits at the
 /// exec FIFO; any failure before that comes back as an error naming the step.
 pub fn spawn(launch: &Launch, stdio: Stdio) -> Result<ProcessInfo> {
-    let exe = c(launch.executable.as_os_str().as_bytes(), "the executable path")?;
+    let exe = c(
+        launch.executable.as_os_str().as_bytes(),
+        "the executable path",
+    )?;
     let args: Vec<CString> = launch
         .args
         .iter()
@@ -260,7 +267,15 @@ pub fn spawn(launch: &Launch, stdio: Stdio) -> Result<ProcessInfo> {
         let detail = match step {
             STEP_CHDIR => format!("{what} '{}'", launch.cwd.display()),
             STEP_EXEC => format!("{what} '{}'", launch.executable.display()),
-            STEP_CGROUP => format!("{what} ({})", launch.cgroup_procs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")),
+            STEP_CGROUP => format!(
+                "{what} ({})",
+                launch
+                    .cgroup_procs
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             _ => what.to_string(),
         };
         return Err(Error::sys(detail, std::io::Error::from_raw_os_error(errno)));
@@ -357,19 +372,26 @@ unsafe fn child(a: ChildArgs<'_>) -> ! {
             fail(a.report, STEP_STDIO);
         }
     }
+    // Only stdio, preserved descriptors and the report pipe stay open from here on: a held
+    // init must not keep the runtime's locks or files while it waits.
+    let report = libc::fcntl(a.report, libc::F_DUPFD_CLOEXEC, a.keep);
+    if report < 0 {
+        fail(a.report, STEP_STDIO);
+    }
+    close_all_but(a.keep, report);
     if a.terminal && libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-        fail(a.report, STEP_TTY);
+        fail(report, STEP_TTY);
     }
     for (resource, limit) in a.rlimits {
         if libc::setrlimit(*resource, limit) < 0 {
-            fail(a.report, STEP_RLIMIT);
+            fail(report, STEP_RLIMIT);
         }
     }
     let fifo = match a.fifo {
         Some(path) => {
             let fd = libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
             if fd < 0 {
-                fail(a.report, STEP_FIFO);
+                fail(report, STEP_FIFO);
             }
             fd
         }
@@ -378,20 +400,20 @@ unsafe fn child(a: ChildArgs<'_>) -> ! {
     // 3. The account: groups, then gid, then uid; a non-root uid drops every capability.
     if a.change_ids {
         if libc::setgroups(a.groups.len(), a.groups.as_ptr()) < 0 {
-            fail(a.report, STEP_GROUPS);
+            fail(report, STEP_GROUPS);
         }
         if libc::setresgid(a.gid, a.gid, a.gid) < 0 {
-            fail(a.report, STEP_GID);
+            fail(report, STEP_GID);
         }
         if libc::setresuid(a.uid, a.uid, a.uid) < 0 {
-            fail(a.report, STEP_UID);
+            fail(report, STEP_UID);
         }
     }
     if a.no_new_privileges && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
-        fail(a.report, STEP_NNP);
+        fail(report, STEP_NNP);
     }
     if libc::chdir(a.cwd.as_ptr()) < 0 {
-        fail(a.report, STEP_CHDIR);
+        fail(report, STEP_CHDIR);
     }
     // 4. No runtime descriptor reaches the workload: all but stdio and preserved fds close.
     for fd in 3..a.keep {
@@ -404,7 +426,7 @@ unsafe fn child(a: ChildArgs<'_>) -> ! {
         libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
     );
     if fifo >= 0 {
-        libc::write(a.report, [READY].as_ptr().cast(), 1);
+        libc::write(report, [READY].as_ptr().cast(), 1);
         // /proc/self/fd/<fifo>: reopen the O_PATH descriptor for writing; blocks until start.
         let mut path = [0u8; 64];
         let prefix = a.proc_fd_prefix;
@@ -437,7 +459,23 @@ unsafe fn child(a: ChildArgs<'_>) -> ! {
         let msg = b"hostprocess: exec failed\n";
         libc::write(2, msg.as_ptr().cast(), msg.len());
     }
-    fail(a.report, STEP_EXEC);
+    fail(report, STEP_EXEC);
+}
+
+/// Closes every descriptor from `from` up, except `except`. Async-signal-safe.
+pub(crate) unsafe fn close_all_but(from: RawFd, except: RawFd) {
+    let close = |first: RawFd, last: libc::c_uint| {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            last,
+            0 as libc::c_uint,
+        );
+    };
+    if except > from {
+        close(from, (except - 1) as libc::c_uint);
+    }
+    close(except.max(from - 1) + 1, libc::c_uint::MAX);
 }
 
 /// Makes the exec FIFO a held init waits on (writable by any account the init may run as).
@@ -457,7 +495,12 @@ pub fn make_exec_fifo(path: &Path) -> Result<()> {
 pub fn release(path: &Path, init: &ProcessInfo) -> Result<()> {
     let cpath = c(path.as_os_str().as_bytes(), "the exec FIFO")?;
     // SAFETY: open with a valid C string; non-blocking so a dead init cannot hang us.
-    let fd = unsafe { libc::open(cpath.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::open(
+            cpath.as_ptr(),
+            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return Err(Error::io("open", path, std::io::Error::last_os_error()));
     }

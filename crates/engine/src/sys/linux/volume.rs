@@ -56,7 +56,8 @@ pub fn plan_record(plan: &ContainerPlan, state_dir: &Path) -> VolumeRecord {
     VolumeRecord {
         mount_point: plan.volume.mount_point.clone(),
         ns_pin: (plan.volume.layout == Layout::Bind).then(|| state_dir.join("mntns")),
-        host_mount: (plan.volume.layout == Layout::Symlink).then(|| plan.volume.mount_point.clone()),
+        host_mount: (plan.volume.layout == Layout::Symlink)
+            .then(|| plan.volume.mount_point.clone()),
         scratch: (owns_scratch && !plan.volume.read_only).then(|| state_dir.join("volume")),
     }
 }
@@ -202,13 +203,35 @@ fn mount_volume(plan: &ContainerPlan, record: &VolumeRecord, target: &Path) -> R
             } else {
                 MsFlags::empty()
             };
-            mount(Some("overlay"), target, Some("overlay"), flags, Some(data.as_str()))
-                .map_err(|e| sys_err(format!("mount overlay on '{}' ({data})", target.display()), e))
+            mount(
+                Some("overlay"),
+                target,
+                Some("overlay"),
+                flags,
+                Some(data.as_str()),
+            )
+            .map_err(|e| {
+                sys_err(
+                    format!("mount overlay on '{}' ({data})", target.display()),
+                    e,
+                )
+            })
         }
         None => {
             let source = lower_dirs(&plan.volume.image).remove(0);
-            mount(Some(&source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .map_err(|e| sys_err(format!("bind '{}' on '{}'", source.display(), target.display()), e))?;
+            mount(
+                Some(&source),
+                target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| {
+                sys_err(
+                    format!("bind '{}' on '{}'", source.display(), target.display()),
+                    e,
+                )
+            })?;
             mount(
                 None::<&str>,
                 target,
@@ -228,7 +251,11 @@ fn open_dirs_nofollow(root: RawFd, components: &[String], what: &Path) -> Result
     let mut current = unsafe { OwnedFd::from_raw_fd(libc::fcntl(root, libc::F_DUPFD_CLOEXEC, 0)) };
     for part in components {
         let name = CString::new(part.as_bytes()).map_err(|_| {
-            Error::io("use", what, std::io::Error::new(ErrorKind::InvalidInput, "NUL byte"))
+            Error::io(
+                "use",
+                what,
+                std::io::Error::new(ErrorKind::InvalidInput, "NUL byte"),
+            )
         })?;
         // SAFETY: plain syscalls on a valid directory descriptor and a C string.
         unsafe { libc::mkdirat(current.as_raw_fd(), name.as_ptr(), 0o755) };
@@ -242,7 +269,9 @@ fn open_dirs_nofollow(root: RawFd, components: &[String], what: &Path) -> Result
         if fd < 0 {
             let e = std::io::Error::last_os_error();
             let reason = if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) {
-                format!("'{part}' is a symlink or not a directory inside the volume; not following it")
+                format!(
+                    "'{part}' is a symlink or not a directory inside the volume; not following it"
+                )
             } else {
                 e.to_string()
             };
@@ -266,7 +295,11 @@ fn link_in_volume(volume: &Path, destination: &Path, target: &Path) -> Result<()
     let root = fs::File::open(volume).map_err(|e| Error::io("open", volume, e))?;
     let dir = open_dirs_nofollow(root.as_raw_fd(), parents, destination)?;
     let name = CString::new(last.as_bytes()).map_err(|_| {
-        Error::io("use", destination, std::io::Error::new(ErrorKind::InvalidInput, "NUL byte"))
+        Error::io(
+            "use",
+            destination,
+            std::io::Error::new(ErrorKind::InvalidInput, "NUL byte"),
+        )
     })?;
     let target_c = cstring(target)?;
     // SAFETY: symlinkat on a valid directory descriptor with C strings.
@@ -302,11 +335,16 @@ fn open_tree_clone(source: &Path) -> Result<OwnedFd> {
             libc::SYS_open_tree,
             libc::AT_FDCWD,
             c.as_ptr(),
-            (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint,
+            (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint
+                | libc::AT_RECURSIVE as libc::c_uint,
         )
     };
     if fd < 0 {
-        return Err(Error::io("clone mount", source, std::io::Error::last_os_error()));
+        return Err(Error::io(
+            "clone mount",
+            source,
+            std::io::Error::last_os_error(),
+        ));
     }
     // SAFETY: fd is a fresh descriptor owned from here.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
@@ -327,7 +365,11 @@ fn move_mount_to(tree: &OwnedFd, destination: &Path) -> Result<()> {
         )
     };
     if rc < 0 {
-        return Err(Error::io("mount at", destination, std::io::Error::last_os_error()));
+        return Err(Error::io(
+            "mount at",
+            destination,
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
@@ -352,7 +394,11 @@ fn set_read_only_recursive(destination: &Path) -> Result<()> {
         )
     };
     if rc < 0 {
-        return Err(Error::io("make read-only", destination, std::io::Error::last_os_error()));
+        return Err(Error::io(
+            "make read-only",
+            destination,
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
@@ -391,8 +437,14 @@ fn propagate(destination: &Path, propagation: Propagation) -> Result<()> {
         Propagation::Slave => MsFlags::MS_SLAVE,
         Propagation::Private => MsFlags::MS_PRIVATE,
     };
-    mount(None::<&str>, destination, None::<&str>, flag | MsFlags::MS_REC, None::<&str>)
-        .map_err(|e| sys_err(format!("set propagation of '{}'", destination.display()), e))
+    mount(
+        None::<&str>,
+        destination,
+        None::<&str>,
+        flag | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| sys_err(format!("set propagation of '{}'", destination.display()), e))
 }
 
 /// Builds the volume and the view. Returns after the view is complete; `inside` runs in the
@@ -444,8 +496,14 @@ pub fn build<T: Send>(
                     .recv()
                     .map_err(|_| Error::container(&plan.id, "the view builder stopped"))??;
                 let ns = PathBuf::from(format!("/proc/self/task/{tid}/ns/mnt"));
-                let pinned = mount(Some(&ns), pin.as_path(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                    .map_err(|e| sys_err(format!("pin mount namespace at '{}'", pin.display()), e));
+                let pinned = mount(
+                    Some(&ns),
+                    pin.as_path(),
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(|e| sys_err(format!("pin mount namespace at '{}'", pin.display()), e));
                 let _ = pinned_tx.send(());
                 let result = worker
                     .join()
@@ -461,8 +519,14 @@ pub fn build<T: Send>(
 fn build_namespace(plan: &ContainerPlan, record: &VolumeRecord, trees: &[OwnedFd]) -> Result<()> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS | nix::sched::CloneFlags::CLONE_FS)
         .map_err(|e| sys_err("unshare mount namespace", e))?;
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
-        .map_err(|e| sys_err("make / a slave mount", e))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .map_err(|e| sys_err("make / a slave mount", e))?;
     let mount_point = &plan.volume.mount_point;
     mount_volume(plan, record, mount_point)?;
     for (m, tree) in plan.mounts.iter().zip(trees) {
