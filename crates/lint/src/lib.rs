@@ -14,7 +14,6 @@
 //! `ReplicaSet`, `ReplicationController`, `Job` and `CronJob` objects, also as items of a
 //! `List`. Other kinds and empty documents are skipped.
 
-mod account;
 mod error;
 mod field;
 mod finding;
@@ -29,9 +28,9 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-pub use account::{run_as_user_name_errors, RunAsUserNameError};
 pub use error::LintError;
 pub use finding::{has_errors, Finding, Severity};
+pub use hostprocess_engine::plan::run_as_user_name::{run_as_user_name_errors, RunAsUserNameError};
 
 /// The runtime class that selects the HostProcess runtime unless configured otherwise.
 pub const DEFAULT_RUNTIME_CLASS: &str = "hostprocess";

@@ -1,11 +1,11 @@
 //! The HostProcess rules for one pod (a `Pod`'s spec or a workload's pod template), with the
 //! apiserver's messages where it has them.
 
-use crate::account::run_as_user_name_errors;
 use crate::field::{go_quote, invalid, FieldPath};
 use crate::node::Node;
 use crate::report::Report;
 use crate::LintOptions;
+use hostprocess_engine::plan::run_as_user_name::run_as_user_name_errors;
 
 /// Pod annotation that marks a pod as a HostProcess pod (set by containerd's CRI on Windows;
 /// set by hand for our runtime on Linux).

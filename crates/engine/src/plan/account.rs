@@ -4,11 +4,8 @@
 use std::fmt;
 
 use crate::annotations;
+use crate::plan::run_as_user_name::run_as_user_name_errors;
 use crate::spec::Spec;
-
-const MAX_DOMAIN_LEN: usize = 256;
-const MAX_USER_LEN: usize = 104;
-const FORBIDDEN_USER_CHARS: &str = "\"/\\:;|=,+*?<>@[]";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccountError {
@@ -116,89 +113,31 @@ pub fn account_request(spec: &Spec) -> Result<AccountRequest, AccountError> {
     })
 }
 
-/// Validates a Windows-form name with the Kubernetes `runAsUserName` rules.
+/// Validates a Windows-form name with the Kubernetes `runAsUserName` rules; the error carries
+/// the apiserver's message for the first rule broken.
 pub fn parse_run_as_user_name(name: &str) -> Result<AccountName, AccountError> {
-    let invalid = |message| AccountError::InvalidName {
-        name: name.to_string(),
-        message,
+    // `.` (this machine) is not a NetBIOS or DNS name, but it is how Windows spells a local
+    // account, so a spec may use it although the apiserver would refuse it.
+    let checked = match name.strip_prefix(".\\") {
+        Some(user) => user,
+        None => name,
     };
-    if name.is_empty() {
-        return Err(invalid("runAsUserName cannot be an empty string"));
+    if let Some(first) = run_as_user_name_errors(checked).first() {
+        return Err(AccountError::InvalidName {
+            name: name.to_string(),
+            message: first.message(),
+        });
     }
-    if name.chars().any(|c| c.is_ascii_control()) {
-        return Err(invalid("runAsUserName cannot contain control characters"));
-    }
-    let parts: Vec<&str> = name.split('\\').collect();
-    if parts.len() > 2 {
-        return Err(invalid(
-            "runAsUserName cannot contain more than one backslash",
-        ));
-    }
-    let (domain, user) = match parts.as_slice() {
-        [domain, user] => (Some(*domain), *user),
-        _ => (None, name),
-    };
-    if let Some(domain) = domain {
-        if domain.len() >= MAX_DOMAIN_LEN {
-            return Err(invalid(
-                "runAsUserName's Domain length must be under 256 characters",
-            ));
-        }
-        // `.` (this machine) is not a NetBIOS or DNS name, but it is how Windows spells a local
-        // account, so it is accepted here in addition to the apiserver's rules.
-        if domain != "." && !is_netbios_name(domain) && !is_dns_name(domain) {
-            return Err(invalid(
-                "runAsUserName's Domain doesn't match the NetBios nor the DNS format",
-            ));
-        }
-    }
-    if user.is_empty() {
-        return Err(invalid("runAsUserName's User cannot be empty"));
-    }
-    if user.len() > MAX_USER_LEN {
-        return Err(invalid(
-            "runAsUserName's User length must not be longer than 104 characters",
-        ));
-    }
-    if user.chars().all(|c| c == '.' || c.is_whitespace()) {
-        return Err(invalid(
-            "runAsUserName's User cannot contain only periods or spaces",
-        ));
-    }
-    if user.chars().any(|c| FORBIDDEN_USER_CHARS.contains(c)) {
-        return Err(invalid(
-            "runAsUserName's User cannot contain the following characters: \"/\\:;|=,+*?<>@[]",
-        ));
-    }
-    Ok(AccountName {
-        domain: domain.map(str::to_string),
-        user: user.to_string(),
+    Ok(match name.split_once('\\') {
+        Some((domain, user)) => AccountName {
+            domain: Some(domain.to_string()),
+            user: user.to_string(),
+        },
+        None => AccountName {
+            domain: None,
+            user: name.to_string(),
+        },
     })
-}
-
-/// NetBIOS: 1–15 characters, none of `\/:*?"<>|`, not starting with a period.
-fn is_netbios_name(domain: &str) -> bool {
-    const BAD: &str = "\\/:*?\"<>|";
-    let mut chars = domain.chars();
-    match chars.next() {
-        Some(first) if !BAD.contains(first) && first != '.' => {}
-        _ => return false,
-    }
-    let rest: Vec<char> = chars.collect();
-    rest.len() <= 14 && rest.iter().all(|c| !BAD.contains(*c))
-}
-
-/// DNS (RFC 1123 subdomain, case-insensitive): labels of 1–63 alphanumerics or `-`,
-/// not starting or ending with `-`, 253 characters at most.
-fn is_dns_name(domain: &str) -> bool {
-    domain.len() <= 253
-        && domain.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod account;
 pub mod mounts;
 pub mod process;
 pub mod resources;
+pub mod run_as_user_name;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

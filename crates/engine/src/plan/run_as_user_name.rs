@@ -16,26 +16,56 @@ const USER_FORBIDDEN: &[char] = &[
 ];
 
 /// One broken `runAsUserName` rule; `Display` is the apiserver's message, word for word.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunAsUserNameError {
-    #[error("runAsUserName cannot be an empty string")]
     Empty,
-    #[error("runAsUserName cannot contain control characters")]
     ControlCharacters,
-    #[error("runAsUserName cannot contain more than one backslash")]
     MoreThanOneBackslash,
-    #[error("runAsUserName's Domain length must be under 256 characters")]
     DomainTooLong,
-    #[error("runAsUserName's Domain doesn't match the NetBios nor the DNS format")]
     DomainFormat,
-    #[error("runAsUserName's User cannot be empty")]
     UserEmpty,
-    #[error("runAsUserName's User length must not be longer than 104 characters")]
     UserTooLong,
-    #[error("runAsUserName's User cannot contain only periods or spaces")]
     UserOnlyPeriodsOrSpaces,
-    #[error("runAsUserName's User cannot contain the following characters: \"/\\:;|=,+*?<>@[]")]
     UserForbiddenCharacters,
+}
+
+impl std::fmt::Display for RunAsUserNameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for RunAsUserNameError {}
+
+impl RunAsUserNameError {
+    /// The apiserver's message.
+    pub fn message(self) -> &'static str {
+        match self {
+            RunAsUserNameError::Empty => "runAsUserName cannot be an empty string",
+            RunAsUserNameError::ControlCharacters => {
+                "runAsUserName cannot contain control characters"
+            }
+            RunAsUserNameError::MoreThanOneBackslash => {
+                "runAsUserName cannot contain more than one backslash"
+            }
+            RunAsUserNameError::DomainTooLong => {
+                "runAsUserName's Domain length must be under 256 characters"
+            }
+            RunAsUserNameError::DomainFormat => {
+                "runAsUserName's Domain doesn't match the NetBios nor the DNS format"
+            }
+            RunAsUserNameError::UserEmpty => "runAsUserName's User cannot be empty",
+            RunAsUserNameError::UserTooLong => {
+                "runAsUserName's User length must not be longer than 104 characters"
+            }
+            RunAsUserNameError::UserOnlyPeriodsOrSpaces => {
+                "runAsUserName's User cannot contain only periods or spaces"
+            }
+            RunAsUserNameError::UserForbiddenCharacters => {
+                "runAsUserName's User cannot contain the following characters: \"/\\:;|=,+*?<>@[]"
+            }
+        }
+    }
 }
 
 /// Every rule `name` breaks, in the apiserver's order; empty when the name is acceptable.
