@@ -598,6 +598,33 @@ mod tests {
     }
 
     #[test]
+    fn a_command_in_the_silo_resolves_to_the_host_file_behind_it() {
+        use crate::sys::winlogic::cmdline::{resolve, SearchPaths};
+        let bindings = bindings();
+        let view = ContainerView {
+            bindings: &bindings,
+        };
+        let host = MemFs::new(&[r"D:\snap\7\agnhost", r"C:\Windows\System32\cmd.exe"], &[]);
+        let fs = ViewFs { view, host: &host };
+        let search = SearchPaths {
+            work_dir: r"C:\hpc".into(),
+            path_env: r"C:\Windows\System32;C:\hpc\".into(),
+            system_dir: r"C:\Windows\System32".into(),
+            windows_dir: r"C:\Windows".into(),
+        };
+        let resolved = resolve("agnhost netexec --http-port=80", &search, &fs).unwrap();
+        assert_eq!(resolved.application.to_lowercase(), r"c:\hpc\agnhost");
+        assert_eq!(view.to_host(&resolved.application), r"D:\snap\7\agnhost");
+        assert_eq!(resolved.command_line, "agnhost netexec --http-port=80");
+    }
+
+    #[test]
+    fn the_fallback_layout_rebases_an_expanded_command() {
+        let line = rebase_text(r"/hpc\agnhost serve-hostname", "/hpc", r"C:\hpc\c1");
+        assert_eq!(line, r"C:\hpc\c1\agnhost serve-hostname");
+    }
+
+    #[test]
     fn the_view_answers_for_container_paths() {
         let bindings = bindings();
         let host = MemFs::new(&[r"D:\snap\7\app\run.exe"], &[]);
