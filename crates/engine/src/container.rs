@@ -347,7 +347,7 @@ impl Container {
         let _lock = self.root.lock(&self.state.id)?;
         self.state = self.root.load(&self.state.id)?;
         let next = plan::resources::updated_request(&self.state.plan.resources, linux, windows)?;
-        Current::update(&self.state.record, &next)?;
+        Current::update(&mut self.state.record, &next)?;
         self.state.plan.resources = next;
         self.root.save(&self.state)
     }

@@ -6,19 +6,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{op} '{}': {source}", path.display())]
+    // The cause is part of the message (one line, crun-style), not a separate source, so
+    // printing the error chain does not repeat it.
+    #[error("{op} '{}': {cause}", path.display())]
     Io {
         op: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{op}: {source}")]
-    Sys {
-        op: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{op}: {cause}")]
+    Sys { op: String, cause: std::io::Error },
     #[error("invalid spec '{}': {reason}", path.display())]
     InvalidSpec { path: PathBuf, reason: String },
     #[error("invalid spec: {0}")]
@@ -52,14 +49,14 @@ impl Error {
         Error::Io {
             op,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 
     pub fn sys(op: impl Into<String>, source: impl Into<std::io::Error>) -> Error {
         Error::Sys {
             op: op.into(),
-            source: source.into(),
+            cause: source.into(),
         }
     }
 
@@ -74,8 +71,8 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         match self {
             Error::NotFound(_) => true,
-            Error::Io { source, .. } | Error::Sys { source, .. } => {
-                source.kind() == std::io::ErrorKind::NotFound
+            Error::Io { cause, .. } | Error::Sys { cause, .. } => {
+                cause.kind() == std::io::ErrorKind::NotFound
             }
             _ => false,
         }

@@ -234,11 +234,7 @@ impl Spec {
     /// Reads `<bundle>/config.json`.
     pub fn load(bundle: &Path) -> Result<Spec> {
         let path = bundle.join("config.json");
-        let text = std::fs::read(&path).map_err(|source| Error::Io {
-            op: "read",
-            path: path.clone(),
-            source,
-        })?;
+        let text = std::fs::read(&path).map_err(|e| Error::io("read", path.clone(), e))?;
         Self::parse(&text).map_err(|reason| Error::InvalidSpec { path, reason })
     }
 

@@ -102,8 +102,9 @@ pub trait Platform {
     fn wait_job_empty(record: &Self::Record, timeout: Duration) -> Result<bool>;
     fn set_frozen(record: &Self::Record, frozen: bool) -> Result<()>;
     fn is_frozen(record: &Self::Record) -> bool;
-    /// Changes the job's limits while it runs.
-    fn update(record: &Self::Record, resources: &ResourceRequest) -> Result<()>;
+    /// Changes the job's limits while it runs (joining a controller the job was created
+    /// without, which is why the record may change).
+    fn update(record: &mut Self::Record, resources: &ResourceRequest) -> Result<()>;
     fn stats(record: &Self::Record) -> Result<JobStats>;
     /// Starts a watcher, detached from the calling process, that applies §6 when init exits:
     /// SIGTERM to the rest of the job, SIGKILL to what is left after `grace`. Used when the

@@ -25,6 +25,8 @@ const MIN_CFS_QUOTA: u64 = 1_000;
 /// The cgroup directories of one job.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CgroupRecord {
+    /// The job's path below each hierarchy's root.
+    pub relative: String,
     /// The job's directory in the v2 tree (pure v2: where limits go too).
     pub unified: Option<PathBuf>,
     /// True on a pure v2 host.
@@ -354,6 +356,7 @@ pub fn plan_record(
         }
     }
     CgroupRecord {
+        relative: relative.to_string(),
         unified: hierarchy.unified.as_ref().map(|u| u.join(relative)),
         unified_only: hierarchy.unified_only,
         v1,
@@ -414,6 +417,44 @@ fn make_dir(dir: &Path, is_cpuset: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Joins the v1 controllers `wanted` has and the job lacks (a limit that `update` adds): the
+/// directory is made and every process of the job moved into it while the job is frozen, so
+/// none escapes by forking meanwhile.
+pub fn join_missing(record: &mut CgroupRecord, wanted: &CgroupRecord) -> Result<()> {
+    let missing: Vec<(String, PathBuf)> = wanted
+        .v1
+        .iter()
+        .filter(|(c, _)| !record.v1.iter().any(|(have, _)| have == c))
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let was_frozen = is_frozen(record);
+    if !was_frozen {
+        set_frozen(record, true)?;
+    }
+    let result = (|| -> Result<()> {
+        for (controller, dir) in &missing {
+            make_dir(dir, controller == "cpuset")?;
+            record.v1.push((controller.clone(), dir.clone()));
+            for pid in pids(record)? {
+                match fs::write(dir.join("cgroup.procs"), pid.to_string()) {
+                    Ok(()) => {}
+                    // Exited meanwhile.
+                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                    Err(e) => return Err(Error::io("write", dir.join("cgroup.procs"), e)),
+                }
+            }
+        }
+        Ok(())
+    })();
+    if !was_frozen {
+        set_frozen(record, false)?;
+    }
+    result
 }
 
 /// The `cgroup.procs` files a new process writes itself into.
@@ -797,7 +838,7 @@ mod tests {
         let record = CgroupRecord {
             unified: Some(tmp.path().to_path_buf()),
             unified_only: true,
-            v1: vec![],
+            ..CgroupRecord::default()
         };
         apply(&record, &v2_settings(&request(), 2, &[(8, 0), (253, 0)])).unwrap();
         let read = |f: &str| fs::read_to_string(tmp.path().join(f)).unwrap();

@@ -262,7 +262,10 @@ impl Platform for Linux {
         cgroup::is_frozen(&record.cgroup)
     }
 
-    fn update(record: &Record, resources: &ResourceRequest) -> Result<()> {
+    fn update(record: &mut Record, resources: &ResourceRequest) -> Result<()> {
+        let hierarchy = cgroup::Hierarchy::detect()?;
+        let wanted = cgroup::plan_record(&hierarchy, &record.cgroup.relative, resources);
+        cgroup::join_missing(&mut record.cgroup, &wanted)?;
         cgroup::apply(
             &record.cgroup,
             &cgroup::settings_for(&record.cgroup, resources, host_cpus()),

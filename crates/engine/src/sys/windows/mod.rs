@@ -581,7 +581,7 @@ impl Platform for Windows {
         record.state_dir.join(FROZEN_FILE).exists()
     }
 
-    fn update(record: &Record, resources: &ResourceRequest) -> Result<()> {
+    fn update(record: &mut Record, resources: &ResourceRequest) -> Result<()> {
         let limits = limits_for(&record.id, resources)?;
         let (job, _) = job_for(record)?.ok_or_else(|| stopped(record))?;
         job.apply(&limits)
