@@ -191,7 +191,8 @@ impl Platform for Linux {
         } else {
             None
         };
-        let resolved = volume::build(plan, &record.volume, || {
+        let owner = record.account.as_ref().map_or((0, 0), |a| (a.uid, a.gid));
+        let resolved = volume::build(plan, &record.volume, owner, || {
             resolve_in_view(plan, &plan.process)
         })?;
         let launch = launch(plan, record, resolved, &plan.process, fifo)?;

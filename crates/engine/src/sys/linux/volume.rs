@@ -58,7 +58,7 @@ pub fn plan_record(plan: &ContainerPlan, state_dir: &Path) -> VolumeRecord {
         ns_pin: (plan.volume.layout == Layout::Bind).then(|| state_dir.join("mntns")),
         host_mount: (plan.volume.layout == Layout::Symlink)
             .then(|| plan.volume.mount_point.clone()),
-        scratch: (owns_scratch && !plan.volume.read_only).then(|| state_dir.join("volume")),
+        scratch: owns_scratch.then(|| state_dir.join("volume")),
     }
 }
 
@@ -163,8 +163,11 @@ fn unescape(field: &str) -> String {
         .replace("\\134", "\\")
 }
 
-/// The overlay's mount data, and the scratch directories it needs.
-fn overlay_data(plan: &ContainerPlan, record: &VolumeRecord) -> Result<Option<String>> {
+/// The overlay's mount data. The upper directory (ours, or containerd's) is given to the
+/// container's account so the volume is writable by it, as a fresh workspace should be. A
+/// read-only root still gets an upper layer, so the compatibility links can be made; the
+/// mount is made read-only once the view is complete.
+fn overlay_data(plan: &ContainerPlan, record: &VolumeRecord, owner: (u32, u32)) -> Result<String> {
     let (lower, upper, work) = match &plan.volume.image {
         ImageSource::Directory(dir) => (vec![dir.clone()], None, None),
         ImageSource::Layers { lower, upper, work } => (lower.clone(), upper.clone(), work.clone()),
@@ -183,65 +186,52 @@ fn overlay_data(plan: &ContainerPlan, record: &VolumeRecord) -> Result<Option<St
             }
             (u, w)
         }
-        // Read-only root: a read-only overlay of the lower layers, or a plain bind when one.
-        _ if lower.len() == 1 => return Ok(None),
-        _ => return Ok(Some(format!("lowerdir={lowerdir}"))),
+        _ => {
+            return Err(Error::container(
+                &plan.id,
+                "the image gives no upper layer and no scratch directory was planned",
+            ))
+        }
     };
-    Ok(Some(format!(
+    nix::unistd::chown(
+        &upper,
+        Some(nix::unistd::Uid::from_raw(owner.0)),
+        Some(nix::unistd::Gid::from_raw(owner.1)),
+    )
+    .map_err(|e| {
+        sys_err(
+            format!("give '{}' to the container's account", upper.display()),
+            e,
+        )
+    })?;
+    Ok(format!(
         "lowerdir={lowerdir},upperdir={},workdir={}",
         upper.display(),
         work.display()
-    )))
+    ))
 }
 
 /// Mounts the volume at `target` (in the calling thread's namespace).
-fn mount_volume(plan: &ContainerPlan, record: &VolumeRecord, target: &Path) -> Result<()> {
-    match overlay_data(plan, record)? {
-        Some(data) => {
-            let flags = if plan.volume.read_only {
-                MsFlags::MS_RDONLY
-            } else {
-                MsFlags::empty()
-            };
-            mount(
-                Some("overlay"),
-                target,
-                Some("overlay"),
-                flags,
-                Some(data.as_str()),
-            )
-            .map_err(|e| {
-                sys_err(
-                    format!("mount overlay on '{}' ({data})", target.display()),
-                    e,
-                )
-            })
-        }
-        None => {
-            let source = lower_dirs(&plan.volume.image).remove(0);
-            mount(
-                Some(&source),
-                target,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .map_err(|e| {
-                sys_err(
-                    format!("bind '{}' on '{}'", source.display(), target.display()),
-                    e,
-                )
-            })?;
-            mount(
-                None::<&str>,
-                target,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-                None::<&str>,
-            )
-            .map_err(|e| sys_err(format!("remount '{}' read-only", target.display()), e))
-        }
-    }
+fn mount_volume(
+    plan: &ContainerPlan,
+    record: &VolumeRecord,
+    target: &Path,
+    owner: (u32, u32),
+) -> Result<()> {
+    let data = overlay_data(plan, record, owner)?;
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(|e| {
+        sys_err(
+            format!("mount overlay on '{}' ({data})", target.display()),
+            e,
+        )
+    })
 }
 
 /// Opens `components` below the directory `root` without following any symlink, creating
@@ -286,12 +276,21 @@ fn open_dirs_nofollow(root: RawFd, components: &[String], what: &Path) -> Result
     Ok(current)
 }
 
-/// Makes `<volume>/<destination>` a symlink to `target`, never following an image symlink.
-fn link_in_volume(volume: &Path, destination: &Path, target: &Path) -> Result<()> {
+/// Makes `$CONTAINER_SANDBOX_MOUNT_POINT/<destination>` reach a mount: a symlink to `target`,
+/// or, where the image already has that path, a bind mount of `source` over it. No image
+/// symlink is ever followed on the way.
+fn reach_from_volume(
+    volume: &Path,
+    destination: &Path,
+    target: &Path,
+    source: &Path,
+    read_only: bool,
+) -> Result<()> {
     let parts = relative_components(destination);
     let Some((last, parents)) = parts.split_last() else {
         return Ok(());
     };
+    let inside = volume.join(parts.join("/"));
     let root = fs::File::open(volume).map_err(|e| Error::io("open", volume, e))?;
     let dir = open_dirs_nofollow(root.as_raw_fd(), parents, destination)?;
     let name = CString::new(last.as_bytes()).map_err(|_| {
@@ -304,17 +303,50 @@ fn link_in_volume(volume: &Path, destination: &Path, target: &Path) -> Result<()
     let target_c = cstring(target)?;
     // SAFETY: symlinkat on a valid directory descriptor with C strings.
     let rc = unsafe { libc::symlinkat(target_c.as_ptr(), dir.as_raw_fd(), name.as_ptr()) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if e.kind() != ErrorKind::AlreadyExists {
+        return Err(Error::io("symlink", inside, e));
+    }
+    // SAFETY: fstatat on a valid directory descriptor, without following a final symlink.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
     if rc < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.kind() == ErrorKind::AlreadyExists {
-            log::warn!(
-                "'{}' exists in the image; the mount is reachable at '{}' only",
-                volume.join(parts.join("/")).display(),
-                destination.display()
-            );
-            return Ok(());
-        }
-        return Err(Error::io("symlink", volume.join(parts.join("/")), e));
+        return Err(Error::io("stat", inside, std::io::Error::last_os_error()));
+    }
+    if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        return Err(Error::Mount(MountError::Destination {
+            destination: destination.display().to_string(),
+            reason: format!(
+                "'{}' is a symlink in the image; not following it",
+                Path::new("/").join(parts.join("/")).display()
+            ),
+        }));
+    }
+    mount(
+        Some(source),
+        &inside,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        sys_err(
+            format!("bind '{}' on '{}'", source.display(), inside.display()),
+            e,
+        )
+    })?;
+    if read_only {
+        set_read_only_recursive(&inside)?;
     }
     Ok(())
 }
@@ -452,15 +484,25 @@ fn propagate(destination: &Path, propagation: Propagation) -> Result<()> {
 pub fn build<T: Send>(
     plan: &ContainerPlan,
     record: &VolumeRecord,
+    owner: (u32, u32),
     inside: impl FnOnce() -> Result<T> + Send,
 ) -> Result<T> {
     let mount_point = &plan.volume.mount_point;
     match plan.volume.layout {
         Layout::Symlink => {
             fs::create_dir_all(mount_point).map_err(|e| Error::io("create", mount_point, e))?;
-            mount_volume(plan, record, mount_point)?;
+            mount_volume(plan, record, mount_point, owner)?;
             for m in &plan.mounts {
-                link_in_volume(mount_point, &m.destination, &m.source)?;
+                reach_from_volume(
+                    mount_point,
+                    &m.destination,
+                    &m.source,
+                    &m.source,
+                    m.read_only,
+                )?;
+            }
+            if plan.volume.read_only {
+                set_read_only_recursive(mount_point)?;
             }
             inside()
         }
@@ -482,7 +524,7 @@ pub fn build<T: Send>(
             let (pinned_tx, pinned_rx) = std::sync::mpsc::channel::<()>();
             std::thread::scope(|scope| {
                 let worker = scope.spawn(move || -> Result<T> {
-                    let built = build_namespace(plan, record, &trees);
+                    let built = build_namespace(plan, record, &trees, owner);
                     let failed = built.is_err();
                     let _ = ready_tx.send(built.map(|()| nix::unistd::gettid().as_raw()));
                     if failed {
@@ -516,7 +558,12 @@ pub fn build<T: Send>(
 }
 
 /// In a thread: a new mount namespace, slave of the host's, with the volume and the mounts.
-fn build_namespace(plan: &ContainerPlan, record: &VolumeRecord, trees: &[OwnedFd]) -> Result<()> {
+fn build_namespace(
+    plan: &ContainerPlan,
+    record: &VolumeRecord,
+    trees: &[OwnedFd],
+    owner: (u32, u32),
+) -> Result<()> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS | nix::sched::CloneFlags::CLONE_FS)
         .map_err(|e| sys_err("unshare mount namespace", e))?;
     mount(
@@ -528,18 +575,28 @@ fn build_namespace(plan: &ContainerPlan, record: &VolumeRecord, trees: &[OwnedFd
     )
     .map_err(|e| sys_err("make / a slave mount", e))?;
     let mount_point = &plan.volume.mount_point;
-    mount_volume(plan, record, mount_point)?;
+    mount_volume(plan, record, mount_point, owner)?;
     for (m, tree) in plan.mounts.iter().zip(trees) {
         if m.destination.starts_with(mount_point) {
             make_dir_in_volume(mount_point, &m.destination)?;
-        } else {
-            link_in_volume(mount_point, &m.destination, &m.destination)?;
         }
         move_mount_to(tree, &m.destination)?;
         propagate(&m.destination, m.propagation)?;
         if m.read_only {
             set_read_only_recursive(&m.destination)?;
         }
+        if !m.destination.starts_with(mount_point) {
+            reach_from_volume(
+                mount_point,
+                &m.destination,
+                &m.destination,
+                &m.destination,
+                m.read_only,
+            )?;
+        }
+    }
+    if plan.volume.read_only {
+        set_read_only_recursive(mount_point)?;
     }
     Ok(())
 }
