@@ -1,0 +1,379 @@
+//! One container as the shim serves it: the engine's container (job, volume, account), its init
+//! process and its exec processes.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use containerd_shim::protos::api::{CreateTaskRequest, ProcessInfo as TaskProcess};
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
+use containerd_shim::protos::protobuf::{Message, MessageFull};
+use containerd_shim::protos::shim::oci::ProcessDetails;
+use hostprocess_engine::spec::{LinuxResources, Process as ProcessSpec, WindowsResources};
+use hostprocess_engine::sys::{Current, Platform, SIGKILL};
+use hostprocess_engine::{Container as EngineContainer, CreateOptions, Engine};
+use log::{debug, warn};
+
+use crate::error::{Error, Result};
+use crate::io::StdioPaths;
+use crate::metrics;
+use crate::process::{Exit, Process, Status};
+use crate::rootfs;
+use crate::sys::{self, ProcessIo};
+
+/// What `delete` reports for an init that never exited by itself (killed by the delete).
+const KILLED: u32 = 128 + SIGKILL as u32;
+
+struct Exec {
+    process: Arc<Process>,
+    spec: ProcessSpec,
+}
+
+pub struct Container {
+    pub id: String,
+    pub bundle: String,
+    engine: Mutex<EngineContainer>,
+    pub init: Arc<Process>,
+    execs: Mutex<HashMap<String, Exec>>,
+    paused: AtomicBool,
+    /// The job's OOM kill count already reported with a `TaskOOM` event.
+    oom_kills_reported: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Container {
+    /// Validates and makes the container through the engine; its init is created and held.
+    pub fn create(engine: &Engine, req: &CreateTaskRequest) -> Result<Container> {
+        if !req.checkpoint.is_empty() {
+            return Err(Error::invalid(format!(
+                "container {}: restoring from a checkpoint is not possible: a HostProcess \
+                 container is a group of host processes with no checkpointable state; create it \
+                 without --checkpoint",
+                req.id
+            )));
+        }
+        let image = rootfs::image_source(&req.rootfs)
+            .map_err(|e| Error::invalid(format!("container {}: {e}", req.id)))?;
+        let stdio = StdioPaths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        let (mut io, engine_stdio) = ProcessIo::open(&stdio)
+            .map_err(|e| Error::invalid(format!("container {}: stdio: {e}", req.id)))?;
+        let created = engine.create(
+            &req.id,
+            Path::new(&req.bundle),
+            CreateOptions {
+                stdio: engine_stdio,
+                image,
+                start_now: false,
+            },
+        )?;
+        let info = created.init().ok_or_else(|| {
+            Error::internal(format!(
+                "container {}: created without an init process",
+                req.id
+            ))
+        })?;
+        if let Some((height, width)) = created.plan().process.console_size {
+            if let Err(e) = io.resize(u32::from(width), u32::from(height)) {
+                debug!("container {}: console size: {e}", req.id);
+            }
+        }
+        io.bind(&created, &info);
+        sys::watch_exit(&created, &info);
+        let init = Arc::new(Process::new("", stdio));
+        init.created(info, io);
+        Ok(Container {
+            id: req.id.clone(),
+            bundle: req.bundle.clone(),
+            engine: Mutex::new(created),
+            init,
+            execs: Mutex::new(HashMap::new()),
+            paused: AtomicBool::new(false),
+            oom_kills_reported: AtomicU64::new(0),
+        })
+    }
+
+    fn engine(&self) -> MutexGuard<'_, EngineContainer> {
+        lock(&self.engine)
+    }
+
+    /// A snapshot of the engine's container for long operations that must not hold the lock.
+    fn engine_snapshot(&self) -> EngineContainer {
+        self.engine().clone()
+    }
+
+    /// Releases the held init.
+    pub fn start(&self) -> Result<u32> {
+        let info = self
+            .init
+            .info()
+            .ok_or_else(|| Error::internal(format!("container {}: no init process", self.id)))?;
+        self.engine().start()?;
+        self.init.started(info, None);
+        Ok(info.pid)
+    }
+
+    /// The init (`exec_id` empty) or an exec process.
+    pub fn process(&self, exec_id: &str) -> Result<Arc<Process>> {
+        if exec_id.is_empty() {
+            return Ok(self.init.clone());
+        }
+        lock(&self.execs)
+            .get(exec_id)
+            .map(|e| e.process.clone())
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "exec {exec_id} of container {} does not exist",
+                    self.id
+                ))
+            })
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    /// Registers an exec process; it starts with [`Container::start_exec`].
+    pub fn add_exec(&self, exec_id: &str, spec: &Any, stdio: StdioPaths) -> Result<()> {
+        if exec_id.is_empty() {
+            return Err(Error::invalid("an exec needs an exec id"));
+        }
+        let mut spec: ProcessSpec = serde_json::from_slice(&spec.value).map_err(|e| {
+            Error::invalid(format!(
+                "exec {exec_id} of container {}: process spec ({}): {e}",
+                self.id, spec.type_url
+            ))
+        })?;
+        spec.terminal = stdio.terminal;
+        if self.init.exit().is_some() {
+            return Err(Error::precondition(format!(
+                "container {} has stopped: exec needs a created or running container",
+                self.id
+            )));
+        }
+        let mut execs = lock(&self.execs);
+        if execs.contains_key(exec_id) {
+            return Err(Error::exists(format!(
+                "exec {exec_id} of container {} already exists",
+                self.id
+            )));
+        }
+        let process = Arc::new(Process::new(exec_id, stdio));
+        execs.insert(exec_id.to_string(), Exec { process, spec });
+        Ok(())
+    }
+
+    /// Starts a registered exec process in the container's job, view and account.
+    pub fn start_exec(&self, exec_id: &str) -> Result<u32> {
+        let (process, spec) = {
+            let execs = lock(&self.execs);
+            let exec = execs.get(exec_id).ok_or_else(|| {
+                Error::not_found(format!(
+                    "exec {exec_id} of container {} does not exist",
+                    self.id
+                ))
+            })?;
+            (exec.process.clone(), exec.spec.clone())
+        };
+        if process.status() != Status::Created {
+            return Err(Error::precondition(format!(
+                "exec {exec_id} of container {} was started already",
+                self.id
+            )));
+        }
+        let (mut io, stdio) = ProcessIo::open(&process.stdio).map_err(|e| {
+            Error::invalid(format!(
+                "exec {exec_id} of container {}: stdio: {e}",
+                self.id
+            ))
+        })?;
+        let info = {
+            let engine = self.engine();
+            let info = engine.exec(&spec, stdio)?;
+            io.bind(&engine, &info);
+            sys::watch_exit(&engine, &info);
+            info
+        };
+        process.started(info, Some(io));
+        Ok(info.pid)
+    }
+
+    pub fn exec_by_pid(&self, pid: u32) -> Option<Arc<Process>> {
+        lock(&self.execs)
+            .values()
+            .find(|e| e.process.pid() == pid && e.process.exit().is_none())
+            .map(|e| e.process.clone())
+    }
+
+    pub fn kill(&self, exec_id: &str, signal: u32, all: bool) -> Result<()> {
+        let signal = i32::try_from(signal)
+            .map_err(|_| Error::invalid(format!("signal {signal} is out of range")))?;
+        let process = self.process(exec_id)?;
+        if exec_id.is_empty() && all {
+            self.engine().kill(signal, true)?;
+        } else {
+            match process.status() {
+                Status::Exited(_) => {
+                    return Err(Error::not_found(format!(
+                        "process {} of container {} already finished",
+                        process.pid(),
+                        self.id
+                    )))
+                }
+                Status::Created if !exec_id.is_empty() => {
+                    return Err(Error::precondition(format!(
+                        "exec {exec_id} of container {} is not started",
+                        self.id
+                    )))
+                }
+                _ => {}
+            }
+            if exec_id.is_empty() {
+                self.engine().kill(signal, false)?;
+            } else if let Some(info) = process.info() {
+                Current::signal(&info, signal)?;
+            }
+        }
+        // A frozen job cannot die: SIGKILL thaws it, as runc does.
+        if signal == SIGKILL && self.is_paused() {
+            self.resume()?;
+        }
+        Ok(())
+    }
+
+    /// Every process of the job, execs marked with their exec id.
+    pub fn pids(&self) -> Result<Vec<TaskProcess>> {
+        let pids = self.engine().pids()?;
+        let execs: HashMap<u32, String> = lock(&self.execs)
+            .iter()
+            .map(|(id, e)| (e.process.pid(), id.clone()))
+            .collect();
+        let mut processes = Vec::with_capacity(pids.len());
+        for pid in pids {
+            let mut process = TaskProcess::new();
+            process.pid = pid;
+            if let Some(exec_id) = execs.get(&pid) {
+                let mut details = ProcessDetails::new();
+                details.exec_id = exec_id.clone();
+                let mut info = Any::new();
+                info.type_url = ProcessDetails::descriptor().full_name().to_string();
+                info.value = details
+                    .write_to_bytes()
+                    .map_err(|e| Error::internal(format!("encode process details: {e}")))?;
+                process.info = Some(info).into();
+            }
+            processes.push(process);
+        }
+        Ok(processes)
+    }
+
+    pub fn pause(&self) -> Result<()> {
+        self.engine().pause()?;
+        self.paused.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    pub fn resume(&self) -> Result<()> {
+        self.engine().resume()?;
+        self.paused.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Applies new limits (an OCI `LinuxResources` or `WindowsResources`, JSON in an Any).
+    pub fn update(&self, resources: &Any) -> Result<()> {
+        let bad = |e: serde_json::Error| {
+            Error::invalid(format!(
+                "container {}: resources ({}): {e}",
+                self.id, resources.type_url
+            ))
+        };
+        if resources.type_url.ends_with("WindowsResources") {
+            let windows: WindowsResources =
+                serde_json::from_slice(&resources.value).map_err(bad)?;
+            self.engine().update(None, Some(&windows))?;
+        } else {
+            let linux: LinuxResources = serde_json::from_slice(&resources.value).map_err(bad)?;
+            self.engine().update(Some(&linux), None)?;
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self) -> Result<Any> {
+        let stats = self.engine().stats()?;
+        metrics::to_any(&stats, sys::metrics_format()).map_err(Error::internal)
+    }
+
+    /// True when the job had OOM kills since the last call that returned true.
+    pub fn take_new_oom_kill(&self) -> bool {
+        let Ok(stats) = self.engine().stats() else {
+            return false;
+        };
+        let reported = self.oom_kills_reported.load(Ordering::SeqCst);
+        stats.oom_kills > reported
+            && self
+                .oom_kills_reported
+                .compare_exchange(
+                    reported,
+                    stats.oom_kills,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                )
+                .is_ok()
+    }
+
+    /// §6 after init exits: SIGTERM to the rest of the job, SIGKILL after the grace period.
+    pub fn terminate_rest(&self) {
+        let snapshot = self.engine_snapshot();
+        match snapshot.terminate_rest() {
+            Ok(true) => debug!(
+                "container {}: processes left after init had to be killed",
+                self.id
+            ),
+            Ok(false) => {}
+            Err(e) => warn!("container {}: stopping the rest of the job: {e}", self.id),
+        }
+        self.paused.store(false, Ordering::SeqCst);
+    }
+
+    /// Forgets an exec process that has exited (or never started).
+    pub fn delete_exec(&self, exec_id: &str) -> Result<(u32, Exit)> {
+        let process = self.process(exec_id)?;
+        let exit = match process.status() {
+            Status::Exited(exit) => exit,
+            Status::Created => Exit::now(0),
+            Status::Running => {
+                return Err(Error::precondition(format!(
+                    "exec {exec_id} of container {} is still running: kill it first",
+                    self.id
+                )))
+            }
+        };
+        lock(&self.execs).remove(exec_id);
+        process.release_io();
+        Ok((process.pid(), exit))
+    }
+
+    /// Removes the container: whatever still runs is killed, then the engine tears down the
+    /// job, the view, the volume and any ephemeral account.
+    pub fn delete(&self) -> Result<(u32, Exit)> {
+        self.engine_snapshot().delete(true)?;
+        let exit = self
+            .init
+            .wait_timeout(Duration::from_secs(2))
+            .unwrap_or_else(|| Exit::now(KILLED));
+        self.init.release_io();
+        for exec in lock(&self.execs).values() {
+            exec.process.release_io();
+        }
+        Ok((self.init.pid(), exit))
+    }
+}

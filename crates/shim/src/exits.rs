@@ -1,0 +1,95 @@
+//! Process exits: containerd-shim's SIGCHLD reaper (on Windows, the per-process watchers of
+//! `sys`) reports each reaped pid to its monitor; one thread here turns them into process
+//! state and `TaskExit` events. When an init exits, the rest of its job is stopped first (§6),
+//! so containerd learns of the exit only once nothing of the container runs any more.
+
+use std::sync::Arc;
+use std::thread;
+
+use containerd_shim::monitor::{monitor_subscribe, Subject, Topic};
+use containerd_shim::protos::events::task::{TaskExit, TaskOOM};
+use log::{debug, error};
+
+use crate::container::Container;
+use crate::events::Events;
+use crate::process::Process;
+use crate::task::Shared;
+
+/// Subscribes to the reaper before any process can exist, then handles exits on a thread.
+pub fn start(shared: Arc<Shared>) {
+    let subscription = match monitor_subscribe(Topic::Pid) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("cannot subscribe to process exits: {e}");
+            return;
+        }
+    };
+    let spawned = thread::Builder::new().name("exits".into()).spawn(move || {
+        for event in subscription.rx.iter() {
+            if let Subject::Pid(pid) = event.subject {
+                on_exit(&shared, pid, event.exit_code);
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        error!("cannot start the exit handler: {e}");
+    }
+}
+
+fn on_exit(shared: &Arc<Shared>, pid: i32, code: i32) {
+    let (Ok(pid), Ok(status)) = (u32::try_from(pid), u32::try_from(code)) else {
+        return;
+    };
+    // Under the lifecycle lock, every process that was forked is registered.
+    let _lifecycle = shared.lifecycle();
+    for container in shared.containers() {
+        if container.init.pid() == pid && container.init.exit().is_none() {
+            let events = shared.events.clone();
+            let spawned = thread::Builder::new()
+                .name(format!("init-exit-{}", container.id))
+                .spawn(move || init_exited(&container, status, &events));
+            if let Err(e) = spawned {
+                error!("init of container exited, cannot stop the rest of its job: {e}");
+            }
+            return;
+        }
+        if let Some(exec) = container.exec_by_pid(pid) {
+            publish_oom(&container, &shared.events);
+            publish_exit(&container, &exec, status, &shared.events);
+            return;
+        }
+    }
+    debug!("reaped pid {pid} (status {status}): not a process the shim started");
+}
+
+fn init_exited(container: &Container, status: u32, events: &Events) {
+    container.terminate_rest();
+    publish_oom(container, events);
+    publish_exit(container, &container.init, status, events);
+}
+
+fn publish_exit(container: &Container, process: &Process, status: u32, events: &Events) {
+    let Some(exit) = process.exited(status) else {
+        return;
+    };
+    let mut event = TaskExit::new();
+    event.container_id = container.id.clone();
+    event.id = if process.exec_id.is_empty() {
+        container.id.clone()
+    } else {
+        process.exec_id.clone()
+    };
+    event.pid = process.pid();
+    event.exit_status = exit.status;
+    event.exited_at = Some(exit.timestamp()).into();
+    events.publish(event);
+}
+
+/// An OOM kill precedes the exit it causes, as containerd's own shims report it.
+pub fn publish_oom(container: &Container, events: &Events) {
+    if container.take_new_oom_kill() {
+        let mut event = TaskOOM::new();
+        event.container_id = container.id.clone();
+        events.publish(event);
+    }
+}

@@ -1,0 +1,213 @@
+//! One process of a container (its init, or an exec): a small state machine
+//! `Created → Running → Exited`, its stdio, and a wait channel for `Wait`.
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use hostprocess_engine::ProcessInfo;
+
+use crate::error::{Error, Result};
+use crate::io::StdioPaths;
+use crate::sys::ProcessIo;
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// The exit code, or 128 + the signal that killed it.
+    pub status: u32,
+    pub at: SystemTime,
+}
+
+impl Exit {
+    pub fn now(status: u32) -> Exit {
+        Exit {
+            status,
+            at: SystemTime::now(),
+        }
+    }
+
+    pub fn timestamp(&self) -> Timestamp {
+        Timestamp::from(self.at)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Init: made and held; exec: registered, not started.
+    Created,
+    Running,
+    Exited(Exit),
+}
+
+struct State {
+    status: Status,
+    info: Option<ProcessInfo>,
+    io: Option<ProcessIo>,
+}
+
+pub struct Process {
+    /// The exec id; empty for the init process.
+    pub exec_id: String,
+    pub stdio: StdioPaths,
+    state: Mutex<State>,
+    exited: Condvar,
+}
+
+impl Process {
+    pub fn new(exec_id: &str, stdio: StdioPaths) -> Process {
+        Process {
+            exec_id: exec_id.to_string(),
+            stdio,
+            state: Mutex::new(State {
+                status: Status::Created,
+                info: None,
+                io: None,
+            }),
+            exited: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn status(&self) -> Status {
+        self.lock().status
+    }
+
+    /// 0 until the process exists.
+    pub fn pid(&self) -> u32 {
+        self.lock().info.map_or(0, |i| i.pid)
+    }
+
+    pub fn info(&self) -> Option<ProcessInfo> {
+        self.lock().info
+    }
+
+    pub fn exit(&self) -> Option<Exit> {
+        match self.lock().status {
+            Status::Exited(exit) => Some(exit),
+            _ => None,
+        }
+    }
+
+    /// The process exists (a held init) but does not run its command yet.
+    pub fn created(&self, info: ProcessInfo, io: ProcessIo) {
+        let mut state = self.lock();
+        state.info = Some(info);
+        state.io = Some(io);
+    }
+
+    /// The process runs. An exit that was recorded first (a command that ended at once) stays.
+    pub fn started(&self, info: ProcessInfo, io: Option<ProcessIo>) {
+        let mut state = self.lock();
+        state.info = Some(info);
+        if io.is_some() {
+            state.io = io;
+        }
+        if state.status == Status::Created {
+            state.status = Status::Running;
+        }
+    }
+
+    /// Records the exit; `None` if one was recorded already.
+    pub fn exited(&self, status: u32) -> Option<Exit> {
+        let mut state = self.lock();
+        if let Status::Exited(_) = state.status {
+            return None;
+        }
+        let exit = Exit::now(status);
+        state.status = Status::Exited(exit);
+        self.exited.notify_all();
+        Some(exit)
+    }
+
+    /// Blocks until the process has exited.
+    pub fn wait(&self) -> Exit {
+        let mut state = self.lock();
+        loop {
+            if let Status::Exited(exit) = state.status {
+                return exit;
+            }
+            state = self.exited.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Exit> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        loop {
+            if let Status::Exited(exit) = state.status {
+                return Some(exit);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            state = self
+                .exited
+                .wait_timeout(state, left)
+                .map(|(s, _)| s)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+
+    pub fn resize(&self, width: u32, height: u32) -> Result<()> {
+        match &self.lock().io {
+            Some(io) => io
+                .resize(width, height)
+                .map_err(|e| Error::invalid(e.to_string())),
+            None => Err(Error::precondition("the process has no terminal to resize")),
+        }
+    }
+
+    pub fn close_stdin(&self) {
+        if let Some(io) = self.lock().io.as_mut() {
+            io.close_stdin();
+        }
+    }
+
+    /// Stops the copy threads and closes what the shim held of the process's stdio.
+    pub fn release_io(&self) {
+        let io = self.lock().io.take();
+        drop(io);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn info(pid: u32) -> ProcessInfo {
+        ProcessInfo { pid, start_time: 1 }
+    }
+
+    #[test]
+    fn wait_returns_once_the_exit_is_recorded() {
+        let p = Arc::new(Process::new("", StdioPaths::default()));
+        p.started(info(42), None);
+        assert_eq!(p.status(), Status::Running);
+        let waiter = {
+            let p = p.clone();
+            std::thread::spawn(move || p.wait())
+        };
+        let exit = p.exited(3).expect("first exit");
+        assert_eq!(waiter.join().unwrap(), exit);
+        assert_eq!(p.status(), Status::Exited(exit));
+        assert_eq!(p.exited(9), None, "the first exit stays");
+    }
+
+    #[test]
+    fn an_exit_recorded_before_start_returns_is_kept() {
+        let p = Process::new("e1", StdioPaths::default());
+        let exit = p.exited(0).unwrap();
+        p.started(info(7), None);
+        assert_eq!(p.status(), Status::Exited(exit));
+        assert_eq!(p.pid(), 7);
+    }
+
+    #[test]
+    fn wait_timeout_gives_up() {
+        let p = Process::new("", StdioPaths::default());
+        assert_eq!(p.wait_timeout(Duration::from_millis(20)), None);
+    }
+}

@@ -1,0 +1,393 @@
+//! The Task API (containerd.task.v2.Task): every call maps to the engine, in-process.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::thread;
+use std::time::Duration;
+
+use containerd_shim::api::{
+    CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
+    DeleteRequest, DeleteResponse, Empty, ExecProcessRequest, KillRequest, PauseRequest,
+    PidsRequest, PidsResponse, ResizePtyRequest, ResumeRequest, ShutdownRequest, StartRequest,
+    StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse, UpdateTaskRequest,
+    WaitRequest, WaitResponse,
+};
+use containerd_shim::protos::api::{CheckpointTaskRequest, Status as TaskStatus};
+use containerd_shim::protos::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskIO, TaskPaused, TaskResumed,
+    TaskStart,
+};
+use containerd_shim::{ExitSignal, Task, TtrpcContext, TtrpcResult};
+use hostprocess_engine::Engine;
+use log::{info, warn};
+
+use crate::container::Container;
+use crate::error::{Error, Result};
+use crate::events::Events;
+use crate::exits;
+use crate::io::StdioPaths;
+use crate::process::Status;
+
+/// How often a live container's job is checked for OOM kills between exits.
+const OOM_POLL: Duration = Duration::from_secs(1);
+
+/// State shared by the Task API handlers and the exit handler.
+pub struct Shared {
+    pub engine: Engine,
+    pub events: Events,
+    containers: Mutex<HashMap<String, Arc<Container>>>,
+    /// Held from a fork (create, start, exec start) until its process is registered; exits are
+    /// matched under it, so a command that ends at once is never taken for an unknown pid.
+    lifecycle: Mutex<()>,
+    exit: Arc<ExitSignal>,
+}
+
+impl Shared {
+    pub fn new(engine: Engine, events: Events, exit: Arc<ExitSignal>) -> Shared {
+        Shared {
+            engine,
+            events,
+            containers: Mutex::new(HashMap::new()),
+            lifecycle: Mutex::new(()),
+            exit,
+        }
+    }
+
+    pub fn lifecycle(&self) -> MutexGuard<'_, ()> {
+        self.lifecycle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Container>>> {
+        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn containers(&self) -> Vec<Arc<Container>> {
+        self.map().values().cloned().collect()
+    }
+
+    fn container(&self, id: &str) -> Result<Arc<Container>> {
+        self.map()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("container {id} does not exist")))
+    }
+}
+
+pub struct TaskService {
+    shared: Arc<Shared>,
+}
+
+impl TaskService {
+    /// Starts handling exits; must run before the first process is created.
+    pub fn new(shared: Shared) -> TaskService {
+        let shared = Arc::new(shared);
+        exits::start(shared.clone());
+        TaskService { shared }
+    }
+
+    fn create_task(&self, req: &CreateTaskRequest) -> Result<CreateTaskResponse> {
+        let _lifecycle = self.shared.lifecycle();
+        if self.shared.map().contains_key(&req.id) {
+            return Err(Error::exists(format!(
+                "container {} already exists",
+                req.id
+            )));
+        }
+        let container = Arc::new(Container::create(&self.shared.engine, req)?);
+        let pid = container.init.pid();
+        self.shared.map().insert(req.id.clone(), container.clone());
+
+        let mut event = TaskCreate::new();
+        event.container_id = req.id.clone();
+        event.bundle = req.bundle.clone();
+        event.rootfs = req.rootfs.clone();
+        let mut io = TaskIO::new();
+        io.stdin = req.stdin.clone();
+        io.stdout = req.stdout.clone();
+        io.stderr = req.stderr.clone();
+        io.terminal = req.terminal;
+        event.io = Some(io).into();
+        event.checkpoint = req.checkpoint.clone();
+        event.pid = pid;
+        self.shared.events.publish(event);
+        watch_oom(Arc::downgrade(&container), self.shared.events.clone());
+        info!("container {}: created, init pid {pid}", req.id);
+        let mut response = CreateTaskResponse::new();
+        response.pid = pid;
+        Ok(response)
+    }
+
+    fn start_task(&self, req: &StartRequest) -> Result<StartResponse> {
+        let _lifecycle = self.shared.lifecycle();
+        let container = self.shared.container(&req.id)?;
+        let pid = if req.exec_id.is_empty() {
+            let pid = container.start()?;
+            let mut event = TaskStart::new();
+            event.container_id = req.id.clone();
+            event.pid = pid;
+            self.shared.events.publish(event);
+            pid
+        } else {
+            let pid = container.start_exec(&req.exec_id)?;
+            let mut event = TaskExecStarted::new();
+            event.container_id = req.id.clone();
+            event.exec_id = req.exec_id.clone();
+            event.pid = pid;
+            self.shared.events.publish(event);
+            pid
+        };
+        let mut response = StartResponse::new();
+        response.pid = pid;
+        Ok(response)
+    }
+
+    fn delete_task(&self, req: &DeleteRequest) -> Result<DeleteResponse> {
+        let container = self.shared.container(&req.id)?;
+        let (pid, exit) = if req.exec_id.is_empty() {
+            if container.init.status() == Status::Running {
+                return Err(Error::precondition(format!(
+                    "container {} is running: kill it first",
+                    req.id
+                )));
+            }
+            let deleted = container.delete()?;
+            self.shared.map().remove(&req.id);
+            let mut event = TaskDelete::new();
+            event.container_id = req.id.clone();
+            event.id = req.id.clone();
+            event.pid = deleted.0;
+            event.exit_status = deleted.1.status;
+            event.exited_at = Some(deleted.1.timestamp()).into();
+            self.shared.events.publish(event);
+            info!("container {}: deleted", req.id);
+            deleted
+        } else {
+            container.delete_exec(&req.exec_id)?
+        };
+        let mut response = DeleteResponse::new();
+        response.pid = pid;
+        response.exit_status = exit.status;
+        response.exited_at = Some(exit.timestamp()).into();
+        Ok(response)
+    }
+
+    fn task_state(&self, req: &StateRequest) -> Result<StateResponse> {
+        let container = self.shared.container(&req.id)?;
+        let process = container.process(&req.exec_id)?;
+        let mut response = StateResponse::new();
+        response.id = if req.exec_id.is_empty() {
+            req.id.clone()
+        } else {
+            req.exec_id.clone()
+        };
+        response.exec_id = req.exec_id.clone();
+        response.bundle = container.bundle.clone();
+        response.pid = process.pid();
+        response.stdin = process.stdio.stdin.clone();
+        response.stdout = process.stdio.stdout.clone();
+        response.stderr = process.stdio.stderr.clone();
+        response.terminal = process.stdio.terminal;
+        let status = match process.status() {
+            Status::Created => TaskStatus::CREATED,
+            Status::Running if container.is_paused() => TaskStatus::PAUSED,
+            Status::Running => TaskStatus::RUNNING,
+            Status::Exited(exit) => {
+                response.exit_status = exit.status;
+                response.exited_at = Some(exit.timestamp()).into();
+                TaskStatus::STOPPED
+            }
+        };
+        response.status = status.into();
+        Ok(response)
+    }
+}
+
+/// Reports OOM kills of a live container's job that no exit has reported yet (a killed child
+/// while init survives).
+fn watch_oom(container: Weak<Container>, events: Events) {
+    let spawned = thread::Builder::new()
+        .name("oom".into())
+        .spawn(move || loop {
+            thread::sleep(OOM_POLL);
+            let Some(container) = container.upgrade() else {
+                return;
+            };
+            if container.init.exit().is_some() {
+                return;
+            }
+            exits::publish_oom(&container, &events);
+        });
+    if let Err(e) = spawned {
+        warn!("cannot watch for OOM kills: {e}");
+    }
+}
+
+/// Logs a failed call (containerd shows only the message) and converts it for ttrpc.
+fn answer<T>(what: &str, id: &str, result: Result<T>) -> TtrpcResult<T> {
+    result.map_err(|e| {
+        warn!("{what} {id}: {e}");
+        e.into()
+    })
+}
+
+impl Task for TaskService {
+    fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
+        answer("state", &req.id, self.task_state(&req))
+    }
+
+    fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: CreateTaskRequest,
+    ) -> TtrpcResult<CreateTaskResponse> {
+        answer("create", &req.id, self.create_task(&req))
+    }
+
+    fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
+        answer("start", &req.id, self.start_task(&req))
+    }
+
+    fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
+        answer("delete", &req.id, self.delete_task(&req))
+    }
+
+    fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> TtrpcResult<PidsResponse> {
+        let result = self.shared.container(&req.id).and_then(|c| c.pids());
+        answer("pids", &req.id, result).map(|processes| {
+            let mut response = PidsResponse::new();
+            response.processes = processes;
+            response
+        })
+    }
+
+    fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> TtrpcResult<Empty> {
+        let result = self.shared.container(&req.id).and_then(|c| c.pause());
+        answer("pause", &req.id, result)?;
+        let mut event = TaskPaused::new();
+        event.container_id = req.id;
+        self.shared.events.publish(event);
+        Ok(Empty::new())
+    }
+
+    fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> TtrpcResult<Empty> {
+        let result = self.shared.container(&req.id).and_then(|c| c.resume());
+        answer("resume", &req.id, result)?;
+        let mut event = TaskResumed::new();
+        event.container_id = req.id;
+        self.shared.events.publish(event);
+        Ok(Empty::new())
+    }
+
+    fn checkpoint(&self, _ctx: &TtrpcContext, req: CheckpointTaskRequest) -> TtrpcResult<Empty> {
+        let refusal = Error::unimplemented(format!(
+            "container {}: checkpoint is not supported: a HostProcess container is a group of \
+             host processes with no isolation to checkpoint",
+            req.id
+        ));
+        answer("checkpoint", &req.id, Err(refusal))
+    }
+
+    fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
+        let result = self
+            .shared
+            .container(&req.id)
+            .and_then(|c| c.kill(&req.exec_id, req.signal, req.all));
+        answer("kill", &req.id, result).map(|()| Empty::new())
+    }
+
+    fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
+        let stdio = StdioPaths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        let result = self.shared.container(&req.id).and_then(|c| {
+            let spec = req.spec.as_ref().ok_or_else(|| {
+                Error::invalid(format!(
+                    "exec {}: the request has no process spec",
+                    req.exec_id
+                ))
+            })?;
+            c.add_exec(&req.exec_id, spec, stdio)
+        });
+        answer("exec", &req.id, result)?;
+        let mut event = TaskExecAdded::new();
+        event.container_id = req.id;
+        event.exec_id = req.exec_id;
+        self.shared.events.publish(event);
+        Ok(Empty::new())
+    }
+
+    fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> TtrpcResult<Empty> {
+        let result = self
+            .shared
+            .container(&req.id)
+            .and_then(|c| c.process(&req.exec_id))
+            .and_then(|p| p.resize(req.width, req.height));
+        answer("resize", &req.id, result).map(|()| Empty::new())
+    }
+
+    fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> TtrpcResult<Empty> {
+        let result = self
+            .shared
+            .container(&req.id)
+            .and_then(|c| c.process(&req.exec_id));
+        let process = answer("close io", &req.id, result)?;
+        if req.stdin {
+            process.close_stdin();
+        }
+        Ok(Empty::new())
+    }
+
+    fn update(&self, _ctx: &TtrpcContext, req: UpdateTaskRequest) -> TtrpcResult<Empty> {
+        let result = self.shared.container(&req.id).and_then(|c| {
+            let resources = req.resources.as_ref().ok_or_else(|| {
+                Error::invalid(format!("update {}: the request has no resources", req.id))
+            })?;
+            c.update(resources)
+        });
+        answer("update", &req.id, result).map(|()| Empty::new())
+    }
+
+    fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> TtrpcResult<WaitResponse> {
+        let result = self
+            .shared
+            .container(&req.id)
+            .and_then(|c| c.process(&req.exec_id));
+        let process = answer("wait", &req.id, result)?;
+        let exit = process.wait();
+        let mut response = WaitResponse::new();
+        response.exit_status = exit.status;
+        response.exited_at = Some(exit.timestamp()).into();
+        Ok(response)
+    }
+
+    fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> TtrpcResult<StatsResponse> {
+        let result = self.shared.container(&req.id).and_then(|c| c.stats());
+        answer("stats", &req.id, result).map(|stats| {
+            let mut response = StatsResponse::new();
+            response.stats = Some(stats).into();
+            response
+        })
+    }
+
+    fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
+        let mut response = ConnectResponse::new();
+        response.shim_pid = std::process::id();
+        response.task_pid = self.shared.container(&req.id).map_or(0, |c| c.init.pid());
+        response.version = env!("CARGO_PKG_VERSION").to_string();
+        Ok(response)
+    }
+
+    fn shutdown(&self, _ctx: &TtrpcContext, req: ShutdownRequest) -> TtrpcResult<Empty> {
+        let live = self.shared.map().len();
+        if live > 0 && !req.now {
+            info!("shutdown {}: {live} container(s) still served", req.id);
+            return Ok(Empty::new());
+        }
+        info!("shutdown: no container left, the shim exits");
+        self.shared.exit.signal();
+        Ok(Empty::new())
+    }
+}

@@ -1,0 +1,482 @@
+//! The shim end to end: a private containerd runs HostProcess containers with
+//! `--runtime io.containerd.hostprocess.v1`, driven with `ctr` the way a user would.
+#![cfg(target_os = "linux")]
+
+mod support;
+
+use std::fs;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use support::containerd::{mounts_under, processes_running, Containerd};
+use support::image::{BUSYBOX_IMAGE, HELLO_PATH, HELLO_TEXT};
+use support::{
+    cgroup_dirs_named, host_namespace, run_with_timeout, success, text, unique_id, wait_until,
+    HOSTPROCESS_RUNTIME,
+};
+
+fn containerd() -> Containerd {
+    let containerd = Containerd::start();
+    containerd.import_busybox("default");
+    containerd
+}
+
+/// `ctr run [FLAGS] --runtime hostprocess IMAGE ID ARGS...`
+fn run(containerd: &Containerd, flags: &[&str], id: &str, args: &[&str]) -> Output {
+    let mut all = vec!["run", "--runtime", HOSTPROCESS_RUNTIME];
+    all.extend_from_slice(flags);
+    all.push(BUSYBOX_IMAGE);
+    all.push(id);
+    all.extend_from_slice(args);
+    containerd.ctr(&all)
+}
+
+/// The STATUS column of `ctr task ls` for `id` (empty when containerd has no such task).
+fn task_status(containerd: &Containerd, id: &str) -> String {
+    task_row(containerd, id).map(|(_, s)| s).unwrap_or_default()
+}
+
+fn task_pid(containerd: &Containerd, id: &str) -> u32 {
+    task_row(containerd, id)
+        .map(|(pid, _)| pid)
+        .unwrap_or_else(|| panic!("no task {id}"))
+}
+
+fn task_row(containerd: &Containerd, id: &str) -> Option<(u32, String)> {
+    let out = success(&containerd.ctr(&["tasks", "ls"]));
+    out.lines().find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        match cols.as_slice() {
+            [task, pid, status] if *task == id => Some((pid.parse().ok()?, status.to_string())),
+            _ => None,
+        }
+    })
+}
+
+fn wait_for_status(containerd: &Containerd, id: &str, status: &str) {
+    assert!(
+        wait_until(Duration::from_secs(20), || task_status(containerd, id)
+            == status),
+        "task {id} did not become {status}; it is {:?}",
+        task_status(containerd, id)
+    );
+}
+
+/// Removes a stopped task and its container.
+fn remove(containerd: &Containerd, id: &str) {
+    success(&containerd.ctr(&["tasks", "rm", id]));
+    success(&containerd.ctr(&["containers", "rm", id]));
+}
+
+/// Nothing of the container is left on the host: engine state, mounts, cgroups.
+fn assert_nothing_left(containerd: &Containerd, id: &str) {
+    let state = containerd.shim_root("default").join(id);
+    assert!(
+        wait_until(Duration::from_secs(20), || !state.exists()),
+        "engine state {} is left",
+        state.display()
+    );
+    let mounts: Vec<_> = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(id))
+        .map(str::to_string)
+        .collect();
+    assert!(mounts.is_empty(), "mounts are left: {mounts:#?}");
+    let cgroups = cgroup_dirs_named(id);
+    assert!(cgroups.is_empty(), "cgroups are left: {cgroups:#?}");
+    let socket = containerd.shim_socket("default", id);
+    assert!(
+        wait_until(Duration::from_secs(10), || !socket.exists()),
+        "the shim's socket {} is left",
+        socket.display()
+    );
+}
+
+#[test]
+fn run_rm_prints_the_output_and_returns_the_exit_code() {
+    let containerd = containerd();
+    let id = unique_id("out");
+    let out = run(
+        &containerd,
+        &["--rm"],
+        &id,
+        &["sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 3"],
+    );
+    assert_eq!(text(&out.stdout), "to-stdout\n");
+    assert!(
+        text(&out.stderr).contains("to-stderr"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_nothing_left(&containerd, &id);
+}
+
+#[test]
+fn the_container_shares_the_hosts_namespaces() {
+    let containerd = containerd();
+    let id = unique_id("ns");
+    let kinds = ["pid", "net", "ipc", "uts"];
+    let paths: Vec<String> = kinds.iter().map(|k| format!("/proc/self/ns/{k}")).collect();
+    let mut args = vec!["readlink"];
+    args.extend(paths.iter().map(String::as_str));
+    let out = success(&run(&containerd, &["--rm"], &id, &args));
+    let expected: Vec<String> = kinds.iter().map(|k| host_namespace(k)).collect();
+    assert_eq!(out.lines().collect::<Vec<_>>(), expected);
+}
+
+#[test]
+fn the_sandbox_mount_point_holds_the_image() {
+    let containerd = containerd();
+    let id = unique_id("volume");
+    let script = format!(
+        "echo \"$CONTAINER_SANDBOX_MOUNT_POINT\"; cat \"$CONTAINER_SANDBOX_MOUNT_POINT/{HELLO_PATH}\""
+    );
+    let out = success(&run(&containerd, &["--rm"], &id, &["sh", "-c", &script]));
+    let (mount_point, rest) = out.split_once('\n').expect("two lines");
+    assert!(mount_point.starts_with('/'), "{out}");
+    assert_eq!(rest, HELLO_TEXT);
+    assert!(
+        !std::path::Path::new(mount_point).join(HELLO_PATH).exists(),
+        "the volume is visible on the host at {mount_point}"
+    );
+}
+
+#[test]
+fn a_detached_container_serves_exec_ps_pause_resume_metrics_and_kill() {
+    let containerd = containerd();
+    let id = unique_id("detached");
+    success(&run(&containerd, &["-d"], &id, &["sleep", "300"]));
+    wait_for_status(&containerd, &id, "RUNNING");
+    let init = task_pid(&containerd, &id);
+    assert!(containerd.shim_socket("default", &id).exists());
+
+    let exec = containerd.ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "e1",
+        &id,
+        "sh",
+        "-c",
+        "echo exec-ok; exit 4",
+    ]);
+    assert_eq!(text(&exec.stdout), "exec-ok\n");
+    assert_eq!(exec.status.code(), Some(4), "{}", text(&exec.stderr));
+
+    let ps = success(&containerd.ctr(&["tasks", "ps", &id]));
+    assert!(
+        ps.lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().next() == Some(&init.to_string())),
+        "init {init} missing from ps:\n{ps}"
+    );
+
+    success(&containerd.ctr(&["tasks", "pause", &id]));
+    wait_for_status(&containerd, &id, "PAUSED");
+    success(&containerd.ctr(&["tasks", "resume", &id]));
+    wait_for_status(&containerd, &id, "RUNNING");
+
+    let metrics = success(&containerd.ctr(&["tasks", "metrics", &id]));
+    let value = |key: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| {
+                let mut cols = l.split_whitespace();
+                (cols.next() == Some(key)).then(|| cols.next()?.parse().ok())?
+            })
+            .unwrap_or(0)
+    };
+    let memory = value("memory.usage_in_bytes").max(value("memory.usage"));
+    assert!(memory > 0, "no memory figure in:\n{metrics}");
+    assert!(value("pids.current") >= 1, "no pids figure in:\n{metrics}");
+
+    success(&containerd.ctr(&["tasks", "kill", &id]));
+    wait_for_status(&containerd, &id, "STOPPED");
+    remove(&containerd, &id);
+    assert_nothing_left(&containerd, &id);
+}
+
+#[test]
+fn kill_all_stops_every_process_of_the_job() {
+    let containerd = containerd();
+    let id = unique_id("killall");
+    let marker = format!("{}", 200_000 + std::process::id());
+    let script = format!("sleep {marker} & sleep {marker} & wait");
+    success(&run(&containerd, &["-d"], &id, &["sh", "-c", &script]));
+    assert!(
+        wait_until(Duration::from_secs(10), || processes_running(&[
+            "sleep", &marker
+        ])
+        .len()
+            == 2),
+        "the two children did not start"
+    );
+    success(&containerd.ctr(&["tasks", "kill", "--all", "--signal", "SIGKILL", &id]));
+    wait_for_status(&containerd, &id, "STOPPED");
+    assert!(processes_running(&["sleep", &marker]).is_empty());
+    remove(&containerd, &id);
+    assert_nothing_left(&containerd, &id);
+}
+
+#[test]
+fn when_init_exits_no_process_of_the_job_survives() {
+    let containerd = containerd();
+    let id = unique_id("orphans");
+    let marker = format!("{}", 300_000 + std::process::id());
+    let script = format!("setsid sleep {marker} </dev/null >/dev/null 2>&1 & sleep 1; exit 0");
+    let out = run(&containerd, &["--rm"], &id, &["sh", "-c", &script]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        processes_running(&["sleep", &marker]).is_empty(),
+        "a daemonized process outlived its container"
+    );
+    assert_nothing_left(&containerd, &id);
+}
+
+#[test]
+fn the_memory_limit_is_enforced_and_the_oom_is_reported() {
+    let containerd = containerd();
+    let events_log = containerd.dir().join("events.log");
+    let mut events = Command::new("ctr")
+        .arg("--address")
+        .arg(containerd.socket())
+        .arg("events")
+        .stdout(fs::File::create(&events_log).expect("events log"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ctr events");
+    let id = unique_id("oom");
+    let out = run(
+        &containerd,
+        &["--rm", "--memory-limit", "33554432"],
+        &id,
+        &["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+    );
+    assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
+    let oom_seen = wait_until(Duration::from_secs(5), || {
+        fs::read_to_string(&events_log).is_ok_and(|l| l.contains("/tasks/oom"))
+    });
+    let _ = events.kill();
+    let _ = events.wait();
+    assert!(
+        oom_seen,
+        "no /tasks/oom event:\n{}",
+        fs::read_to_string(&events_log).unwrap_or_default()
+    );
+}
+
+/// Runs a ctr command line under script(1): `ctr -t` needs a terminal of its own.
+fn in_terminal(command: &str) -> Output {
+    run_with_timeout(
+        Command::new("script").args(["-qec", command, "/dev/null"]),
+        Duration::from_secs(60),
+    )
+}
+
+#[test]
+fn a_terminal_is_a_pty_for_init_and_exec() {
+    let containerd = containerd();
+    let address = containerd.socket().display().to_string();
+    let id = unique_id("tty");
+    let out = in_terminal(&format!(
+        "ctr --address {address} run --rm -t --runtime {HOSTPROCESS_RUNTIME} {BUSYBOX_IMAGE} {id} tty"
+    ));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("/dev/pts/"),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+
+    let id = unique_id("tty-exec");
+    success(&run(&containerd, &["-d"], &id, &["sleep", "300"]));
+    wait_for_status(&containerd, &id, "RUNNING");
+    let out = in_terminal(&format!(
+        "ctr --address {address} tasks exec -t --exec-id t1 {id} sh -c 'tty; stty size'"
+    ));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("/dev/pts/"),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    success(&containerd.ctr(&["tasks", "kill", "-s", "SIGKILL", &id]));
+    wait_for_status(&containerd, &id, "STOPPED");
+    remove(&containerd, &id);
+    assert_nothing_left(&containerd, &id);
+}
+
+#[test]
+fn a_killed_shim_is_cleaned_up_by_containerd() {
+    let containerd = containerd();
+    let id = unique_id("crash");
+    let marker = format!("{}", 400_000 + std::process::id());
+    success(&run(&containerd, &["-d"], &id, &["sleep", &marker]));
+    wait_for_status(&containerd, &id, "RUNNING");
+    let shims = containerd.shim_pids(&id);
+    assert_eq!(shims.len(), 1, "one serving shim for {id}: {shims:?}");
+    // SAFETY: kill(2) on the shim's pid.
+    unsafe { libc::kill(shims[0], libc::SIGKILL) };
+    assert!(
+        wait_until(Duration::from_secs(30), || processes_running(&[
+            "sleep", &marker
+        ])
+        .is_empty()),
+        "the container's process outlived its shim's cleanup"
+    );
+    assert_nothing_left(&containerd, &id);
+    assert!(mounts_under(&containerd.shim_root("default").join(&id)).is_empty());
+}
+
+#[test]
+fn twenty_containers_run_in_parallel() {
+    let containerd = containerd();
+    let ids: Vec<String> = (0..20).map(|i| unique_id(&format!("par{i}"))).collect();
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let containerd = &containerd;
+                scope.spawn(move || run(containerd, &["--rm"], id, &["echo", id]))
+            })
+            .collect();
+        for (id, handle) in ids.iter().zip(runs) {
+            let out = handle.join().expect("run thread");
+            assert_eq!(success(&out), format!("{id}\n"));
+        }
+    });
+    for id in &ids {
+        assert_nothing_left(&containerd, id);
+    }
+}
+
+#[test]
+fn a_named_pipe_mount_is_refused_with_the_engines_message() {
+    let containerd = containerd();
+    let fifo = containerd.dir().join("a-pipe");
+    let status = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(status.success());
+    let id = unique_id("pipe");
+    let mount = format!(
+        "type=bind,src={},dst=/pipe,options=rbind:ro",
+        fifo.display()
+    );
+    let out = run(&containerd, &["--rm", "--mount", &mount], &id, &["true"]);
+    assert!(!out.status.success(), "a FIFO mount was accepted");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("open the pipe at its host path instead"),
+        "ctr's error lacks the engine's message: {stderr}"
+    );
+    assert_nothing_left(&containerd, &id);
+}
+
+#[test]
+fn update_changes_the_limits_of_a_running_container() {
+    use containerd_shim_protos::api::UpdateTaskRequest;
+    use containerd_shim_protos::protobuf::well_known_types::any::Any;
+    use containerd_shim_protos::shim_sync::{Client, TaskClient};
+    use containerd_shim_protos::ttrpc::context;
+
+    let containerd = containerd();
+    let id = unique_id("update");
+    success(&run(
+        &containerd,
+        &["-d", "--memory-limit", "33554432"],
+        &id,
+        &["sleep", "300"],
+    ));
+    wait_for_status(&containerd, &id, "RUNNING");
+    // ctr has no `update`: call the shim's Task API as containerd's CRI would.
+    let bundle = containerd
+        .dir()
+        .join("state/io.containerd.runtime.v2.task/default")
+        .join(&id);
+    let address = fs::read_to_string(bundle.join("address")).expect("the shim wrote its address");
+    let client = TaskClient::new(Client::connect(address.trim()).expect("connect to the shim"));
+    let mut resources = Any::new();
+    resources.type_url = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into();
+    resources.value = br#"{"memory":{"limit":67108864}}"#.to_vec();
+    let mut request = UpdateTaskRequest::new();
+    request.id = id.clone();
+    request.resources = Some(resources).into();
+    client
+        .update(context::with_timeout(10_000_000_000), &request)
+        .expect("update");
+    let metrics = success(&containerd.ctr(&["tasks", "metrics", &id]));
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["memory.limit_in_bytes", "67108864"]),
+        "the new limit is not in effect:\n{metrics}"
+    );
+    success(&containerd.ctr(&["tasks", "kill", "-s", "SIGKILL", &id]));
+    wait_for_status(&containerd, &id, "STOPPED");
+    remove(&containerd, &id);
+    assert_nothing_left(&containerd, &id);
+}
+
+#[test]
+fn checkpoint_is_refused_with_a_reason() {
+    let containerd = containerd();
+    let id = unique_id("checkpoint");
+    success(&run(&containerd, &["-d"], &id, &["sleep", "300"]));
+    wait_for_status(&containerd, &id, "RUNNING");
+    let out = containerd.ctr(&["tasks", "checkpoint", &id]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("checkpoint is not supported"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(task_status(&containerd, &id), "RUNNING");
+    success(&containerd.ctr(&["tasks", "kill", "-s", "SIGKILL", &id]));
+    wait_for_status(&containerd, &id, "STOPPED");
+    remove(&containerd, &id);
+    assert_nothing_left(&containerd, &id);
+}
+
+#[test]
+fn the_containers_of_a_pod_share_one_shim() {
+    let containerd = containerd();
+    let group = format!("io.containerd.runc.v2.group={}", unique_id("pod"));
+    let (first, second) = (unique_id("pod-a"), unique_id("pod-b"));
+    for id in [&first, &second] {
+        success(&run(
+            &containerd,
+            &["-d", "--annotation", &group],
+            id,
+            &["sleep", "300"],
+        ));
+        wait_for_status(&containerd, id, "RUNNING");
+    }
+    let shims = containerd.serving_shims();
+    assert_eq!(shims.len(), 1, "one shim serves the pod: {shims:?}");
+
+    success(&containerd.ctr(&["tasks", "kill", "-s", "SIGKILL", &first]));
+    wait_for_status(&containerd, &first, "STOPPED");
+    remove(&containerd, &first);
+    assert_eq!(task_status(&containerd, &second), "RUNNING");
+    assert_eq!(
+        containerd.serving_shims(),
+        shims,
+        "the pod's shim outlives one container"
+    );
+
+    success(&containerd.ctr(&["tasks", "kill", "-s", "SIGKILL", &second]));
+    wait_for_status(&containerd, &second, "STOPPED");
+    remove(&containerd, &second);
+    assert!(
+        wait_until(Duration::from_secs(10), || containerd
+            .serving_shims()
+            .is_empty()),
+        "the shim did not exit after its last container"
+    );
+    assert_nothing_left(&containerd, &first);
+    assert_nothing_left(&containerd, &second);
+    let group = group.split_once('=').map_or("", |(_, g)| g);
+    assert!(!containerd.shim_socket("default", group).exists());
+}

@@ -1,0 +1,472 @@
+//! A private containerd for one test: its own root, state, socket and hostprocess state root
+//! under a unique temporary directory, the built shim first on its `PATH`, and a `Drop` that
+//! removes everything it made even when the test failed.
+
+use std::fs;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{
+    ensure_installed, image, on_path, run_with_timeout, success, text, try_run_with_timeout,
+    unique_id, SHIM_BINARY,
+};
+
+/// How long one `ctr` call may take before the test fails.
+const CTR_TIMEOUT: Duration = Duration::from_secs(120);
+/// The env variable that moves the shim's engine state root (default
+/// `/run/containerd/hostprocess`) so a test sees only its own containers.
+pub const SHIM_ROOT_ENV: &str = "HOSTPROCESS_SHIM_ROOT";
+
+pub struct Containerd {
+    dir: PathBuf,
+    socket: PathBuf,
+    shim_root: PathBuf,
+    child: Option<Child>,
+}
+
+impl Containerd {
+    /// Installs containerd when it is missing, then starts a private instance and waits until it
+    /// answers.
+    pub fn start() -> Containerd {
+        ensure_installed(|| on_path("containerd") && on_path("ctr"), &["containerd"]);
+        ensure_installed(|| on_path("runc"), &["runc"]);
+        let dir = std::env::temp_dir().join(unique_id("hpc-ctrd"));
+        let _ = fs::remove_dir_all(&dir);
+        for sub in ["root", "state", "opt", "cni/net.d", "hostprocess"] {
+            fs::create_dir_all(dir.join(sub))
+                .unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.join(sub).display()));
+        }
+        let mut containerd = Containerd {
+            socket: dir.join("containerd.sock"),
+            shim_root: dir.join("hostprocess"),
+            dir,
+            child: None,
+        };
+        let config = containerd.dir.join("containerd.toml");
+        fs::write(&config, containerd.config())
+            .unwrap_or_else(|e| panic!("write {}: {e}", config.display()));
+        let log_path = containerd.log_path();
+        let log = fs::File::create(&log_path)
+            .unwrap_or_else(|e| panic!("create {}: {e}", log_path.display()));
+        let log_err = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("dup {}: {e}", log_path.display()));
+        let shim_dir = Path::new(SHIM_BINARY)
+            .parent()
+            .expect("the shim binary has a directory");
+        let path = format!(
+            "{}:{}",
+            shim_dir.display(),
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into())
+        );
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .env("PATH", path)
+            .env(SHIM_ROOT_ENV, &containerd.shim_root)
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start containerd: {e}"));
+        containerd.child = Some(child);
+        containerd.wait_ready();
+        containerd
+    }
+
+    fn config(&self) -> String {
+        let d = self.dir.display();
+        let shim_root = self.shim_root.display();
+        format!(
+            r#"version = 2
+root = "{d}/root"
+state = "{d}/state"
+
+[grpc]
+  address = "{d}/containerd.sock"
+
+[ttrpc]
+  address = ""
+
+[debug]
+  level = "debug"
+
+[plugins]
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "{d}/opt"
+  [plugins."io.containerd.grpc.v1.cri"]
+    sandbox_image = "{pause}"
+    restrict_oom_score_adj = true
+    stream_server_port = "0"
+    [plugins."io.containerd.grpc.v1.cri".cni]
+      bin_dir = "/usr/lib/cni"
+      conf_dir = "{d}/cni/net.d"
+    [plugins."io.containerd.grpc.v1.cri".containerd]
+      default_runtime_name = "runc"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hostprocess]
+        runtime_type = "io.containerd.hostprocess.v1"
+        pod_annotations = ["microsoft.com/*", "hostprocess.io/*", "io.microsoft.*"]
+        container_annotations = ["microsoft.com/*", "hostprocess.io/*", "io.microsoft.*"]
+# hostprocess state root of this instance: {shim_root}
+"#,
+            pause = image::PAUSE_IMAGE,
+        )
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "containerd exited at start ({status}):\n{}",
+                        self.log_tail(60)
+                    );
+                }
+            }
+            let is_socket = fs::metadata(&self.socket).is_ok_and(|m| m.file_type().is_socket());
+            if is_socket {
+                let version = try_run_with_timeout(
+                    &mut self.ctr_command(&["version"]),
+                    Duration::from_secs(10),
+                );
+                if version.is_ok_and(|o| o.status.success()) {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not answer on {} within 30 s:\n{}",
+                self.socket.display(),
+                self.log_tail(60)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The temporary directory holding everything of this instance.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The shim's engine state root for `namespace` (one directory per live container).
+    pub fn shim_root(&self, namespace: &str) -> PathBuf {
+        self.shim_root.join(namespace)
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("containerd.log")
+    }
+
+    /// The last `lines` lines of containerd's log (which includes the shims' logs).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = fs::read_to_string(self.log_path()).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    fn ctr_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("ctr");
+        command.arg("--address").arg(&self.socket).args(args);
+        command
+    }
+
+    /// Runs `ctr --address <socket> ARGS` and returns its output (see [`success`]).
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        run_with_timeout(&mut self.ctr_command(args), CTR_TIMEOUT)
+    }
+
+    /// `ctr` in a namespace other than `default`.
+    pub fn ctr_in(&self, namespace: &str, args: &[&str]) -> Output {
+        let mut all = vec!["--namespace", namespace];
+        all.extend_from_slice(args);
+        self.ctr(&all)
+    }
+
+    /// Builds and imports the busybox test image ([`image::BUSYBOX_IMAGE`]) into `namespace`.
+    pub fn import_busybox(&self, namespace: &str) {
+        let tar = self.dir.join("busybox-image.tar");
+        image::write_busybox_image(&tar, image::BUSYBOX_IMAGE, &["/bin/sh"])
+            .unwrap_or_else(|e| panic!("build {}: {e}", tar.display()));
+        self.import(namespace, &tar);
+    }
+
+    /// Builds and imports the CRI sandbox image ([`image::PAUSE_IMAGE`]) into `namespace`.
+    pub fn import_pause(&self, namespace: &str) {
+        let tar = self.dir.join("pause-image.tar");
+        image::write_busybox_image(&tar, image::PAUSE_IMAGE, image::PAUSE_CMD)
+            .unwrap_or_else(|e| panic!("build {}: {e}", tar.display()));
+        self.import(namespace, &tar);
+    }
+
+    pub fn import(&self, namespace: &str, tar: &Path) {
+        let tar = tar.to_string_lossy();
+        success(&self.ctr_in(namespace, &["images", "import", &tar]));
+    }
+
+    /// Best effort: kill and remove every task and container of every namespace.
+    fn remove_all_containers(&self) {
+        let quick = Duration::from_secs(30);
+        let lines = |args: &[&str]| -> Vec<String> {
+            try_run_with_timeout(&mut self.ctr_command(args), quick)
+                .map(|o| text(&o.stdout))
+                .unwrap_or_default()
+                .lines()
+                .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+                .filter(|l| !l.is_empty())
+                .collect()
+        };
+        for ns in lines(&["namespaces", "ls", "-q"]) {
+            let tasks = lines(&["-n", &ns, "tasks", "ls", "-q"]);
+            for task in &tasks {
+                let kill = ["-n", &ns, "tasks", "kill", "-a", "-s", "SIGKILL", task];
+                let _ = try_run_with_timeout(&mut self.ctr_command(&kill), quick);
+            }
+            for task in &tasks {
+                let rm = ["-n", &ns, "tasks", "rm", "-f", task];
+                let _ = try_run_with_timeout(&mut self.ctr_command(&rm), quick);
+            }
+            for container in lines(&["-n", &ns, "containers", "ls", "-q"]) {
+                let rm = ["-n", &ns, "containers", "rm", &container];
+                let _ = try_run_with_timeout(&mut self.ctr_command(&rm), quick);
+            }
+        }
+    }
+
+    fn stop_daemon(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SAFETY: kill(2) on the pid of a child we have not reaped yet.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Shims outlive containerd: sweep hostprocess containers left in this instance's state root
+    /// through the shim's own crash-cleanup action, then kill every shim of this instance.
+    fn stop_shims(&self) {
+        let socket = self.socket.to_string_lossy().into_owned();
+        for namespace in read_dir_names(&self.shim_root) {
+            for id in read_dir_names(&self.shim_root.join(&namespace)) {
+                let bundle = self
+                    .dir
+                    .join("state/io.containerd.runtime.v2.task")
+                    .join(&namespace)
+                    .join(&id);
+                let cwd = if bundle.is_dir() {
+                    bundle.clone()
+                } else {
+                    self.dir.clone()
+                };
+                let mut delete = Command::new(SHIM_BINARY);
+                delete
+                    .args(["-namespace", &namespace, "-address", &socket, "-id", &id])
+                    .arg("-bundle")
+                    .arg(&bundle)
+                    .arg("delete")
+                    .current_dir(cwd)
+                    .env(SHIM_ROOT_ENV, &self.shim_root)
+                    .env("TTRPC_ADDRESS", format!("{socket}.ttrpc"));
+                match try_run_with_timeout(&mut delete, Duration::from_secs(60)) {
+                    Ok(o) if o.status.success() => {}
+                    Ok(o) => eprintln!("cleanup: shim delete {id}: {}", text(&o.stderr)),
+                    Err(e) => eprintln!("cleanup: {e}"),
+                }
+            }
+        }
+        for pid in processes_with_arg(&socket) {
+            // SAFETY: kill(2) with a pid read from /proc; at worst it is already gone.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+
+    fn unmount_all(&self) {
+        for mount_point in mounts_under(&self.dir) {
+            let Ok(c_path) = std::ffi::CString::new(mount_point.as_os_str().as_encoded_bytes())
+            else {
+                continue;
+            };
+            // SAFETY: umount2(2) with a NUL-terminated path.
+            unsafe { libc::umount2(c_path.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- containerd log ({}), last lines ---\n{}",
+                self.log_path().display(),
+                self.log_tail(200)
+            );
+        }
+        if self.child.is_some() {
+            self.remove_all_containers();
+        }
+        self.stop_daemon();
+        self.stop_shims();
+        self.unmount_all();
+        if std::env::var_os("HPC_KEEP_TEST_DIRS").is_none() {
+            if let Err(e) = fs::remove_dir_all(&self.dir) {
+                eprintln!("cleanup: remove {}: {e}", self.dir.display());
+            }
+        }
+    }
+}
+
+fn read_dir_names(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Containerd {
+    /// Pids of the serving shim processes of container (or pod) `id` of this instance.
+    pub fn shim_pids(&self, id: &str) -> Vec<i32> {
+        self.serving_shims()
+            .into_iter()
+            .filter(|pid| {
+                cmdline(*pid)
+                    .windows(2)
+                    .any(|w| w[0] == "-id" && w[1] == id)
+            })
+            .collect()
+    }
+
+    /// Where containerd-shim puts the socket of the shim serving `group` (a container id, or
+    /// the pod's group) in `namespace`.
+    pub fn shim_socket(&self, namespace: &str, group: &str) -> PathBuf {
+        use sha2::{Digest, Sha256};
+        let key = self.socket.join(namespace).join(group);
+        let hash: String = Sha256::digest(key.to_string_lossy().as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        PathBuf::from("/run/containerd/s").join(hash)
+    }
+
+    /// Pids of every serving hostprocess shim of this instance (not `start`/`delete` runs).
+    pub fn serving_shims(&self) -> Vec<i32> {
+        let socket = self.socket.to_string_lossy().into_owned();
+        processes_with_arg(&socket)
+            .into_iter()
+            .filter(|pid| {
+                let args = cmdline(*pid);
+                let is_shim = args
+                    .first()
+                    .is_some_and(|a| a.ends_with("containerd-shim-hostprocess-v1"));
+                is_shim && args.iter().any(|a| a == "-socket")
+            })
+            .collect()
+    }
+}
+
+/// The arguments of a process (empty when it is gone).
+pub fn cmdline(pid: i32) -> Vec<String> {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+/// Pids of processes whose command line is exactly `args`.
+pub fn processes_running(args: &[&str]) -> Vec<i32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'));
+            !zombie && cmdline(*pid) == args
+        })
+        .collect()
+}
+
+/// Pids of processes whose command line has `arg` as one argument.
+pub fn processes_with_arg(arg: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline.split(|b| *b == 0).any(|a| a == arg.as_bytes()) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Mount points at or below `dir`, deepest first (the order to unmount them in).
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| PathBuf::from(unescape_mountinfo(field)))
+        .filter(|point| point.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    points.dedup();
+    points
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
+            let octal = std::str::from_utf8(&bytes[i + 1..i + 4]).unwrap_or("");
+            if let Ok(v) = u8::from_str_radix(octal, 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
