@@ -303,11 +303,9 @@ impl Container {
             status => return Err(self.refuse(status, "exec needs a created or running container")),
         }
         let plan = &self.state.plan;
-        let process = plan::process::process_plan(
-            process,
-            &plan.volume.mount_point,
-            std::env::var("PATH").ok().as_deref(),
-        )?;
+        // Without a PATH in the exec spec, the standard one: the caller's own PATH (a shim's
+        // is containerd's) says nothing about the container.
+        let process = plan::process::process_plan(process, &plan.volume.mount_point, None)?;
         Current::exec(plan, &self.state.record, &process, stdio)
     }
 
@@ -322,6 +320,12 @@ impl Container {
             }
             (_, Some(init)) => Current::signal(&init, signal),
         }
+    }
+
+    /// Signals one process of the container (an exec'd process), checking that its pid was
+    /// not reused.
+    pub fn signal_process(&self, process: &ProcessInfo, signal: i32) -> Result<()> {
+        Current::signal(process, signal)
     }
 
     pub fn pause(&self) -> Result<()> {
