@@ -17,8 +17,8 @@ use crate::sys::JobStats;
 /// common limits. `cpu` joins only for CPU limits, `cpuset` for cpusets, and `freezer` only
 /// where the v2 tree has no `cgroup.freeze`: every hierarchy joined costs a mkdir, a write and
 /// an rmdir on the start path.
-const V1_CONTROLLERS: &[&str] = &["cpuacct", "memory", "pids", "blkio"];
-const V1_OPTIONAL: &[&str] = &["cpu", "cpuset", "freezer"];
+const V1_CONTROLLERS: &[&str] = &["memory", "pids", "blkio"];
+const V1_OPTIONAL: &[&str] = &["cpu", "cpuacct", "cpuset", "freezer"];
 const CFS_PERIOD: u64 = 100_000;
 const MIN_CFS_QUOTA: u64 = 1_000;
 
@@ -330,6 +330,18 @@ pub fn settings_for(
     }
 }
 
+/// Whether the running kernel is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let Ok(uname) = nix::sys::utsname::uname() else {
+        return false;
+    };
+    let release = uname.release().to_string_lossy().into_owned();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let have_major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let have_minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (have_major, have_minor) >= (major, minor)
+}
+
 /// Names the job's directories (nothing is made).
 pub fn plan_record(
     hierarchy: &Hierarchy,
@@ -342,12 +354,11 @@ pub fn plan_record(
         for (controller, mount) in &hierarchy.v1 {
             let wanted = match controller.as_str() {
                 "cpu" => request.cpu_cap.is_some() || request.cpu_weight.is_some(),
+                // The v2 tree's cpu.stat has the job's CPU time without any controller.
+                "cpuacct" => hierarchy.unified.is_none(),
                 "cpuset" => request.cpuset_cpus.is_some() || request.cpuset_mems.is_some(),
                 // cgroup.freeze exists in every non-root v2 cgroup since Linux 5.2.
-                "freezer" => !hierarchy
-                    .unified
-                    .as_ref()
-                    .is_some_and(|u| u.join("cgroup.freeze").exists()),
+                "freezer" => hierarchy.unified.is_none() || !kernel_at_least(5, 2),
                 c => V1_CONTROLLERS.contains(&c),
             };
             if wanted {
@@ -386,7 +397,38 @@ pub fn create(record: &CgroupRecord, request: &ResourceRequest, host_cpus: u64) 
         let is_cpuset = record.v1.iter().any(|(c, d)| c == "cpuset" && d == dir);
         make_dir(dir, is_cpuset)?;
     }
+    if record.unified_only {
+        if let Some(leaf) = &record.unified {
+            delegate_controllers(leaf, &record.relative)?;
+        }
+    }
     apply(record, &settings_for(record, request, host_cpus))
+}
+
+/// Controllers a v2 job uses, when the host has them.
+const V2_CONTROLLERS: &[&str] = &["cpu", "cpuset", "io", "memory", "pids"];
+
+/// On cgroup v2 a job's limit files exist only if every ancestor enables the controller for
+/// its children: enable, from the hierarchy's root down to the job's parent, each controller
+/// the parent offers and does not enable yet.
+pub fn delegate_controllers(leaf: &Path, relative: &str) -> Result<()> {
+    let depth = relative.split('/').filter(|c| !c.is_empty()).count();
+    let mut ancestors: Vec<&Path> = leaf.ancestors().skip(1).take(depth).collect();
+    ancestors.reverse();
+    for dir in ancestors {
+        let available = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+        let enabled = fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+        let missing: Vec<String> = V2_CONTROLLERS
+            .iter()
+            .filter(|c| available.split_whitespace().any(|a| a == **c))
+            .filter(|c| !enabled.split_whitespace().any(|e| e == **c))
+            .map(|c| format!("+{c}"))
+            .collect();
+        if !missing.is_empty() {
+            write_file(dir, "cgroup.subtree_control", &missing.join(" "))?;
+        }
+    }
+    Ok(())
 }
 
 fn make_dir(dir: &Path, is_cpuset: bool) -> Result<()> {
@@ -672,6 +714,11 @@ pub fn stats(record: &CgroupRecord) -> JobStats {
         }
         return s;
     }
+    if let Some(dir) = &record.unified {
+        s.cpu_usage_ns = keyed(&dir.join("cpu.stat"), "usage_usec") * 1000;
+        s.cpu_user_ns = keyed(&dir.join("cpu.stat"), "user_usec") * 1000;
+        s.cpu_system_ns = keyed(&dir.join("cpu.stat"), "system_usec") * 1000;
+    }
     if let Some(dir) = v1("cpuacct") {
         s.cpu_usage_ns = read_u64(&dir.join("cpuacct.usage"));
         let ticks = clock_ticks();
@@ -884,6 +931,37 @@ mod tests {
         assert_eq!(
             find("blkio.throttle.read_bps_device"),
             Some(("blkio", "8:0 1000000".into()))
+        );
+    }
+
+    #[test]
+    fn v2_ancestors_enable_the_controllers_they_offer_down_to_the_job() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let parent = root.join("hostprocess");
+        let leaf = parent.join("c1");
+        fs::create_dir_all(&leaf).unwrap();
+        fs::write(
+            root.join("cgroup.controllers"),
+            "cpuset cpu io memory hugetlb pids",
+        )
+        .unwrap();
+        fs::write(root.join("cgroup.subtree_control"), "cpu memory").unwrap();
+        fs::write(parent.join("cgroup.controllers"), "cpu memory pids").unwrap();
+        fs::write(parent.join("cgroup.subtree_control"), "").unwrap();
+        delegate_controllers(&leaf, "/hostprocess/c1").unwrap();
+        // A real cgroup.subtree_control applies "+x" writes; the file here just holds them.
+        assert_eq!(
+            fs::read_to_string(root.join("cgroup.subtree_control")).unwrap(),
+            "+cpuset +io +pids"
+        );
+        assert_eq!(
+            fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap(),
+            "+cpu +memory +pids"
+        );
+        assert!(
+            !leaf.join("cgroup.subtree_control").exists(),
+            "the job itself delegates nothing"
         );
     }
 
