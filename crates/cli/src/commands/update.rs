@@ -13,10 +13,10 @@ pub struct Args {
     /// JSON resources file (`linux.resources` shape, or {"windows": …}); `-` reads stdin.
     #[arg(short, long)]
     pub resources: Option<PathBuf>,
-    /// Memory limit in bytes.
-    #[arg(long)]
+    /// Memory limit in bytes (-1: none).
+    #[arg(long, allow_negative_numbers = true)]
     pub memory: Option<i64>,
-    #[arg(long = "cpu-quota")]
+    #[arg(long = "cpu-quota", allow_negative_numbers = true)]
     pub cpu_quota: Option<i64>,
     #[arg(long = "cpu-period")]
     pub cpu_period: Option<u64>,
@@ -26,7 +26,7 @@ pub struct Args {
     pub cpuset_cpus: Option<String>,
     #[arg(long = "cpuset-mems")]
     pub cpuset_mems: Option<String>,
-    #[arg(long = "pids-limit")]
+    #[arg(long = "pids-limit", allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
 }
 

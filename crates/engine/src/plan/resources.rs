@@ -109,6 +109,16 @@ pub fn updated_request(
 ) -> Result<ResourceRequest, ResourceError> {
     let mut next = current.clone();
     if let Some(linux) = linux {
+        // -1 is runc's "no limit": it removes a limit rather than leaving it as it is.
+        if linux.memory.as_ref().and_then(|m| m.limit) == Some(-1) {
+            next.memory_limit = None;
+        }
+        if linux.cpu.as_ref().and_then(|c| c.quota) == Some(-1) {
+            next.cpu_cap = None;
+        }
+        if linux.pids.as_ref().is_some_and(|p| p.limit == -1) {
+            next.pids_limit = None;
+        }
         let update = from_linux(linux)?;
         if update.memory_limit.is_some() {
             next.memory_limit = update.memory_limit;
@@ -519,6 +529,30 @@ mod tests {
         assert_eq!(request.cpuset_cpus.as_deref(), Some("0"));
         assert_eq!(request.pids_limit, Some(32));
         assert_eq!(request.device_throttles.len(), 1);
+    }
+
+    #[test]
+    fn update_with_minus_one_removes_limits() {
+        let current = ResourceRequest {
+            memory_limit: Some(100 << 20),
+            cpu_cap: Some(CpuCap::Count(1)),
+            pids_limit: Some(10),
+            ..ResourceRequest::default()
+        };
+        let linux = LinuxResources {
+            memory: Some(LinuxMemory {
+                limit: Some(-1),
+                ..LinuxMemory::default()
+            }),
+            cpu: Some(LinuxCpu {
+                quota: Some(-1),
+                ..LinuxCpu::default()
+            }),
+            pids: Some(LinuxPids { limit: -1 }),
+            ..LinuxResources::default()
+        };
+        let next = updated_request(&current, Some(&linux), None).unwrap();
+        assert_eq!(next, ResourceRequest::default());
     }
 
     #[test]

@@ -330,6 +330,45 @@ pub fn settings_for(
     }
 }
 
+/// What `update` writes: the settings of the new request, and the kernel's "no limit" for each
+/// limit the request no longer has, in the controllers the job has joined.
+pub fn update_settings(
+    record: &CgroupRecord,
+    request: &ResourceRequest,
+    host_cpus: u64,
+) -> Vec<Setting> {
+    let mut out = settings_for(record, request, host_cpus);
+    let joined = |c: &str| record.v1.iter().any(|(n, _)| n == c);
+    if record.unified_only {
+        if request.memory_limit.is_none() {
+            out.push(setting("", "memory.max", "max"));
+        }
+        if request.cpu_cap.is_none() {
+            out.push(setting("", "cpu.max", format!("max {CFS_PERIOD}")));
+        }
+        if request.cpu_weight.is_none() {
+            out.push(setting("", "cpu.weight", 100));
+        }
+        if request.pids_limit.is_none() {
+            out.push(setting("", "pids.max", "max"));
+        }
+    } else {
+        if request.memory_limit.is_none() && joined("memory") {
+            out.push(setting("memory", "memory.limit_in_bytes", -1));
+        }
+        if request.cpu_cap.is_none() && joined("cpu") {
+            out.push(setting("cpu", "cpu.cfs_quota_us", -1));
+        }
+        if request.cpu_weight.is_none() && joined("cpu") {
+            out.push(setting("cpu", "cpu.shares", 1024));
+        }
+        if request.pids_limit.is_none() && joined("pids") {
+            out.push(setting("pids", "pids.max", "max"));
+        }
+    }
+    out
+}
+
 /// Whether the running kernel is at least `major.minor`.
 fn kernel_at_least(major: u32, minor: u32) -> bool {
     let Ok(uname) = nix::sys::utsname::uname() else {

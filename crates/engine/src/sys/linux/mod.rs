@@ -269,7 +269,7 @@ impl Platform for Linux {
         cgroup::join_missing(&mut record.cgroup, &wanted)?;
         cgroup::apply(
             &record.cgroup,
-            &cgroup::settings_for(&record.cgroup, resources, host_cpus()),
+            &cgroup::update_settings(&record.cgroup, resources, host_cpus()),
         )
     }
 
