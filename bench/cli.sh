@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# `hostprocess run` against `runc run` of the same trivial bundle, with the bare spawn of the
+# same command as the floor, side by side in one hyperfine run. Needs root, runc, hyperfine,
+# busybox-static. Usage: bench/cli.sh [RUNS]   (writes bench/results/cli.md and .json)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-200}
+for tool in runc hyperfine busybox; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install runc hyperfine busybox-static)" >&2; exit 1; }
+done
+cargo build --release -p hostprocess >/dev/null
+hp=$PWD/target/release/hostprocess
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+bundle=$work/bundle
+mkdir -p "$bundle/rootfs/bin"
+cp "$(command -v busybox)" "$bundle/rootfs/bin/busybox"
+ln -s busybox "$bundle/rootfs/bin/true"
+# One bundle for both runtimes: runc's default spec, running /bin/true. The HostProcess
+# runtime skips the namespaces and kernel filesystems runc would set up; it runs the host's
+# /bin/true (a host process), so the floor is a bare spawn of that same binary.
+(cd "$bundle" && runc spec)
+python3 - "$bundle/config.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+spec = json.load(open(path))
+spec["process"]["args"] = ["/bin/true"]
+spec["process"]["terminal"] = False
+json.dump(spec, open(path, "w"), indent=1)
+PY
+
+mkdir -p bench/results
+hyperfine -N --warmup 20 --runs "$runs" \
+  --export-markdown bench/results/cli.md --export-json bench/results/cli.json \
+  -n "hostprocess run" "$hp --root $work/hp run -b $bundle hp-bench" \
+  -n "runc run" "runc --root $work/runc run -b $bundle runc-bench" \
+  -n "bare spawn (floor)" "/bin/true"
+
+python3 - bench/results/cli.json <<'PY'
+import json, sys
+r = {x["command"]: x["mean"] for x in json.load(open(sys.argv[1]))["results"]}
+hp, runc, floor = r["hostprocess run"], r["runc run"], r["bare spawn (floor)"]
+print(f"hostprocess run {hp*1e3:.2f} ms, runc run {runc*1e3:.2f} ms, bare spawn {floor*1e3:.2f} ms")
+print(f"runc / hostprocess = {runc/hp:.1f}x   hostprocess / floor = {hp/floor:.1f}x")
+PY
