@@ -73,9 +73,12 @@ pub struct PlanOptions {
 }
 
 impl PlanOptions {
+    /// Options with the state root at `root`, made absolute (as runc does) so that no path
+    /// derived from it depends on the caller's working directory.
     pub fn new(root: impl Into<PathBuf>) -> PlanOptions {
+        let root = root.into();
         PlanOptions {
-            root: root.into(),
+            root: std::path::absolute(&root).unwrap_or(root),
             default_layout: Layout::Bind,
             grace_period: DEFAULT_GRACE_PERIOD,
             host_path: std::env::var("PATH").ok(),
@@ -184,7 +187,7 @@ pub fn plan(
             })
         }
     };
-    let (mounts, skipped) = mounts::volume_mounts(&spec.mounts, &mount_point)?;
+    let (mounts, skipped) = mounts::volume_mounts(&spec.mounts, &mount_point, bundle)?;
     for skip in &skipped {
         log::debug!(
             "container {id}: mount {} ({}) skipped: a HostProcess container sees the host's",

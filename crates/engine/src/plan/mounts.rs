@@ -61,6 +61,7 @@ pub struct SkippedMount {
 pub fn volume_mounts(
     mounts: &[Mount],
     mount_point: &Path,
+    bundle: &Path,
 ) -> Result<(Vec<VolumeMount>, Vec<SkippedMount>), MountError> {
     let mut volume = Vec::new();
     let mut skipped = Vec::new();
@@ -101,8 +102,14 @@ pub fn volume_mounts(
                 _ => {}
             }
         }
+        // As runc does: a relative source is relative to the bundle, never to the caller.
+        let source = Path::new(&source);
         volume.push(VolumeMount {
-            source: PathBuf::from(source),
+            source: if source.is_absolute() {
+                source.to_path_buf()
+            } else {
+                bundle.join(source)
+            },
             destination,
             read_only,
             propagation,
@@ -159,7 +166,7 @@ mod tests {
     }
 
     fn plan(mounts: &[Mount]) -> Result<(Vec<VolumeMount>, Vec<SkippedMount>), MountError> {
-        volume_mounts(mounts, Path::new("/hpc"))
+        volume_mounts(mounts, Path::new("/hpc"), Path::new("/bundle"))
     }
 
     #[test]
@@ -202,6 +209,12 @@ mod tests {
         assert!(err
             .to_string()
             .contains("open the pipe at its host path instead"));
+    }
+
+    #[test]
+    fn relative_sources_are_relative_to_the_bundle() {
+        let (volume, _) = plan(&[bind("data", "/data", &[])]).unwrap();
+        assert_eq!(volume[0].source, PathBuf::from("/bundle/data"));
     }
 
     #[test]

@@ -174,7 +174,7 @@ fn overlay_data(plan: &ContainerPlan, record: &VolumeRecord, owner: (u32, u32)) 
     };
     let lowerdir = lower
         .iter()
-        .map(|l| l.to_string_lossy().replace(':', "\\:"))
+        .map(|l| escape_overlay_path(l))
         .collect::<Vec<_>>()
         .join(":");
     let (upper, work) = match (upper, work, &record.scratch) {
@@ -206,9 +206,21 @@ fn overlay_data(plan: &ContainerPlan, record: &VolumeRecord, owner: (u32, u32)) 
     })?;
     Ok(format!(
         "lowerdir={lowerdir},upperdir={},workdir={}",
-        upper.display(),
-        work.display()
+        escape_overlay_path(&upper),
+        escape_overlay_path(&work)
     ))
+}
+
+/// overlayfs splits its options on `,` and `lowerdir` on `:`; a backslash escapes either.
+fn escape_overlay_path(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        if matches!(c, '\\' | ',' | ':') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Mounts the volume at `target` (in the calling thread's namespace).
