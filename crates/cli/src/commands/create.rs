@@ -1,43 +1,17 @@
-use std::path::PathBuf;
-
 use anyhow::Result;
 use hostprocess_engine::{CreateOptions, Engine};
 
-use crate::terminal;
+use super::BundleArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Container id.
-    pub id: String,
-    /// Path to the bundle (default: current directory).
-    #[arg(short, long)]
-    pub bundle: Option<PathBuf>,
-    /// Write the init process's pid here.
-    #[arg(long = "pid-file")]
-    pub pid_file: Option<PathBuf>,
-    /// Unix socket that receives the pty's controller end (process.terminal).
-    #[arg(long = "console-socket")]
-    pub console_socket: Option<PathBuf>,
-    /// Pass this many extra descriptors (3, 4, …) to the process.
-    #[arg(long = "preserve-fds", default_value_t = 0)]
-    pub preserve_fds: u32,
-    /// Accepted for runc compatibility (a HostProcess container has no root to pivot).
-    #[arg(long = "no-pivot", hide = true)]
-    pub no_pivot: bool,
-    /// Accepted for runc compatibility.
-    #[arg(long = "no-new-keyring", hide = true)]
-    pub no_new_keyring: bool,
+    #[command(flatten)]
+    pub bundle: BundleArgs,
 }
 
 pub fn run(args: Args, engine: &Engine) -> Result<()> {
-    let bundle = super::bundle_or_cwd(args.bundle)?;
-    let (_, plan) = engine.plan(&args.id, &bundle, None)?;
-    let stdio = terminal::stdio(
-        plan.process.terminal,
-        args.console_socket.as_deref(),
-        true,
-        args.preserve_fds,
-    )?;
+    let args = args.bundle;
+    let (plan, stdio) = args.plan(engine, true)?;
     let container = engine.create_planned(
         plan,
         CreateOptions {

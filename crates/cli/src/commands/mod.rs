@@ -85,6 +85,54 @@ pub fn dispatch(command: Command, engine: &Engine) -> Result<u8> {
     }
 }
 
+/// The flags `create` and `run` share with runc.
+#[derive(clap::Args)]
+pub struct BundleArgs {
+    /// Container id.
+    pub id: String,
+    /// Path to the bundle (default: current directory).
+    #[arg(short, long)]
+    pub bundle: Option<PathBuf>,
+    /// Write the init process's pid here.
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty's controller end (process.terminal).
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Pass this many extra descriptors (3, 4, …) to the process.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Accepted for runc compatibility (a HostProcess container has no root to pivot).
+    #[arg(long = "no-pivot", hide = true)]
+    pub no_pivot: bool,
+    /// Accepted for runc compatibility.
+    #[arg(long = "no-new-keyring", hide = true)]
+    pub no_new_keyring: bool,
+}
+
+impl BundleArgs {
+    /// Plans the bundle and sets up the init's stdio (a detached init needs a console socket
+    /// for a terminal).
+    pub fn plan(
+        &self,
+        engine: &Engine,
+        detached: bool,
+    ) -> Result<(
+        hostprocess_engine::plan::ContainerPlan,
+        hostprocess_engine::container::Stdio,
+    )> {
+        let bundle = bundle_or_cwd(self.bundle.clone())?;
+        let (_, plan) = engine.plan(&self.id, &bundle, None)?;
+        let stdio = crate::terminal::stdio(
+            plan.process.terminal,
+            self.console_socket.as_deref(),
+            detached,
+            self.preserve_fds,
+        )?;
+        Ok((plan, stdio))
+    }
+}
+
 /// Writes a pid file atomically, as runc does.
 pub fn write_pid_file(path: &Path, pid: u32) -> Result<()> {
     let tmp = path.with_extension("tmp-hostprocess");

@@ -1,42 +1,22 @@
-use std::path::PathBuf;
-
 use anyhow::Result;
 use hostprocess_engine::{CreateOptions, Engine};
 
-use crate::terminal;
+use super::BundleArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
-    pub id: String,
-    #[arg(short, long)]
-    pub bundle: Option<PathBuf>,
-    #[arg(long = "pid-file")]
-    pub pid_file: Option<PathBuf>,
-    #[arg(long = "console-socket")]
-    pub console_socket: Option<PathBuf>,
+    #[command(flatten)]
+    pub bundle: BundleArgs,
     /// Do not wait: leave the container running.
     #[arg(short, long)]
     pub detach: bool,
     /// Keep the container's state after it exits (delete it later).
     #[arg(long)]
     pub keep: bool,
-    #[arg(long = "preserve-fds", default_value_t = 0)]
-    pub preserve_fds: u32,
-    #[arg(long = "no-pivot", hide = true)]
-    pub no_pivot: bool,
-    #[arg(long = "no-new-keyring", hide = true)]
-    pub no_new_keyring: bool,
 }
 
 pub fn run(args: Args, engine: &Engine) -> Result<u8> {
-    let bundle = super::bundle_or_cwd(args.bundle)?;
-    let (_, plan) = engine.plan(&args.id, &bundle, None)?;
-    let stdio = terminal::stdio(
-        plan.process.terminal,
-        args.console_socket.as_deref(),
-        args.detach,
-        args.preserve_fds,
-    )?;
+    let (plan, stdio) = args.bundle.plan(engine, args.detach)?;
     if !args.detach {
         // Daemonized descendants of the container are reaped here, not left as zombies.
         super::set_subreaper();
@@ -50,7 +30,7 @@ pub fn run(args: Args, engine: &Engine) -> Result<u8> {
         },
     )?;
     let init = container.init().map(|i| i.pid).unwrap_or(0);
-    if let Some(pid_file) = &args.pid_file {
+    if let Some(pid_file) = &args.bundle.pid_file {
         super::write_pid_file(pid_file, init)?;
     }
     if args.detach {
