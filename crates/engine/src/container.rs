@@ -246,7 +246,7 @@ impl Container {
             (phase, Some(init)) => {
                 if !Current::is_running(&init) {
                     Status::Stopped
-                } else if phase == Phase::Created {
+                } else if phase == Phase::Created && Current::is_held(&self.state.record) {
                     Status::Created
                 } else if Current::is_frozen(&self.state.record) {
                     Status::Paused
@@ -288,10 +288,11 @@ impl Container {
         let _lock = self.root.lock(&self.state.id)?;
         self.state = self.root.load(&self.state.id)?;
         match self.status() {
-            Status::Created => {}
+            Status::Created => Current::release(&self.state.record)?,
+            // An earlier start released init and died before it could say so.
+            Status::Running | Status::Paused if self.state.phase == Phase::Created => {}
             status => return Err(self.refuse(status, "only a created container can be started")),
         }
-        Current::release(&self.state.record)?;
         self.state.phase = Phase::Running;
         self.root.save(&self.state)
     }

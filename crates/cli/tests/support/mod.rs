@@ -201,8 +201,13 @@ pub struct Bundle {
 impl Bundle {
     /// A bundle whose process runs `/bin/true` as root, with the host's PATH.
     pub fn new() -> Bundle {
+        Bundle::with_prefix("hpt-bundle-")
+    }
+
+    /// A bundle in a temp dir whose name starts with `prefix`.
+    pub fn with_prefix(prefix: &str) -> Bundle {
         let dir = tempfile::Builder::new()
-            .prefix("hpt-bundle-")
+            .prefix(prefix)
             .tempdir()
             .expect("temp dir");
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
@@ -577,14 +582,45 @@ impl Runtime {
         self.state_json(id)["pid"].as_u64().unwrap() as u32
     }
 
-    /// Creates and starts a container; returns its guard and init pid.
+    /// Creates and starts a container; returns its guard and init pid (read before start, so
+    /// an init that exits at once still has it).
     pub fn started(&self, id: &str, bundle: &Bundle) -> (ContainerGuard<'_>, u32) {
         let guard = self.guard(id);
         self.create(id, bundle).ok(&format!("create {id}"));
-        self.start(id).ok(&format!("start {id}"));
         let pid = self.pid(id);
-        assert!(pid > 0, "a started container has an init pid");
+        assert!(pid > 0, "a created container has an init pid");
+        self.start(id).ok(&format!("start {id}"));
         (guard, pid)
+    }
+
+    /// Creates and starts a container whose output goes to `log`; returns its guard and init
+    /// pid.
+    pub fn started_logged(
+        &self,
+        id: &str,
+        bundle: &Bundle,
+        log: &Path,
+    ) -> (ContainerGuard<'_>, u32) {
+        let guard = self.guard(id);
+        self.create_logged(id, bundle, log)
+            .ok(&format!("create {id}"));
+        let pid = self.pid(id);
+        assert!(pid > 0, "a created container has an init pid");
+        self.start(id).ok(&format!("start {id}"));
+        (guard, pid)
+    }
+
+    /// What the runtime says about a container, for failure messages.
+    pub fn describe(&self, id: &str) -> String {
+        let state = self.state(id);
+        let ps = self.cli(&["ps", "--format", "json", id]);
+        format!(
+            "state: {}{} ps: {}{}",
+            state.stdout_text(),
+            state.stderr_text(),
+            ps.stdout_text(),
+            ps.stderr_text()
+        )
     }
 
     /// A guard for a container whose job is at the default cgroup path.

@@ -84,6 +84,10 @@ pub trait Platform {
     /// Lets a held init run its command.
     fn release(record: &Self::Record) -> Result<()>;
 
+    /// Is init still held (created, not yet released)? Decided from the process itself, so a
+    /// `start` that died half-way is seen for what it did.
+    fn is_held(record: &Self::Record) -> bool;
+
     /// Starts another process in the job, as the container's account, in its view.
     fn exec(
         plan: &ContainerPlan,

@@ -538,6 +538,18 @@ pub fn join_missing(record: &mut CgroupRecord, wanted: &CgroupRecord) -> Result<
     result
 }
 
+/// The job's directory that holds a controller's files (v1: that hierarchy; v2: the job).
+pub fn controller_dir<'a>(record: &'a CgroupRecord, controller: &str) -> Option<&'a Path> {
+    if record.unified_only {
+        return record.unified.as_deref();
+    }
+    record
+        .v1
+        .iter()
+        .find(|(c, _)| c == controller)
+        .map(|(_, d)| d.as_path())
+}
+
 /// The `cgroup.procs` files a new process writes itself into.
 pub fn procs_files(record: &CgroupRecord) -> Vec<PathBuf> {
     dirs(record)

@@ -125,6 +125,11 @@ fn launch(
         env: resolved.env,
         cwd: resolved.cwd,
         cgroup_procs: cgroup::procs_files(&record.cgroup),
+        pids_dir: plan
+            .resources
+            .pids_limit
+            .and_then(|_| cgroup::controller_dir(&record.cgroup, "pids"))
+            .map(Path::to_path_buf),
         mount_ns: record.volume.ns_pin.clone(),
         account,
         rlimits: process.rlimits.clone(),
@@ -206,6 +211,12 @@ impl Platform for Linux {
             .init
             .ok_or_else(|| Error::container(&record.id, "the container has no init process"))?;
         process::release(&record.exec_fifo, &init)
+    }
+
+    fn is_held(record: &Record) -> bool {
+        record
+            .init
+            .is_some_and(|init| process::holds_exec_fifo(&init, &record.exec_fifo))
     }
 
     fn exec(

@@ -32,6 +32,7 @@ const STEPS: &[&str] = &[
     "change to the working directory",
     "execute the command",
     "open /dev/null",
+    "join the job: it is at its pids limit",
 ];
 const STEP_CGROUP: u32 = 0;
 const STEP_SETSID: u32 = 1;
@@ -47,6 +48,7 @@ const STEP_NNP: u32 = 10;
 const STEP_CHDIR: u32 = 11;
 const STEP_EXEC: u32 = 12;
 const STEP_DEVNULL: u32 = 13;
+const STEP_PIDS: u32 = 14;
 /// Sent by a held init once everything but exec is done.
 const READY: u8 = b'R';
 
@@ -57,6 +59,10 @@ pub struct Launch {
     pub env: Vec<String>,
     pub cwd: PathBuf,
     pub cgroup_procs: Vec<PathBuf>,
+    /// The directory with the job's `pids.max` and `pids.current`, when it has a pids limit:
+    /// moving a process into a cgroup is not checked against the limit (only forks are), so
+    /// the new process checks it itself.
+    pub pids_dir: Option<PathBuf>,
     pub mount_ns: Option<PathBuf>,
     pub account: Account,
     pub rlimits: Vec<(String, u64, u64)>,
@@ -187,6 +193,16 @@ pub fn spawn(launch: &Launch, stdio: Stdio) -> Result<ProcessInfo> {
         .iter()
         .map(|p| c(p.as_os_str().as_bytes(), "a cgroup path"))
         .collect::<Result<_>>()?;
+    let pids_files = match &launch.pids_dir {
+        Some(dir) => Some((
+            c(dir.join("pids.max").as_os_str().as_bytes(), "a cgroup path")?,
+            c(
+                dir.join("pids.current").as_os_str().as_bytes(),
+                "a cgroup path",
+            )?,
+        )),
+        None => None,
+    };
     let ns = match &launch.mount_ns {
         Some(pin) => Some(fs::File::open(pin).map_err(|e| Error::io("open", pin, e))?),
         None => None,
@@ -221,6 +237,7 @@ pub fn spawn(launch: &Launch, stdio: Stdio) -> Result<ProcessInfo> {
         unsafe {
             child(ChildArgs {
                 procs: &procs,
+                pids_files: pids_files.as_ref(),
                 new_session: launch.new_session,
                 ns: ns.as_ref().map(|f| f.as_raw_fd()),
                 stdio: stdio_fds,
@@ -292,6 +309,7 @@ fn reap(pid: u32) {
 
 struct ChildArgs<'a> {
     procs: &'a [CString],
+    pids_files: Option<&'a (CString, CString)>,
     new_session: bool,
     ns: Option<RawFd>,
     stdio: [RawFd; 3],
@@ -311,6 +329,32 @@ struct ChildArgs<'a> {
     argv: &'a [*const libc::c_char],
     envp: &'a [*const libc::c_char],
     report: RawFd,
+}
+
+/// Reads a decimal number from a small file (`None` for "max" or any error). Async-signal-safe.
+unsafe fn read_number(path: &CString) -> Option<u64> {
+    let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+    if fd < 0 {
+        return None;
+    }
+    let mut buf = [0u8; 32];
+    let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+    libc::close(fd);
+    if n <= 0 {
+        return None;
+    }
+    let mut value: u64 = 0;
+    let mut digits = 0;
+    for &b in &buf[..n as usize] {
+        match b {
+            b'0'..=b'9' => {
+                value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+                digits += 1;
+            }
+            _ => break,
+        }
+    }
+    (digits > 0).then_some(value)
 }
 
 unsafe fn fail(report: RawFd, step: u32) -> ! {
@@ -341,6 +385,13 @@ unsafe fn child(a: ChildArgs<'_>) -> ! {
             fail(a.report, STEP_CGROUP);
         }
         libc::close(fd);
+    }
+    if let Some((max, current)) = a.pids_files {
+        let limit = read_number(max);
+        if limit.is_some() && read_number(current) > limit {
+            *libc::__errno_location() = libc::EAGAIN;
+            fail(a.report, STEP_PIDS);
+        }
     }
     if a.new_session && libc::setsid() < 0 {
         fail(a.report, STEP_SETSID);
@@ -449,7 +500,11 @@ unsafe fn child(a: ChildArgs<'_>) -> ! {
         if w < 0 {
             libc::_exit(126);
         }
+        // Once the open returned, start was asked for: go on even if that `start` died before
+        // reading (the write would then raise SIGPIPE).
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
         libc::write(w, b"0".as_ptr().cast(), 1);
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         libc::close(w);
         libc::close(fifo);
     }
@@ -491,7 +546,26 @@ pub fn make_exec_fifo(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Releases a held init: open the FIFO for reading, take its byte, remove the FIFO.
+/// A held init keeps a descriptor of the exec FIFO until it execs the command.
+pub fn holds_exec_fifo(init: &ProcessInfo, fifo: &Path) -> bool {
+    if !is_running(init) {
+        return false;
+    }
+    let Ok(entries) = fs::read_dir(format!("/proc/{}/fd", init.pid)) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        fs::read_link(entry.path()).is_ok_and(|target| {
+            target == fifo
+                || target
+                    .to_string_lossy()
+                    .starts_with(&*fifo.to_string_lossy())
+        })
+    })
+}
+
+/// Releases a held init: open the FIFO for reading (the moment init goes on to exec), take
+/// its byte, remove the FIFO.
 pub fn release(path: &Path, init: &ProcessInfo) -> Result<()> {
     let cpath = c(path.as_os_str().as_bytes(), "the exec FIFO")?;
     // SAFETY: open with a valid C string; non-blocking so a dead init cannot hang us.
@@ -513,11 +587,17 @@ pub fn release(path: &Path, init: &ProcessInfo) -> Result<()> {
         if n == 1 {
             break;
         }
-        if !is_running(init) {
-            return Err(Error::sys(
-                "start",
-                std::io::Error::other("the container's init exited before it was started"),
-            ));
+        if !holds_exec_fifo(init, path) {
+            // Init went on (an earlier start opened the FIFO and died) or exited.
+            let _ = fs::remove_file(path);
+            return if is_running(init) {
+                Ok(())
+            } else {
+                Err(Error::sys(
+                    "start",
+                    std::io::Error::other("the container's init exited before it was started"),
+                ))
+            };
         }
         let mut pfd = libc::pollfd {
             fd: fifo.as_raw_fd(),

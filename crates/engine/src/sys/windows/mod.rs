@@ -498,6 +498,12 @@ impl Platform for Windows {
         process::resume_thread(init.pid, init.thread_id)
     }
 
+    fn is_held(record: &Record) -> bool {
+        record
+            .init
+            .is_some_and(|init| process::is_thread_suspended(init.pid, init.thread_id))
+    }
+
     fn exec(
         _plan: &ContainerPlan,
         record: &Record,
