@@ -588,9 +588,12 @@ pub fn release(path: &Path, init: &ProcessInfo) -> Result<()> {
             break;
         }
         if !holds_exec_fifo(init, path) {
-            // Init went on (an earlier start opened the FIFO and died) or exited.
+            // Init went on — an earlier start opened the FIFO and died, or our open released it
+            // and it wrote its byte, exec'd and may have finished already — or it exited held.
+            // SAFETY: one more non-blocking read of one byte into our own buffer.
+            let n = unsafe { libc::read(fifo.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) };
             let _ = fs::remove_file(path);
-            return if is_running(init) {
+            return if n == 1 || is_running(init) {
                 Ok(())
             } else {
                 Err(Error::sys(
