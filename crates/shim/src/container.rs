@@ -1,7 +1,7 @@
 //! One container as the shim serves it: the engine's container (job, volume, account), its init
 //! process and its exec processes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,8 +11,9 @@ use containerd_shim::protos::api::{CreateTaskRequest, ProcessInfo as TaskProcess
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::{Message, MessageFull};
 use containerd_shim::protos::shim::oci::ProcessDetails;
-use hostprocess_engine::spec::{LinuxResources, Process as ProcessSpec, WindowsResources};
-use hostprocess_engine::sys::{Current, Platform, SIGKILL};
+use hostprocess_engine::plan;
+use hostprocess_engine::spec::{LinuxResources, Process as ProcessSpec, Spec, WindowsResources};
+use hostprocess_engine::sys::{Current, JobStats, Platform, SIGKILL, SIGTERM};
 use hostprocess_engine::{Container as EngineContainer, CreateOptions, Engine};
 use log::{debug, warn};
 
@@ -25,6 +26,8 @@ use crate::sys::{self, ProcessIo};
 
 /// What `delete` reports for an init that never exited by itself (killed by the delete).
 const KILLED: u32 = 128 + SIGKILL as u32;
+/// SIGINT: with SIGTERM, the signals a pause process exits 0 on.
+const SIGINT: i32 = 2;
 
 struct Exec {
     process: Arc<Process>,
@@ -34,7 +37,12 @@ struct Exec {
 pub struct Container {
     pub id: String,
     pub bundle: String,
-    engine: Mutex<EngineContainer>,
+    /// The spec's annotations (after the pod's were inherited).
+    pub annotations: BTreeMap<String, String>,
+    /// The job, volume and account; `None` for a pod sandbox, which runs no process (§7).
+    engine: Option<Mutex<EngineContainer>>,
+    /// A container's init process; a pod sandbox's stand-in for the pause process, which has
+    /// no pid and runs from start until it is killed.
     pub init: Arc<Process>,
     execs: Mutex<HashMap<String, Exec>>,
     paused: AtomicBool,
@@ -47,8 +55,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Container {
-    /// Validates and makes the container through the engine; its init is created and held.
-    pub fn create(engine: &Engine, req: &CreateTaskRequest) -> Result<Container> {
+    /// Validates and makes the container from its (pod-adjusted) spec through the engine; its
+    /// init is created and held.
+    pub fn create(engine: &Engine, req: &CreateTaskRequest, spec: Spec) -> Result<Container> {
         if !req.checkpoint.is_empty() {
             return Err(Error::invalid(format!(
                 "container {}: restoring from a checkpoint is not possible: a HostProcess \
@@ -65,14 +74,20 @@ impl Container {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let (mut io, engine_stdio) = ProcessIo::open(&stdio)
-            .map_err(|e| Error::invalid(format!("container {}: stdio: {e}", req.id)))?;
-        let created = engine.create(
+        let plan = plan::plan(
             &req.id,
             Path::new(&req.bundle),
+            &spec,
+            engine.options(),
+            image,
+        )?;
+        let (mut io, engine_stdio) = ProcessIo::open(&stdio)
+            .map_err(|e| Error::invalid(format!("container {}: stdio: {e}", req.id)))?;
+        let created = engine.create_planned(
+            plan,
             CreateOptions {
                 stdio: engine_stdio,
-                image,
+                image: None,
                 start_now: false,
             },
         )?;
@@ -94,7 +109,8 @@ impl Container {
         Ok(Container {
             id: req.id.clone(),
             bundle: req.bundle.clone(),
-            engine: Mutex::new(created),
+            annotations: spec.annotations,
+            engine: Some(Mutex::new(created)),
             init,
             execs: Mutex::new(HashMap::new()),
             paused: AtomicBool::new(false),
@@ -102,22 +118,61 @@ impl Container {
         })
     }
 
-    fn engine(&self) -> MutexGuard<'_, EngineContainer> {
-        lock(&self.engine)
+    /// A pod sandbox (already checked by `pod::check_sandbox`): no job, no volume, no account
+    /// and no process. It is "running" from start until it is killed, like hcsshim's sandbox
+    /// task for HostProcess pods; containerd's CRI needs nothing more of it.
+    pub fn sandbox(req: &CreateTaskRequest, spec: Spec) -> Container {
+        let stdio = StdioPaths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        Container {
+            id: req.id.clone(),
+            bundle: req.bundle.clone(),
+            annotations: spec.annotations,
+            engine: None,
+            init: Arc::new(Process::new("", stdio)),
+            execs: Mutex::new(HashMap::new()),
+            paused: AtomicBool::new(false),
+            oom_kills_reported: AtomicU64::new(0),
+        }
+    }
+
+    pub fn is_sandbox(&self) -> bool {
+        self.engine.is_none()
+    }
+
+    /// The engine's container, or the refusal of an operation that needs processes.
+    fn engine(&self, what: &str) -> Result<MutexGuard<'_, EngineContainer>> {
+        match &self.engine {
+            Some(engine) => Ok(lock(engine)),
+            None => Err(Error::precondition(format!(
+                "pod sandbox {}: {what}: the sandbox of a HostProcess pod runs no process; use \
+                 one of the pod's containers",
+                self.id
+            ))),
+        }
     }
 
     /// A snapshot of the engine's container for long operations that must not hold the lock.
-    fn engine_snapshot(&self) -> EngineContainer {
-        self.engine().clone()
+    fn engine_snapshot(&self, what: &str) -> Result<EngineContainer> {
+        Ok(self.engine(what)?.clone())
     }
 
-    /// Releases the held init.
+    /// Releases the held init; a sandbox just starts "running". Returns the pid (0 for a
+    /// sandbox).
     pub fn start(&self) -> Result<u32> {
+        if self.is_sandbox() {
+            self.init.run_without_process();
+            return Ok(0);
+        }
         let info = self
             .init
             .info()
             .ok_or_else(|| Error::internal(format!("container {}: no init process", self.id)))?;
-        self.engine().start()?;
+        self.engine("start")?.start()?;
         self.init.started(info, None);
         Ok(info.pid)
     }
@@ -147,6 +202,7 @@ impl Container {
         if exec_id.is_empty() {
             return Err(Error::invalid("an exec needs an exec id"));
         }
+        drop(self.engine("exec")?);
         let mut spec: ProcessSpec = serde_json::from_slice(&spec.value).map_err(|e| {
             Error::invalid(format!(
                 "exec {exec_id} of container {}: process spec ({}): {e}",
@@ -197,7 +253,7 @@ impl Container {
             ))
         })?;
         let info = {
-            let engine = self.engine();
+            let engine = self.engine("exec")?;
             let info = engine.exec(&spec, stdio)?;
             io.bind(&engine, &info);
             sys::watch_exit(&engine, &info);
@@ -219,7 +275,7 @@ impl Container {
             .map_err(|_| Error::invalid(format!("signal {signal} is out of range")))?;
         let process = self.process(exec_id)?;
         if exec_id.is_empty() && all {
-            self.engine().kill(signal, true)?;
+            self.engine("kill")?.kill(signal, true)?;
         } else {
             match process.status() {
                 Status::Exited(_) => {
@@ -238,7 +294,7 @@ impl Container {
                 _ => {}
             }
             if exec_id.is_empty() {
-                self.engine().kill(signal, false)?;
+                self.engine("kill")?.kill(signal, false)?;
             } else if let Some(info) = process.info() {
                 Current::signal(&info, signal)?;
             }
@@ -250,9 +306,35 @@ impl Container {
         Ok(())
     }
 
-    /// Every process of the job, execs marked with their exec id.
+    /// A signal to a pod sandbox ends it as it would end a pause process (pid 1 of the pod,
+    /// which handles only SIGTERM and SIGINT): those with status 0, SIGKILL with 137; any other
+    /// signal changes nothing. Returns the exit status when the sandbox ended.
+    pub fn signal_sandbox(&self, exec_id: &str, signal: u32) -> Result<Option<u32>> {
+        if !exec_id.is_empty() {
+            return Err(Error::not_found(format!(
+                "exec {exec_id} of pod sandbox {} does not exist",
+                self.id
+            )));
+        }
+        if self.init.exit().is_some() {
+            return Err(Error::not_found(format!(
+                "pod sandbox {} already finished",
+                self.id
+            )));
+        }
+        Ok(match i32::try_from(signal) {
+            Ok(SIGTERM | SIGINT) => Some(0),
+            Ok(SIGKILL) => Some(KILLED),
+            _ => None,
+        })
+    }
+
+    /// Every process of the job, execs marked with their exec id; none for a pod sandbox.
     pub fn pids(&self) -> Result<Vec<TaskProcess>> {
-        let pids = self.engine().pids()?;
+        if self.is_sandbox() {
+            return Ok(Vec::new());
+        }
+        let pids = self.engine("ps")?.pids()?;
         let execs: HashMap<u32, String> = lock(&self.execs)
             .iter()
             .map(|(id, e)| (e.process.pid(), id.clone()))
@@ -277,13 +359,13 @@ impl Container {
     }
 
     pub fn pause(&self) -> Result<()> {
-        self.engine().pause()?;
+        self.engine("pause")?.pause()?;
         self.paused.store(true, Ordering::SeqCst);
         Ok(())
     }
 
     pub fn resume(&self) -> Result<()> {
-        self.engine().resume()?;
+        self.engine("resume")?.resume()?;
         self.paused.store(false, Ordering::SeqCst);
         Ok(())
     }
@@ -299,22 +381,27 @@ impl Container {
         if resources.type_url.ends_with("WindowsResources") {
             let windows: WindowsResources =
                 serde_json::from_slice(&resources.value).map_err(bad)?;
-            self.engine().update(None, Some(&windows))?;
+            self.engine("update")?.update(None, Some(&windows))?;
         } else {
             let linux: LinuxResources = serde_json::from_slice(&resources.value).map_err(bad)?;
-            self.engine().update(Some(&linux), None)?;
+            self.engine("update")?.update(Some(&linux), None)?;
         }
         Ok(())
     }
 
+    /// The job's figures; all zero for a pod sandbox, which has no job.
     pub fn stats(&self) -> Result<Any> {
-        let stats = self.engine().stats()?;
+        let stats = if self.is_sandbox() {
+            JobStats::default()
+        } else {
+            self.engine("stats")?.stats()?
+        };
         metrics::to_any(&stats, sys::metrics_format()).map_err(Error::internal)
     }
 
     /// True when the job had OOM kills since the last call that returned true.
     pub fn take_new_oom_kill(&self) -> bool {
-        let Ok(stats) = self.engine().stats() else {
+        let Some(Ok(stats)) = self.engine.as_ref().map(|e| lock(e).stats()) else {
             return false;
         };
         let reported = self.oom_kills_reported.load(Ordering::SeqCst);
@@ -332,7 +419,9 @@ impl Container {
 
     /// §6 after init exits: SIGTERM to the rest of the job, SIGKILL after the grace period.
     pub fn terminate_rest(&self) {
-        let snapshot = self.engine_snapshot();
+        let Ok(snapshot) = self.engine_snapshot("stop") else {
+            return;
+        };
         match snapshot.terminate_rest() {
             Ok(true) => debug!(
                 "container {}: processes left after init had to be killed",
@@ -365,7 +454,13 @@ impl Container {
     /// Removes the container: whatever still runs is killed, then the engine tears down the
     /// job, the view, the volume and any ephemeral account.
     pub fn delete(&self) -> Result<(u32, Exit)> {
-        self.engine_snapshot().delete(true)?;
+        if self.is_sandbox() {
+            // A sandbox that never started ends with its deletion, so that waiters return.
+            self.init.exited(KILLED);
+            let exit = self.init.exit().unwrap_or_else(|| Exit::now(KILLED));
+            return Ok((0, exit));
+        }
+        self.engine_snapshot("delete")?.delete(true)?;
         let exit = self
             .init
             .wait_timeout(Duration::from_secs(2))

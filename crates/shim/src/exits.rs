@@ -44,6 +44,10 @@ fn on_exit(shared: &Arc<Shared>, pid: i32, code: i32) {
     let _lifecycle = shared.lifecycle();
     for container in shared.containers() {
         if container.init.pid() == pid && container.init.exit().is_none() {
+            debug!(
+                "container {}: init {pid} exited (status {status})",
+                container.id
+            );
             let events = shared.events.clone();
             let spawned = thread::Builder::new()
                 .name(format!("init-exit-{}", container.id))
@@ -68,7 +72,8 @@ fn init_exited(container: &Container, status: u32, events: &Events) {
     publish_exit(container, &container.init, status, events);
 }
 
-fn publish_exit(container: &Container, process: &Process, status: u32, events: &Events) {
+/// Records a process's exit and tells containerd, once.
+pub fn publish_exit(container: &Container, process: &Process, status: u32, events: &Events) {
     let Some(exit) = process.exited(status) else {
         return;
     };

@@ -11,6 +11,7 @@ mod events;
 mod exits;
 mod io;
 mod metrics;
+mod pod;
 mod process;
 mod rootfs;
 mod service;

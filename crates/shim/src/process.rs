@@ -111,6 +111,14 @@ impl Process {
         }
     }
 
+    /// A pod sandbox runs with no process (no pid, no stdio) until its exit is recorded.
+    pub fn run_without_process(&self) {
+        let mut state = self.lock();
+        if state.status == Status::Created {
+            state.status = Status::Running;
+        }
+    }
+
     /// Records the exit; `None` if one was recorded already.
     pub fn exited(&self, status: u32) -> Option<Exit> {
         let mut state = self.lock();

@@ -75,6 +75,7 @@ impl Shim for Service {
     type T = TaskService;
 
     fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
+        sys::ignore_broken_pipes();
         Service {
             namespace: args.namespace.clone(),
             id: args.id.clone(),
@@ -110,8 +111,16 @@ impl Shim for Service {
             eprintln!("containerd-shim-hostprocess-v1 delete {}: {e}", self.id);
         }
         // The dead shim's socket: the `address` file in the bundle (the working directory).
+        // A pod's containers share one shim, and containerd runs this cleanup for every task
+        // whose connection closed, also when the shim lives on for the rest of the pod: a
+        // socket that still answers is left alone.
         if let Ok(address) = std::fs::read_to_string("address") {
-            remove_socket(address.trim());
+            let address = address.trim();
+            if sys::is_served(address) {
+                info!("socket {address} is still served: the pod's shim lives on");
+            } else {
+                remove_socket(address);
+            }
         }
         let mut response = DeleteResponse::new();
         response.pid = pid;

@@ -1,6 +1,7 @@
 //! The Task API (containerd.task.v2.Task): every call maps to the engine, in-process.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread;
 use std::time::Duration;
@@ -18,15 +19,18 @@ use containerd_shim::protos::events::task::{
     TaskStart,
 };
 use containerd_shim::{ExitSignal, Task, TtrpcContext, TtrpcResult};
+use hostprocess_engine::spec::Spec;
 use hostprocess_engine::Engine;
-use log::{info, warn};
+use log::{debug, info, warn};
 
 use crate::container::Container;
 use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::exits;
 use crate::io::StdioPaths;
+use crate::pod::{self, Role};
 use crate::process::Status;
+use crate::sys;
 
 /// How often a live container's job is checked for OOM kills between exits.
 const OOM_POLL: Duration = Duration::from_secs(1);
@@ -71,6 +75,26 @@ impl Shared {
             .cloned()
             .ok_or_else(|| Error::not_found(format!("container {id} does not exist")))
     }
+
+    /// The annotations of pod sandbox `sandbox_id`: from the sandbox this shim serves (CRI
+    /// groups a pod in one shim), else from its bundle, a sibling of the container's.
+    fn sandbox_annotations(
+        &self,
+        sandbox_id: &str,
+        bundle: &Path,
+    ) -> Option<BTreeMap<String, String>> {
+        if let Some(sandbox) = self.map().get(sandbox_id) {
+            return Some(sandbox.annotations.clone());
+        }
+        let sandbox_bundle = bundle.parent()?.join(sandbox_id);
+        match Spec::load(&sandbox_bundle) {
+            Ok(spec) => Some(spec.annotations),
+            Err(e) => {
+                debug!("pod sandbox {sandbox_id}: no spec to read its annotations: {e}");
+                None
+            }
+        }
+    }
 }
 
 pub struct TaskService {
@@ -93,7 +117,7 @@ impl TaskService {
                 req.id
             )));
         }
-        let container = Arc::new(Container::create(&self.shared.engine, req)?);
+        let container = Arc::new(self.make_container(req)?);
         let pid = container.init.pid();
         self.shared.map().insert(req.id.clone(), container.clone());
 
@@ -110,11 +134,53 @@ impl TaskService {
         event.checkpoint = req.checkpoint.clone();
         event.pid = pid;
         self.shared.events.publish(event);
-        watch_oom(Arc::downgrade(&container), self.shared.events.clone());
-        info!("container {}: created, init pid {pid}", req.id);
+        if container.is_sandbox() {
+            info!("pod sandbox {}: created, runs no process", req.id);
+        } else {
+            watch_oom(Arc::downgrade(&container), self.shared.events.clone());
+            info!("container {}: created, init pid {pid}", req.id);
+        }
         let mut response = CreateTaskResponse::new();
         response.pid = pid;
         Ok(response)
+    }
+
+    /// Applies the pod rules (§7) to the spec, then makes a pod sandbox (no process) or a
+    /// container (through the engine).
+    fn make_container(&self, req: &CreateTaskRequest) -> Result<Container> {
+        let bundle = Path::new(&req.bundle);
+        let mut spec = Spec::load(bundle).map_err(Error::from)?;
+        match Role::of(&spec.annotations) {
+            Role::Sandbox => {
+                pod::check_sandbox(&req.id, &spec, sys::is_host_network_namespace)
+                    .map_err(|refusal| Error::invalid(refusal.0))?;
+                Ok(Container::sandbox(req, spec))
+            }
+            Role::Member { sandbox_id } => {
+                let sandbox = self.shared.sandbox_annotations(&sandbox_id, bundle);
+                pod::admit_container(&req.id, &mut spec.annotations, sandbox.as_ref())
+                    .map_err(|refusal| Error::invalid(refusal.0))?;
+                Container::create(&self.shared.engine, req, spec)
+            }
+            Role::Standalone => Container::create(&self.shared.engine, req, spec),
+        }
+    }
+
+    /// Signals a process; a pod sandbox that a signal ends reports its exit at once.
+    fn kill_task(&self, req: &KillRequest) -> Result<()> {
+        debug!(
+            "kill {} {:?}: signal {}, all {}",
+            req.id, req.exec_id, req.signal, req.all
+        );
+        let container = self.shared.container(&req.id)?;
+        if !container.is_sandbox() {
+            return container.kill(&req.exec_id, req.signal, req.all);
+        }
+        if let Some(status) = container.signal_sandbox(&req.exec_id, req.signal)? {
+            exits::publish_exit(&container, &container.init, status, &self.shared.events);
+            info!("pod sandbox {}: stopped", req.id);
+        }
+        Ok(())
     }
 
     fn start_task(&self, req: &StartRequest) -> Result<StartResponse> {
@@ -288,11 +354,7 @@ impl Task for TaskService {
     }
 
     fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
-        let result = self
-            .shared
-            .container(&req.id)
-            .and_then(|c| c.kill(&req.exec_id, req.signal, req.all));
-        answer("kill", &req.id, result).map(|()| Empty::new())
+        answer("kill", &req.id, self.kill_task(&req)).map(|()| Empty::new())
     }
 
     fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {

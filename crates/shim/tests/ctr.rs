@@ -43,14 +43,7 @@ fn task_pid(containerd: &Containerd, id: &str) -> u32 {
 }
 
 fn task_row(containerd: &Containerd, id: &str) -> Option<(u32, String)> {
-    let out = success(&containerd.ctr(&["tasks", "ls"]));
-    out.lines().find_map(|line| {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        match cols.as_slice() {
-            [task, pid, status] if *task == id => Some((pid.parse().ok()?, status.to_string())),
-            _ => None,
-        }
-    })
+    containerd.task_row("default", id)
 }
 
 fn wait_for_status(containerd: &Containerd, id: &str, status: &str) {
@@ -479,4 +472,70 @@ fn the_containers_of_a_pod_share_one_shim() {
     assert_nothing_left(&containerd, &second);
     let group = group.split_once('=').map_or("", |(_, g)| g);
     assert!(!containerd.shim_socket("default", group).exists());
+}
+
+/// `ctr run` annotations that make a task the sandbox of pod `id`, as containerd's CRI does.
+fn sandbox_annotations(id: &str) -> [String; 4] {
+    [
+        "--annotation".into(),
+        "io.kubernetes.cri.container-type=sandbox".into(),
+        "--annotation".into(),
+        format!("io.kubernetes.cri.sandbox-id={id}"),
+    ]
+}
+
+#[test]
+fn a_pod_sandbox_runs_no_process_and_ends_like_a_pause_process() {
+    let containerd = containerd();
+    let id = unique_id("sandbox");
+    let marker = format!("{}", 600_000 + std::process::id());
+    let annotations = sandbox_annotations(&id);
+    let mut flags = vec!["-d", "--net-host"];
+    flags.extend(annotations.iter().map(String::as_str));
+    success(&run(&containerd, &flags, &id, &["sleep", &marker]));
+    wait_for_status(&containerd, &id, "RUNNING");
+    assert_eq!(task_pid(&containerd, &id), 0);
+    assert!(
+        processes_running(&["sleep", &marker]).is_empty(),
+        "the sandbox ran its command"
+    );
+    let ps = success(&containerd.ctr(&["tasks", "ps", &id]));
+    assert_eq!(ps.lines().count(), 1, "ps lists processes:\n{ps}");
+    let exec = containerd.ctr(&["tasks", "exec", "--exec-id", "e1", &id, "true"]);
+    assert!(!exec.status.success(), "exec into a sandbox was accepted");
+    assert!(
+        text(&exec.stderr).contains("runs no process"),
+        "{}",
+        text(&exec.stderr)
+    );
+
+    // A pause process ignores signals it has no handler for, and exits 0 on SIGTERM.
+    success(&containerd.ctr(&["tasks", "kill", "-s", "SIGHUP", &id]));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(task_status(&containerd, &id), "RUNNING");
+    success(&containerd.ctr(&["tasks", "kill", &id]));
+    wait_for_status(&containerd, &id, "STOPPED");
+    // `ctr tasks rm` fails with the task's exit status when it is not 0.
+    remove(&containerd, &id);
+    assert_nothing_left(&containerd, &id);
+}
+
+#[test]
+fn a_pod_sandbox_with_its_own_network_namespace_is_refused() {
+    let containerd = containerd();
+    let id = unique_id("sandbox-net");
+    let annotations = sandbox_annotations(&id);
+    // Without --net-host, ctr's spec asks for a new network namespace.
+    let mut flags = vec!["--rm"];
+    flags.extend(annotations.iter().map(String::as_str));
+    let out = run(&containerd, &flags, &id, &["true"]);
+    assert!(!out.status.success(), "a sandbox with its own network ran");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("hostNetwork is required if Pod contains HostProcess containers")
+            && stderr.contains("asks for a new network namespace")
+            && stderr.contains("set hostNetwork: true"),
+        "{stderr}"
+    );
+    assert_nothing_left(&containerd, &id);
 }

@@ -37,6 +37,38 @@ pub fn metrics_format() -> MetricsFormat {
 /// its status: nothing to set up per process.
 pub fn watch_exit(_container: &EngineContainer, _process: &ProcessInfo) {}
 
+/// Makes a write to a pipe without a reader fail with EPIPE instead of raising SIGPIPE.
+///
+/// containerd-shim routes SIGPIPE to its signal thread, which logs every signal it gets. The
+/// log is the `log` FIFO of the bundle the shim started in; containerd stops reading it when
+/// that task's connection closes (its container deleted while the pod's shim serves the rest,
+/// or containerd restarting). Each log line then raised SIGPIPE, whose log line raised the next
+/// one: the signal thread spun at full CPU and no longer reaped exits. Ignoring SIGPIPE is what
+/// Rust programs do anyway; the engine resets signal dispositions for the workload.
+pub fn ignore_broken_pipes() {
+    // SAFETY: signal(2) with SIG_IGN installs no handler code.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// True when `path` is the network namespace the shim itself is in: the host's, since the
+/// shim runs beside containerd.
+pub fn is_host_network_namespace(path: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::metadata(path),
+        std::fs::metadata("/proc/self/ns/net"),
+    ) {
+        (Ok(ns), Ok(own)) => (ns.dev(), ns.ino()) == (own.dev(), own.ino()),
+        _ => false,
+    }
+}
+
+/// True when a shim answers on `address` (`unix://<path>`): connecting succeeds.
+pub fn is_served(address: &str) -> bool {
+    let path = address.strip_prefix("unix://").unwrap_or(address);
+    std::os::unix::net::UnixStream::connect(path).is_ok()
+}
+
 /// A shim's ttrpc endpoint is a unix socket.
 pub fn is_socket(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())

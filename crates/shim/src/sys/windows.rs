@@ -49,6 +49,20 @@ pub fn watch_exit(container: &EngineContainer, process: &ProcessInfo) {
     }
 }
 
+/// Windows has no SIGPIPE: a write to a closed pipe fails with an error.
+pub fn ignore_broken_pipes() {}
+
+/// Linux namespace paths mean nothing on Windows, where a HostProcess pod's sandbox never
+/// names one: any path is a namespace of the pod's own.
+pub fn is_host_network_namespace(_path: &str) -> bool {
+    false
+}
+
+/// A named pipe goes away with its server: there is never a stale one to keep or remove.
+pub fn is_served(_address: &str) -> bool {
+    false
+}
+
 /// A shim's ttrpc endpoint is a named pipe, which goes away with its server: never a file
 /// to remove.
 pub fn is_socket(_path: &std::path::Path) -> bool {

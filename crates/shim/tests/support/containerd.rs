@@ -9,8 +9,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{
-    ensure_installed, image, on_path, run_with_timeout, success, text, try_run_with_timeout,
-    unique_id, SHIM_BINARY,
+    ensure_installed, image, on_path, run_with_timeout, shim_binary, success, text,
+    try_run_with_timeout, unique_id,
 };
 
 /// How long one `ctr` call may take before the test fails.
@@ -34,10 +34,18 @@ impl Containerd {
         ensure_installed(|| on_path("runc"), &["runc"]);
         let dir = std::env::temp_dir().join(unique_id("hpc-ctrd"));
         let _ = fs::remove_dir_all(&dir);
-        for sub in ["root", "state", "opt", "cni/net.d", "hostprocess"] {
+        for sub in [
+            "root",
+            "state",
+            "opt",
+            "cni/net.d",
+            "cni/bin",
+            "hostprocess",
+        ] {
             fs::create_dir_all(dir.join(sub))
                 .unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.join(sub).display()));
         }
+        install_fake_cni(&dir.join("cni"));
         let mut containerd = Containerd {
             socket: dir.join("containerd.sock"),
             shim_root: dir.join("hostprocess"),
@@ -53,9 +61,8 @@ impl Containerd {
         let log_err = log
             .try_clone()
             .unwrap_or_else(|e| panic!("dup {}: {e}", log_path.display()));
-        let shim_dir = Path::new(SHIM_BINARY)
-            .parent()
-            .expect("the shim binary has a directory");
+        let shim = shim_binary();
+        let shim_dir = shim.parent().expect("the shim binary has a directory");
         let path = format!(
             "{}:{}",
             shim_dir.display(),
@@ -102,19 +109,18 @@ state = "{d}/state"
     restrict_oom_score_adj = true
     stream_server_port = "0"
     [plugins."io.containerd.grpc.v1.cri".cni]
-      bin_dir = "/usr/lib/cni"
+      bin_dir = "{d}/cni/bin"
       conf_dir = "{d}/cni/net.d"
     [plugins."io.containerd.grpc.v1.cri".containerd]
       default_runtime_name = "runc"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
         runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hostprocess]
-        runtime_type = "io.containerd.hostprocess.v1"
-        pod_annotations = ["microsoft.com/*", "hostprocess.io/*", "io.microsoft.*"]
-        container_annotations = ["microsoft.com/*", "hostprocess.io/*", "io.microsoft.*"]
 # hostprocess state root of this instance: {shim_root}
-"#,
+
+# The CRI runtime handler "hostprocess", as deploy/ ships it:
+{handler}"#,
             pause = image::PAUSE_IMAGE,
+            handler = shipped_runtime_handler(),
         )
     }
 
@@ -190,6 +196,19 @@ state = "{d}/state"
         let mut all = vec!["--namespace", namespace];
         all.extend_from_slice(args);
         self.ctr(&all)
+    }
+
+    /// The PID and STATUS columns of `ctr -n NAMESPACE tasks ls` for task `id` (`None` when
+    /// containerd has no such task).
+    pub fn task_row(&self, namespace: &str, id: &str) -> Option<(u32, String)> {
+        let out = success(&self.ctr_in(namespace, &["tasks", "ls"]));
+        out.lines().find_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            match cols.as_slice() {
+                [task, pid, status] if *task == id => Some((pid.parse().ok()?, status.to_string())),
+                _ => None,
+            }
+        })
     }
 
     /// Builds and imports the busybox test image ([`image::BUSYBOX_IMAGE`]) into `namespace`.
@@ -275,7 +294,7 @@ state = "{d}/state"
                 } else {
                     self.dir.clone()
                 };
-                let mut delete = Command::new(SHIM_BINARY);
+                let mut delete = Command::new(shim_binary());
                 delete
                     .args(["-namespace", &namespace, "-address", &socket, "-id", &id])
                     .arg("-bundle")
@@ -330,6 +349,56 @@ impl Drop for Containerd {
             }
         }
     }
+}
+
+/// The runtime section of `deploy/containerd-hostprocess.toml` (everything but its `version`
+/// line), so the tests run the configuration users are told to install.
+fn shipped_runtime_handler() -> String {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/containerd-hostprocess.toml");
+    let shipped =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    assert!(
+        shipped.contains("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.hostprocess]"),
+        "{} registers no hostprocess runtime handler",
+        path.display()
+    );
+    shipped
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("version"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A CNI plugin that configures nothing: ADD answers an address for the interface it is given,
+/// everything else succeeds. With it, containerd's CRI makes pod networks (a named network
+/// namespace, then CNI ADD) without touching the host's network, so a pod that is not on the
+/// host network reaches the runtime instead of failing at "cni config not initialized".
+const FAKE_CNI_PLUGIN: &str = r#"#!/bin/sh
+conf=$(cat)
+version=$(printf '%s' "$conf" | sed -n 's/.*"cniVersion"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p')
+case "$CNI_COMMAND" in
+ADD)
+  printf '{"cniVersion":"%s","interfaces":[{"name":"%s","sandbox":"%s"}],"ips":[{"version":"4","address":"192.0.2.2/24","interface":0}]}' \
+    "${version:-0.4.0}" "$CNI_IFNAME" "$CNI_NETNS" ;;
+VERSION)
+  printf '{"cniVersion":"0.4.0","supportedVersions":["0.3.0","0.3.1","0.4.0"]}' ;;
+esac
+exit 0
+"#;
+
+/// The fake plugin as the pod network and as CRI's own loopback network.
+fn install_fake_cni(cni: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for name in ["hpc-fake", "loopback"] {
+        let plugin = cni.join("bin").join(name);
+        fs::write(&plugin, FAKE_CNI_PLUGIN)
+            .and_then(|()| fs::set_permissions(&plugin, fs::Permissions::from_mode(0o755)))
+            .unwrap_or_else(|e| panic!("write {}: {e}", plugin.display()));
+    }
+    let conf = cni.join("net.d/10-hpc-fake.conflist");
+    let list = r#"{"cniVersion":"0.4.0","name":"hpc-fake","plugins":[{"type":"hpc-fake"}]}"#;
+    fs::write(&conf, list).unwrap_or_else(|e| panic!("write {}: {e}", conf.display()));
 }
 
 fn read_dir_names(dir: &Path) -> Vec<String> {

@@ -1,5 +1,6 @@
 //! End-to-end test support: a private containerd ([`containerd::Containerd`]) that finds the
 //! shim built by cargo, and OCI image tarballs made in Rust ([`image`]). Tests run as root.
+//! The CRI tests (`crates/cri-tests`) use this module too, by path.
 
 #![allow(dead_code)] // each test binary uses a different part of the support code
 
@@ -7,17 +8,115 @@ pub mod containerd;
 pub mod image;
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
-/// The shim binary cargo built for this test run.
-pub const SHIM_BINARY: &str = env!("CARGO_BIN_EXE_containerd-shim-hostprocess-v1");
+/// The shim's package and binary name.
+pub const SHIM: &str = "containerd-shim-hostprocess-v1";
 /// The runtime name containerd maps to `containerd-shim-hostprocess-v1` on its PATH.
 pub const HOSTPROCESS_RUNTIME: &str = "io.containerd.hostprocess.v1";
 pub const RUNC_RUNTIME: &str = "io.containerd.runc.v2";
+
+/// The shim binary: the one cargo built for this test run in the shim's own tests, else the
+/// workspace's (see [`workspace_binary`]).
+pub fn shim_binary() -> PathBuf {
+    match option_env!("CARGO_BIN_EXE_containerd-shim-hostprocess-v1") {
+        Some(path) => PathBuf::from(path),
+        None => workspace_binary(SHIM, SHIM),
+    }
+}
+
+/// Binary `name` of workspace package `package`, from the target directory and profile of the
+/// running test. Cargo gives a binary's path (`CARGO_BIN_EXE_<name>`) only to its own
+/// package's tests, so another package's tests find it there and, when it is missing or older
+/// than a source file of the workspace, build it first with the cargo running the tests (the
+/// target directory is not locked while tests run). Built once per test binary.
+pub fn workspace_binary(package: &str, name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, path)) = built.iter().find(|(n, _)| n == name) {
+        return path.clone();
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // <target>/<profile>/deps/<test>-<hash>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary is in <target>/<profile>/deps");
+    let binary = profile_dir.join(name);
+    if modified(&binary).is_none_or(|built| built < newest_workspace_source()) {
+        let target_dir = profile_dir.parent().expect("<target>/<profile>");
+        let profile = profile_dir
+            .file_name()
+            .and_then(|p| p.to_str())
+            .map(|p| if p == "debug" { "dev" } else { p })
+            .unwrap_or("dev");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(&cargo)
+            .args([
+                "build",
+                "--package",
+                package,
+                "--bin",
+                name,
+                "--profile",
+                profile,
+            ])
+            .arg("--manifest-path")
+            .arg(workspace_root().join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", target_dir)
+            .status()
+            .unwrap_or_else(|e| panic!("run {cargo}: {e}"));
+        assert!(status.success(), "cargo build --package {package} failed");
+    }
+    assert!(binary.is_file(), "{} was not built", binary.display());
+    built.push((name.to_string(), binary.clone()));
+    binary
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The newest modification time of the sources binaries are built from: `Cargo.lock` and every
+/// file under the `src` directories and manifests of the workspace's crates.
+fn newest_workspace_source() -> SystemTime {
+    static NEWEST: OnceLock<SystemTime> = OnceLock::new();
+    *NEWEST.get_or_init(|| {
+        fn walk(dir: &Path, newest: &mut SystemTime) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for entry in entries.filter_map(|e| e.ok()) {
+                let path = entry.path();
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(&path, newest);
+                } else if let Some(time) = modified(&path) {
+                    *newest = (*newest).max(time);
+                }
+            }
+        }
+        let root = workspace_root();
+        let mut newest = modified(&root.join("Cargo.lock")).unwrap_or(SystemTime::UNIX_EPOCH);
+        let crates = std::fs::read_dir(root.join("crates"))
+            .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_else(|_| Vec::new());
+        for krate in crates {
+            walk(&krate.join("src"), &mut newest);
+            if let Some(time) = modified(&krate.join("Cargo.toml")) {
+                newest = newest.max(time);
+            }
+        }
+        newest
+    })
+}
 
 /// An id no other test of any concurrent run uses: `<prefix>-<pid>-<n>`.
 pub fn unique_id(prefix: &str) -> String {
