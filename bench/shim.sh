@@ -1,0 +1,539 @@
+#!/usr/bin/env bash
+# containerd-shim-hostprocess-v1 against containerd-shim-runc-v2, driven the same way through a
+# private containerd:
+#   1. time:   `ctr run --rm --runtime R IMAGE ID /bin/true`, both runtimes side by side in one
+#              hyperfine run;
+#   2. phases: TRACE_RUNS more runs of each, split by containerd's event timestamps and two
+#              containerd log lines (shim start, create, start, exit, delete, teardown);
+#   3. memory: K long-running containers per runtime (`ctr run -d ... sleep 300`), RSS and PSS of
+#              the serving shim processes, per shim (ctr containers are separate pods, so both
+#              runtimes run one shim per container).
+# Needs root, containerd (ctr, containerd-shim-runc-v2), runc, hyperfine, busybox-static and
+# python3; installs nothing (prints what is missing). Writes bench/results/shim.md (+
+# shim-hyperfine.{md,json}, shim-phases.txt, shim-memory.txt) and appends a line to
+# bench/results/shim-history.md (one per run, to compare runs).
+#
+# Usage: bench/shim.sh [RUNS]    (RUNS timed runs per runtime, default 100)
+# Env:   K=10 (containers per runtime for memory), WARMUP=5, TRACE_RUNS=10 (traced runs per
+#        runtime for the phase split), LOG_LEVEL=info (containerd's; the test harness uses
+#        debug), KEEP=1 keeps the temporary directory (containerd's log) for a look.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+runs=${1:-100}
+k=${K:-10}
+warmup=${WARMUP:-5}
+trace_runs=${TRACE_RUNS:-10}
+log_level=${LOG_LEVEL:-info}
+
+HP_RUNTIME=io.containerd.hostprocess.v1
+RUNC_RUNTIME=io.containerd.runc.v2
+HP_SHIM=containerd-shim-hostprocess-v1
+RUNC_SHIM=containerd-shim-runc-v2
+IMAGE=docker.io/library/hpc-bench-busybox:latest
+BUSYBOX=/bin/busybox
+
+# ---------------------------------------------------------------- prerequisites (no installs)
+missing=()
+[[ $(id -u) == 0 ]] || { echo "bench: run as root (containerd, mounts, cgroups)" >&2; exit 1; }
+for tool in containerd ctr "$RUNC_SHIM"; do
+  command -v "$tool" >/dev/null || { missing+=(containerd); break; }
+done
+command -v runc >/dev/null || missing+=(runc)
+command -v hyperfine >/dev/null || missing+=(hyperfine)
+command -v python3 >/dev/null || missing+=(python3)
+# Debian's `busybox` package installs a dynamically linked /bin/busybox; an image needs the
+# static one (no ELF interpreter to find inside the rootfs).
+# (grep -c reads all its input: no SIGPIPE for head under pipefail)
+if [[ ! -x $BUSYBOX ]] || head -c 8192 "$BUSYBOX" | grep -ac 'ld-linux' >/dev/null; then
+  missing+=(busybox-static)
+fi
+if ((${#missing[@]})); then
+  echo "bench: missing: ${missing[*]}" >&2
+  echo "bench: install them with: apt-get install ${missing[*]}" >&2
+fi
+command -v cargo >/dev/null || echo "bench: missing: cargo (the Rust toolchain, rustup)" >&2
+((${#missing[@]} == 0)) && command -v cargo >/dev/null || exit 1
+
+echo "bench: building the shim (release)" >&2
+cargo build --release -p containerd-shim-hostprocess-v1 >&2
+shim_bin=$repo/target/release/$HP_SHIM
+[[ -x $shim_bin ]] || { echo "bench: $shim_bin was not built" >&2; exit 1; }
+
+# ---------------------------------------------------------------- private containerd + cleanup
+work=$(mktemp -d /tmp/hpc-shim-bench.XXXXXX)   # short: the socket path must fit sun_path
+sock=$work/containerd.sock
+ns=hpc-bench-$$                                 # our own namespace (and runc state dir)
+idp=hpb$$                                       # prefix of every container id
+ctrd_pid=
+results=$repo/bench/results
+mkdir -p "$results" "$work"/{root,state,opt,cni/net.d,hostprocess,bin}
+# A private copy of the release shim, first on containerd's PATH: a cargo build running
+# elsewhere cannot swap the binary under the benchmark.
+cp "$shim_bin" "$work/bin/$HP_SHIM"
+
+ctr_() { ctr --address "$sock" --namespace "$ns" "$@"; }
+ctr_t() { timeout 30 ctr --address "$sock" --namespace "$ns" "$@"; }   # for cleanup paths
+
+# Pids of the serving shims (not `start`/`delete` runs) named $1 of this containerd; with a
+# second argument `any`, every process of that shim binary for this containerd, each followed
+# by its -socket path when it has one.
+shim_pids() {
+  python3 - "$1" "$sock" "${2:-serving}" <<'PY'
+import os, sys
+name, sock, which = sys.argv[1:4]
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        args = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+    except OSError:
+        continue
+    args = [a.decode(errors="replace") for a in args if a]
+    if not args or os.path.basename(args[0]) != name or sock not in args:
+        continue
+    if which == "any":
+        socket = args[args.index("-socket") + 1] if "-socket" in args[:-1] else ""
+        print(pid, socket.removeprefix("unix://"))
+    elif "start" not in args and "delete" not in args:
+        print(pid)
+PY
+}
+
+remove_all() {  # every task and container of our namespace
+  local ids id
+  ids=$(ctr_t containers ls -q 2>/dev/null || true)
+  for id in $ids; do ctr_t tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true; done
+  for id in $ids; do ctr_t tasks rm -f "$id" >/dev/null 2>&1 || true; done
+  for id in $ids; do ctr_t containers rm "$id" >/dev/null 2>&1 || true; done
+}
+
+cleanup() {
+  local rc=$? pid id mp
+  set +e
+  trap - EXIT INT TERM
+  [[ -n ${events_pid:-} ]] && kill "$events_pid" 2>/dev/null
+  if [[ -n $ctrd_pid ]] && kill -0 "$ctrd_pid" 2>/dev/null; then
+    remove_all
+    ctr_t images rm "$IMAGE" >/dev/null 2>&1
+    timeout 30 ctr --address "$sock" namespaces rm "$ns" >/dev/null 2>&1
+    kill -TERM "$ctrd_pid"
+    for _ in $(seq 100); do kill -0 "$ctrd_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$ctrd_pid" 2>/dev/null
+    wait "$ctrd_pid" 2>/dev/null
+  fi
+  # Shims outlive containerd: let ours tear down whatever its engine still records, then kill
+  # every shim process of this containerd and remove its socket.
+  if [[ -d $work/hostprocess/$ns ]]; then
+    for id in $(ls "$work/hostprocess/$ns"); do
+      (cd "$work" && HOSTPROCESS_SHIM_ROOT=$work/hostprocess TTRPC_ADDRESS=$sock.ttrpc \
+        timeout 60 "$work/bin/$HP_SHIM" -namespace "$ns" -address "$sock" -id "$id" \
+        -bundle "$work/state/io.containerd.runtime.v2.task/$ns/$id" delete >/dev/null 2>&1)
+    done
+  fi
+  while read -r pid socket; do
+    kill -KILL "$pid" 2>/dev/null
+    [[ -S $socket ]] && rm -f "$socket"
+  done < <(shim_pids "$HP_SHIM" any; shim_pids "$RUNC_SHIM" any)
+  # Whatever still runs in our namespace's cgroups (containers whose shim was killed) is ours:
+  # kill it, then remove the cgroups, deepest first (runc and the engine leave the namespace's).
+  for procs in /sys/fs/cgroup/*/"$ns"/*/cgroup.procs /sys/fs/cgroup/"$ns"/*/cgroup.procs; do
+    [[ -f $procs ]] || continue
+    while read -r pid; do kill -KILL "$pid" 2>/dev/null; done <"$procs"
+  done
+  sleep 0.2
+  for dir in /sys/fs/cgroup/*/"$ns" /sys/fs/cgroup/"$ns"; do
+    [[ -d $dir ]] && find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null
+  done
+  # Unmount everything under the directory, deepest first.
+  while read -r mp; do umount -l "$mp" 2>/dev/null; done < <(
+    awk -v d="$work" '$5 == d || index($5, d "/") == 1 { print length($5), $5 }' /proc/self/mountinfo |
+      sort -rn | cut -d' ' -f2-)
+  # runc's state of our namespace; the FIFO dirs `ctr run -d` leaves behind (named after the ids).
+  rm -rf "/run/containerd/runc/$ns"
+  for f in /run/containerd/fifo/*/"$idp"-*; do [[ -e $f ]] && rm -rf "${f%/*}"; done
+  if [[ -n ${KEEP:-} ]]; then
+    echo "bench: kept $work" >&2
+  else
+    rm -rf "$work"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+cat >"$work/containerd.toml" <<EOF
+version = 2
+root = "$work/root"
+state = "$work/state"
+
+[grpc]
+  address = "$sock"
+
+[ttrpc]
+  address = ""
+
+[debug]
+  level = "$log_level"
+
+[plugins]
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "$work/opt"
+  [plugins."io.containerd.grpc.v1.cri"]
+    sandbox_image = "registry.k8s.io/pause:3.6"
+    restrict_oom_score_adj = true
+    stream_server_port = "0"
+    [plugins."io.containerd.grpc.v1.cri".cni]
+      bin_dir = "/usr/lib/cni"
+      conf_dir = "$work/cni/net.d"
+    [plugins."io.containerd.grpc.v1.cri".containerd]
+      default_runtime_name = "runc"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+        runtime_type = "$RUNC_RUNTIME"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hostprocess]
+        runtime_type = "$HP_RUNTIME"
+        pod_annotations = ["microsoft.com/*", "hostprocess.io/*", "io.microsoft.*"]
+        container_annotations = ["microsoft.com/*", "hostprocess.io/*", "io.microsoft.*"]
+EOF
+
+echo "bench: starting a private containerd in $work" >&2
+PATH=$work/bin:$PATH HOSTPROCESS_SHIM_ROOT=$work/hostprocess \
+  containerd --config "$work/containerd.toml" </dev/null >"$work/containerd.log" 2>&1 &
+ctrd_pid=$!
+for i in $(seq 300); do
+  kill -0 "$ctrd_pid" 2>/dev/null || { tail -n 40 "$work/containerd.log" >&2; echo "bench: containerd exited" >&2; exit 1; }
+  [[ -S $sock ]] && ctr --address "$sock" version >/dev/null 2>&1 && break
+  ((i < 300)) || { tail -n 40 "$work/containerd.log" >&2; echo "bench: containerd does not answer" >&2; exit 1; }
+  sleep 0.1
+done
+
+# ---------------------------------------------------------------- the image (OCI layout tar)
+# One uncompressed layer: static busybox, the few applets the benchmark runs, passwd/group.
+img=$work/image
+mkdir -p "$img/rootfs"/{bin,dev,etc,proc,sys,tmp} "$img/layout/blobs/sha256"
+cp "$BUSYBOX" "$img/rootfs/bin/busybox"
+for applet in sh true sleep echo cat; do ln -s busybox "$img/rootfs/bin/$applet"; done
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$img/rootfs/etc/passwd"
+printf 'root:x:0:\n' >"$img/rootfs/etc/group"
+tar --create --file "$img/layer.tar" --directory "$img/rootfs" --sort=name \
+  --numeric-owner --owner=0 --group=0 --mtime=@0 bin dev etc proc sys tmp
+
+# put_blob FILE -> prints "DIGEST SIZE" and stores FILE under blobs/sha256/DIGEST
+put_blob() {
+  local digest
+  digest=$(sha256sum "$1" | cut -d' ' -f1)
+  cp "$1" "$img/layout/blobs/sha256/$digest"
+  printf '%s %s\n' "$digest" "$(stat -c %s "$1")"
+}
+case $(uname -m) in
+  x86_64) arch=amd64 ;; aarch64) arch=arm64 ;; *) arch=$(uname -m) ;;
+esac
+read -r layer_digest layer_size < <(put_blob "$img/layer.tar")
+printf '{"architecture":"%s","os":"linux","config":{"Env":["PATH=/bin"],"Cmd":["/bin/sh"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]},"history":[{"created_by":"bench/shim.sh"}]}' \
+  "$arch" "$layer_digest" >"$img/config.json"
+read -r config_digest config_size < <(put_blob "$img/config.json")
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%s}]}' \
+  "$config_digest" "$config_size" "$layer_digest" "$layer_size" >"$img/manifest.json"
+read -r manifest_digest manifest_size < <(put_blob "$img/manifest.json")
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"%s","os":"linux"},"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"%s"}}]}' \
+  "$manifest_digest" "$manifest_size" "$arch" "$IMAGE" "${IMAGE##*:}" >"$img/layout/index.json"
+printf '{"imageLayoutVersion":"1.0.0"}' >"$img/layout/oci-layout"
+tar --create --file "$img/image.tar" --directory "$img/layout" --sort=name \
+  --numeric-owner --owner=0 --group=0 --mtime=@0 oci-layout index.json blobs
+ctr_ images import "$img/image.tar" >&2
+
+# ---------------------------------------------------------------- 1. time
+hp_cmd="ctr --address $sock --namespace $ns run --rm --runtime $HP_RUNTIME $IMAGE $idp-hp /bin/true"
+runc_cmd="ctr --address $sock --namespace $ns run --rm --runtime $RUNC_RUNTIME $IMAGE $idp-runc /bin/true"
+failures=$results/shim-failures.txt
+: >"$failures"
+
+# A failed `ctr run --rm` leaves its snapshot (sometimes its container) behind, and every later
+# run with the same id then fails on "snapshot already exists": remove what is left.
+reset_id() {
+  ctr_t tasks rm -f "$1" >/dev/null 2>&1 || true
+  ctr_t containers rm "$1" >/dev/null 2>&1 || true
+  ctr_t snapshots rm "$1" >/dev/null 2>&1 || true
+}
+# What containerd and the shims logged as warnings/errors since line $1 of its log (minus the
+# routine "cleaning up after shim disconnected" and the CRI plugin's CNI complaint).
+log_lines() { wc -l <"$work/containerd.log"; }
+new_errors() {
+  tail -n +"$(($1 + 1))" "$work/containerd.log" | grep -E 'level=(warn|warning|error|fatal)' |
+    grep -vE 'cleaning up after shim disconnected|cleanup warnings|cni' | cut -c1-300 || true
+}
+# note PHASE RUNTIME MESSAGE: one line of bench/results/shim-failures.txt
+note() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$failures"; echo "bench: $1 $2 failed: $3" >&2; }
+
+# hyperfine reuses one id per command: check that a fixed id works back to back (--rm removed
+# the container and the shim is gone before the next run needs the same id and shim socket).
+for pair in "hostprocess:$hp_cmd:$idp-hp" "runc:$runc_cmd:$idp-runc"; do
+  label=${pair%%:*} rest=${pair#*:}
+  cmd=${rest%:*} id=${rest##*:}
+  ok=0
+  for _ in 1 2 3 4 5; do
+    if err=$($cmd 2>&1); then ok=$((ok + 1)); else note back-to-back "$label" "$err"; reset_id "$id"; fi
+  done
+  ((ok >= 4)) || { echo "bench: '$cmd' does not work back to back ($ok/5)" >&2; exit 1; }
+done
+[[ -z $(ctr_ containers ls -q) ]] || { echo "bench: ctr run --rm left containers" >&2; exit 1; }
+
+# One `ctr run` failing aborts hyperfine (a failure is not a time): note why, clean up and run
+# the whole comparison again, at most ATTEMPTS times.
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "bench: load before the timed runs: $load_before" >&2
+attempt=1
+while :; do
+  mark=$(log_lines)
+  if hyperfine -N --warmup "$warmup" --runs "$runs" \
+    --export-markdown "$results/shim-hyperfine.md" --export-json "$results/shim-hyperfine.json" \
+    -n "hostprocess shim" "$hp_cmd" \
+    -n "runc shim" "$runc_cmd"; then
+    break
+  fi
+  note "timed-attempt-$attempt" "?" "$(new_errors "$mark" | tr '\n' ' ')"
+  reset_id "$idp-hp"
+  reset_id "$idp-runc"
+  ((++attempt <= ${ATTEMPTS:-3})) || { echo "bench: hyperfine failed $((attempt - 1)) times" >&2; exit 1; }
+  load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+  echo "bench: running the comparison again (attempt $attempt); load: $load_before" >&2
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "bench: load after the timed runs: $load_after" >&2
+
+# ---------------------------------------------------------------- 2. phases (timestamps)
+# TRACE_RUNS more runs of each runtime, one at a time with distinct ids, while `ctr events`
+# records containerd's events (task events are stamped by the shim when it publishes them).
+# Two lines of containerd's log (info level, so also there at LOG_LEVEL=info) split further:
+# the serving shim's first line (ours: "serving namespace", runc's: "starting signal loop") and
+# containerd's "shim disconnected" (the ttrpc connection closed; containerd then runs
+# `<shim> delete` for a dead shim and removes the bundle before Delete answers ctr).
+ctr --address "$sock" events >"$work/events.log" 2>&1 &
+events_pid=$!
+sleep 0.5
+: >"$work/client.log"
+for r in $(seq "$trace_runs"); do
+  for pair in "hostprocess:$HP_RUNTIME" "runc:$RUNC_RUNTIME"; do
+    id=$idp-trace-${pair%%:*}-$r
+    t0=$(date +%s.%N)
+    if err=$(ctr_ run --rm --runtime "${pair#*:}" "$IMAGE" "$id" /bin/true 2>&1); then
+      t1=$(date +%s.%N)
+      printf '%s %s %s\n' "$id" "$t0" "$t1" >>"$work/client.log"
+    else
+      note traced "${pair%%:*}" "$err"
+      reset_id "$id"
+    fi
+  done
+done
+sleep 0.5
+kill "$events_pid" 2>/dev/null; wait "$events_pid" 2>/dev/null || true
+events_pid=
+python3 - "$work/events.log" "$work/client.log" "$work/containerd.log" \
+  >"$results/shim-phases.txt" <<'PY'
+import calendar, json, re, statistics, sys, time
+from decimal import Decimal
+
+def epoch(date, clock, offset="+0000"):  # "2024-05-01" "01:02:03.123456789" -> seconds
+    whole, _, frac = clock.partition(".")
+    t = calendar.timegm(time.strptime(f"{date} {whole}", "%Y-%m-%d %H:%M:%S"))
+    sign = -1 if offset[0] == "-" else 1
+    t -= sign * (int(offset[1:3]) * 3600 + int(offset[3:5]) * 60)
+    return Decimal(t) + Decimal("0." + (frac or "0"))
+
+# `ctr events`: "2024-05-01 01:02:03.123456789 +0000 UTC NAMESPACE /topic {json}"
+events = {}  # container id -> {topic: t}
+event_re = re.compile(r"^(\S+) (\S+) ([+-]\d{4}) \S+ (\S+) (/\S+) (.*)$")
+for line in open(sys.argv[1]):
+    m = event_re.match(line.strip())
+    if not m:
+        continue
+    date, clock, offset, _ns, topic, body = m.groups()
+    try:
+        data = json.loads(body)
+    except ValueError:
+        continue
+    cid = data.get("container_id") or data.get("id") or data.get("key")
+    if cid:
+        events.setdefault(cid, {}).setdefault(topic, epoch(date, clock, offset))
+
+# containerd's log (logrus): time="2024-05-01T01:02:03.123456789Z" level=info msg="..."
+log = []
+log_re = re.compile(r'^time="(\d{4}-\d\d-\d\d)T([\d:.]+)Z" level=\w+ msg="(.*)$')
+for line in open(sys.argv[3], errors="replace"):
+    m = log_re.match(line)
+    if m:
+        log.append((epoch(m.group(1), m.group(2)), m.group(3)))
+
+def first_log(t0, t1, *needles):
+    for t, rest in log:
+        if t0 <= t <= t1 and all(n in rest for n in needles):
+            return t
+    return None
+
+serving = {"hostprocess": ("serving namespace",), "runc": ("starting signal loop", "path=")}
+phases = [
+    ("ctr start, image, snapshot, container create", "client0", "/containers/create"),
+    ("shim start (start action + serving shim up)", "/containers/create", "serving"),
+    ("task create", "serving", "/tasks/create"),
+    ("task start", "/tasks/create", "/tasks/start"),
+    ("process runs, exits, exit published", "/tasks/start", "/tasks/exit"),
+    ("ctr sees exit, task delete", "/tasks/exit", "/tasks/delete"),
+    ("shim shutdown until disconnected", "/tasks/delete", "disconnected"),
+    ("dead-shim `delete` exec, bundle, snapshot + container rm", "disconnected", "/containers/delete"),
+    ("ctr exits", "/containers/delete", "client1"),
+]
+rows = {}
+for line in open(sys.argv[2]):
+    cid, t0, t1 = line.split()
+    runtime = cid.split("-")[2]
+    ev = dict(events.get(cid, {}))
+    ev["client0"], ev["client1"] = Decimal(t0), Decimal(t1)
+    ev["serving"] = first_log(ev["client0"], ev["client1"], *serving[runtime])
+    ev["disconnected"] = first_log(ev["client0"], ev["client1"], "shim disconnected", f"id={cid}")
+    runtime_rows = rows.setdefault(runtime, {})
+    for name, a, b in phases:
+        if ev.get(a) is not None and ev.get(b) is not None:
+            runtime_rows.setdefault(name, []).append(float(ev[b] - ev[a]) * 1e3)
+    runtime_rows.setdefault("total (client)", []).append(float(ev["client1"] - ev["client0"]) * 1e3)
+
+names = [p[0] for p in phases] + ["total (client)"]
+n = max(len(v["total (client)"]) for v in rows.values())
+print(f"median ms over {n} traced runs per runtime ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})")
+print()
+print("| phase | hostprocess shim | runc shim | runc - hostprocess |")
+print("| --- | ---: | ---: | ---: |")
+med = lambda v: statistics.median(v) if v else None
+for name in names:
+    hp, rc = med(rows.get("hostprocess", {}).get(name)), med(rows.get("runc", {}).get(name))
+    f = lambda v: "n/a" if v is None else f"{v:.1f}"
+    d = "n/a" if hp is None or rc is None else f"{rc - hp:.1f}"
+    print(f"| {name} | {f(hp)} | {f(rc)} | {d} |")
+PY
+cat "$results/shim-phases.txt"
+
+# ---------------------------------------------------------------- 3. memory per shim
+# measure LABEL RUNTIME SHIM: K detached `sleep 300` containers, then RSS/PSS of the serving
+# shims, measured alone (the other runtime's shims are gone), so PSS shares each shim binary's
+# page cache among that runtime's K shims only.
+mem_rows=()
+measure() {
+  local label=$1 runtime=$2 shim=$3 i pids n
+  for i in $(seq "$k"); do
+    ctr_ run -d --runtime "$runtime" "$IMAGE" "$idp-mem-$label-$i" sleep 300 >/dev/null
+  done
+  sleep 3   # let the shims settle (Go runtime start-up, the first OOM/metrics ticks)
+  pids=$(shim_pids "$shim" | tr '\n' ' ')
+  n=$(wc -w <<<"$pids")
+  ((n == k)) || echo "bench: warning: $n $shim processes for $k containers" >&2
+  mem_rows+=("$(python3 - "$label" "$k" $pids <<'PY'
+import sys
+label, k, pids = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+rss = pss = uss = anon = threads = 0
+for pid in pids:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            rss += int(line.split()[1])
+        elif line.startswith("Threads:"):
+            threads += int(line.split()[1])
+    for line in open(f"/proc/{pid}/smaps_rollup"):
+        f = line.split()
+        if f[0] == "Pss:":
+            pss += int(f[1])
+        elif f[0] == "Anonymous:":
+            anon += int(f[1])
+        elif f[0] in ("Private_Clean:", "Private_Dirty:"):
+            uss += int(f[1])
+n = len(pids)
+# label containers shims | totals kB: rss pss uss anon | per shim kB: rss pss uss anon | threads
+print(label, k, n, rss, pss, uss, anon, rss / n, pss / n, uss / n, anon / n, threads / n)
+PY
+)")
+  echo "bench: memory ${mem_rows[-1]}" >&2
+  remove_all
+  for _ in $(seq 50); do [[ -z $(shim_pids "$shim") ]] && break; sleep 0.1; done
+}
+measure hostprocess "$HP_RUNTIME" "$HP_SHIM"
+measure runc "$RUNC_RUNTIME" "$RUNC_SHIM"
+printf '%s\n' "${mem_rows[@]}" >"$results/shim-memory.txt"
+
+# ---------------------------------------------------------------- report
+python3 - "$results" "$runs" "$warmup" "$k" "$load_before" "$load_after" "$log_level" \
+  "$(nproc)" <<'PY'
+import json, os, sys, time
+res, runs, warmup, k, load0, load1, level, cpus = sys.argv[1:9]
+r = {x["command"]: x for x in json.load(open(f"{res}/shim-hyperfine.json"))["results"]}
+hp, rc = r["hostprocess shim"], r["runc shim"]
+mem = {}
+for line in open(f"{res}/shim-memory.txt"):
+    f = line.split()
+    mem[f[0]] = dict(shims=int(f[2]), rss=float(f[7]), pss=float(f[8]), uss=float(f[9]),
+                     anon=float(f[10]), threads=float(f[11]))
+h, c = mem["hostprocess"], mem["runc"]
+speed = rc["mean"] / hp["mean"]
+# σ of the ratio, first order (the two means are independent)
+speed_sd = speed * ((hp["stddev"] / hp["mean"]) ** 2 + (rc["stddev"] / rc["mean"]) ** 2) ** 0.5
+ratio_rss, ratio_pss = h["rss"] / c["rss"], h["pss"] / c["pss"]
+ms = lambda x: f"{x['mean']*1e3:.1f} ± {x['stddev']*1e3:.1f} ms"
+mib = lambda kb: f"{kb/1024:.2f} MiB"
+stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+out = []
+p = out.append
+p("# containerd-shim-hostprocess-v1 vs containerd-shim-runc-v2\n")
+p(f"`bench/shim.sh {runs}` on {stamp}: a private containerd ({level} log level), "
+  f"`ctr run --rm --runtime R IMAGE ID /bin/true` with a static-busybox image, "
+  f"hyperfine -N, {warmup} warm-up + {runs} runs each in one hyperfine run (hostprocess first); "
+  f"{cpus} CPUs, load average {load0} before and {load1} after the timed runs.\n")
+p("## Time per `ctr run --rm ... /bin/true`\n")
+p(open(f"{res}/shim-hyperfine.md").read().strip() + "\n")
+p(f"## Resident memory per shim ({k} `sleep 300` containers per runtime, one shim each)\n")
+p("RSS from /proc/PID/status, PSS, USS (Private_*) and Anonymous from /proc/PID/smaps_rollup, "
+  "summed over the serving shim processes and divided by their number; file-backed = RSS - "
+  "Anonymous (the shim binary, libc, ld.so pages mapped: shared, so PSS divides them).\n")
+p("| runtime | shims | RSS / shim | PSS / shim | USS / shim | file-backed / shim | threads / shim |")
+p("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+for label, name in (("hostprocess", "io.containerd.hostprocess.v1"), ("runc", "io.containerd.runc.v2")):
+    m = mem[label]
+    p(f"| {name} | {m['shims']} | {mib(m['rss'])} | {mib(m['pss'])} | {mib(m['uss'])} | "
+      f"{mib(m['rss'] - m['anon'])} | {m['threads']:.0f} |")
+p("")
+p("## Ratios\n")
+p(f"- runc-shim time / our time: **{speed:.2f}x** ± {speed_sd:.2f} (target ≥ 3x: "
+  f"{'met' if speed >= 3 else 'not met'}); {ms(hp)} vs {ms(rc)}")
+p(f"- our RSS / runc-shim RSS: **{ratio_rss:.3f}** (target ≤ 0.25: "
+  f"{'met' if ratio_rss <= 0.25 else 'not met'}); PSS {ratio_pss:.3f}, "
+  f"USS {h['uss'] / c['uss']:.3f}")
+p("")
+p("## Where the time goes\n")
+p(open(f"{res}/shim-phases.txt").read().strip() + "\n")
+fails = [l.rstrip("\n").split("\t", 2) for l in open(f"{res}/shim-failures.txt") if l.strip()]
+p("## Failed runs\n")
+if fails:
+    p("A failed `ctr run` aborts hyperfine; the script then removes what the run left and runs the "
+      "whole comparison again (the table above is from the attempt that completed).\n")
+    p("| where | runtime | error |")
+    p("| --- | --- | --- |")
+    for where, runtime, msg in fails:
+        p(f"| {where} | {runtime} | {' '.join(msg.split()).replace('|', '/')} |")
+else:
+    p("none")
+p("")
+open(f"{res}/shim.md", "w").write("\n".join(out))
+
+# One line per run, to see the variance between runs.
+history = f"{res}/shim-history.md"
+if not os.path.exists(history):
+    open(history, "w").write(
+        "| date | runs | load before / after | hostprocess | runc | runc / ours | RSS ours / runc | PSS ours / runc | failed | log level |\n"
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
+open(history, "a").write(
+    f"| {stamp} | {runs} | {load0} / {load1} | {ms(hp)} | {ms(rc)} | {speed:.2f}x | "
+    f"{ratio_rss:.3f} | {ratio_pss:.3f} | {len(fails)} | {level} |\n")
+
+print("\n==== summary (bench/results/shim.md) ====")
+print(f"time:   hostprocess {ms(hp)}, runc {ms(rc)}  ->  runc / ours = {speed:.2f}x ± {speed_sd:.2f} (target >= 3)")
+print(f"memory: hostprocess RSS {mib(h['rss'])}, PSS {mib(h['pss'])} per shim ({h['shims']} shims); "
+      f"runc RSS {mib(c['rss'])}, PSS {mib(c['pss'])} per shim ({c['shims']} shims)")
+print(f"        ours / runc: RSS {ratio_rss:.3f} (target <= 0.25), PSS {ratio_pss:.3f}")
+print(f"load:   {load0} before, {load1} after the timed runs")
+if fails:
+    print(f"failed: {len(fails)} run(s) or attempt(s), see bench/results/shim-failures.txt")
+PY
