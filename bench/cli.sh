@@ -2,14 +2,20 @@
 # `hostprocess run` against `runc run` of the same trivial bundle, with the bare spawn of the
 # same command as the floor, side by side in one hyperfine run. Needs root, runc, hyperfine,
 # busybox-static. Usage: bench/cli.sh [RUNS]   (writes bench/results/cli.md and .json)
+# Env: HOSTPROCESS_BIN=PATH measures that build of hostprocess instead of building one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-200}
 for tool in runc hyperfine busybox; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install runc hyperfine busybox-static)" >&2; exit 1; }
 done
-cargo build --release -p hostprocess >/dev/null
-hp=$PWD/target/release/hostprocess
+# HOSTPROCESS_BIN measures another build (e.g. a static musl one) instead.
+if [[ -n ${HOSTPROCESS_BIN:-} ]]; then
+  hp=$HOSTPROCESS_BIN
+else
+  cargo build --release -p hostprocess >/dev/null
+  hp=$PWD/target/release/hostprocess
+fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

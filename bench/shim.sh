@@ -16,7 +16,8 @@
 # Usage: bench/shim.sh [RUNS]    (RUNS timed runs per runtime, default 100)
 # Env:   K=10 (containers per runtime for memory), WARMUP=5, TRACE_RUNS=10 (traced runs per
 #        runtime for the phase split), LOG_LEVEL=info (containerd's; the test harness uses
-#        debug), KEEP=1 keeps the temporary directory (containerd's log) for a look.
+#        debug), KEEP=1 keeps the temporary directory (containerd's log) for a look,
+#        SHIM_BIN=PATH measures that build of the shim instead of building one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -55,9 +56,14 @@ fi
 command -v cargo >/dev/null || echo "bench: missing: cargo (the Rust toolchain, rustup)" >&2
 ((${#missing[@]} == 0)) && command -v cargo >/dev/null || exit 1
 
-echo "bench: building the shim (release)" >&2
-cargo build --release -p containerd-shim-hostprocess-v1 >&2
-shim_bin=$repo/target/release/$HP_SHIM
+# SHIM_BIN measures another build of the shim (e.g. a static musl one) instead.
+if [[ -n ${SHIM_BIN:-} ]]; then
+  shim_bin=$SHIM_BIN
+else
+  echo "bench: building the shim (release)" >&2
+  cargo build --release -p containerd-shim-hostprocess-v1 >&2
+  shim_bin=$repo/target/release/$HP_SHIM
+fi
 [[ -x $shim_bin ]] || { echo "bench: $shim_bin was not built" >&2; exit 1; }
 
 # ---------------------------------------------------------------- private containerd + cleanup

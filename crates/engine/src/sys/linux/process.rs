@@ -81,7 +81,13 @@ fn c(s: impl AsRef<[u8]>, what: &str) -> Result<CString> {
     })
 }
 
-fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+/// The type of setrlimit's first argument differs between C libraries.
+#[cfg(target_env = "gnu")]
+type Resource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+type Resource = libc::c_int;
+
+fn rlimit_resource(name: &str) -> Option<Resource> {
     Some(match name {
         "RLIMIT_AS" => libc::RLIMIT_AS,
         "RLIMIT_CORE" => libc::RLIMIT_CORE,
@@ -107,7 +113,7 @@ fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
 /// should not rely on.
 fn lowered_rlimits(
     rlimits: &[(String, u64, u64)],
-) -> Result<Vec<(libc::__rlimit_resource_t, libc::rlimit)>> {
+) -> Result<Vec<(Resource, libc::rlimit)>> {
     let mut out = Vec::new();
     for (name, soft, hard) in rlimits {
         let resource = rlimit_resource(name)
@@ -315,7 +321,7 @@ struct ChildArgs<'a> {
     stdio: [RawFd; 3],
     terminal: bool,
     dev_null: &'a CString,
-    rlimits: &'a [(libc::__rlimit_resource_t, libc::rlimit)],
+    rlimits: &'a [(Resource, libc::rlimit)],
     fifo: Option<&'a CString>,
     proc_fd_prefix: &'a [u8],
     change_ids: bool,
