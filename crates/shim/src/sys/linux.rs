@@ -390,6 +390,7 @@ mod tests {
     use super::*;
     use std::ffi::CString;
     use std::io::Read;
+    use std::path::PathBuf;
     use std::time::Duration;
 
     fn mkfifo(path: &Path) {
@@ -443,16 +444,22 @@ mod tests {
         assert_eq!(read_with_timeout(process_stdin, Duration::from_secs(5)), "");
     }
 
-    #[test]
-    fn output_fifo_gets_eof_when_the_process_closes_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("stdout");
+    /// A `stdout` FIFO in `dir` with a client reading it, as containerd's would.
+    fn output_fifo(dir: &Path) -> (PathBuf, File) {
+        let fifo = dir.join("stdout");
         mkfifo(&fifo);
         let client = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
             .open(&fifo)
             .unwrap();
+        (fifo, client)
+    }
+
+    #[test]
+    fn output_fifo_gets_eof_when_the_process_closes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (fifo, client) = output_fifo(dir.path());
         let paths = StdioPaths {
             stdout: fifo.to_string_lossy().into_owned(),
             stderr: fifo.to_string_lossy().into_owned(),
@@ -471,13 +478,7 @@ mod tests {
     #[test]
     fn a_terminal_copies_output_and_resizes() {
         let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("stdout");
-        mkfifo(&fifo);
-        let client = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&fifo)
-            .unwrap();
+        let (fifo, client) = output_fifo(dir.path());
         let paths = StdioPaths {
             stdout: fifo.to_string_lossy().into_owned(),
             terminal: true,
