@@ -111,9 +111,7 @@ fn rlimit_resource(name: &str) -> Option<Resource> {
 
 /// Only limits that lower the current ones apply: raising needs a privilege this runtime
 /// should not rely on.
-fn lowered_rlimits(
-    rlimits: &[(String, u64, u64)],
-) -> Result<Vec<(Resource, libc::rlimit)>> {
+fn lowered_rlimits(rlimits: &[(String, u64, u64)]) -> Result<Vec<(Resource, libc::rlimit)>> {
     let mut out = Vec::new();
     for (name, soft, hard) in rlimits {
         let resource = rlimit_resource(name)
