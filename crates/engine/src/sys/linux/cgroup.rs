@@ -550,6 +550,18 @@ pub fn controller_dir<'a>(record: &'a CgroupRecord, controller: &str) -> Option<
         .map(|(_, d)| d.as_path())
 }
 
+/// The v1 hierarchies' `cgroup.procs` files (a new process joins the v2 tree at fork).
+pub fn v1_procs_files(record: &CgroupRecord) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for (_, dir) in &record.v1 {
+        let file = dir.join("cgroup.procs");
+        if !files.contains(&file) && Some(dir) != record.unified.as_ref() {
+            files.push(file);
+        }
+    }
+    files
+}
+
 /// The `cgroup.procs` files a new process writes itself into.
 pub fn procs_files(record: &CgroupRecord) -> Vec<PathBuf> {
     dirs(record)

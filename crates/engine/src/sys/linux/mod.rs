@@ -124,7 +124,8 @@ fn launch(
         args: resolved.args,
         env: resolved.env,
         cwd: resolved.cwd,
-        cgroup_procs: cgroup::procs_files(&record.cgroup),
+        cgroup_v2: record.cgroup.unified.clone(),
+        cgroup_procs: cgroup::v1_procs_files(&record.cgroup),
         pids_dir: plan
             .resources
             .pids_limit

@@ -8,6 +8,7 @@ use std::fs;
 use std::io::{ErrorKind, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -58,6 +59,9 @@ pub struct Launch {
     pub args: Vec<String>,
     pub env: Vec<String>,
     pub cwd: PathBuf,
+    /// The job's cgroup v2 directory, joined at fork where the kernel can.
+    pub cgroup_v2: Option<PathBuf>,
+    /// The v1 hierarchies' `cgroup.procs` files, written by the child.
     pub cgroup_procs: Vec<PathBuf>,
     /// The directory with the job's `pids.max` and `pids.current`, when it has a pids limit:
     /// moving a process into a cgroup is not checked against the limit (only forks are), so
@@ -230,16 +234,44 @@ pub fn spawn(launch: &Launch, stdio: Stdio) -> Result<ProcessInfo> {
     let (report_r, report_w) = pipe()?;
     let report = report_w.as_raw_fd();
 
+    // The v2 cgroup is joined at fork (clone3 CLONE_INTO_CGROUP): no cgroup.procs write, which
+    // is both the costly part of joining (it can wait for an RCU grace period) and unchecked
+    // against pids.max. Older kernels fork, then write.
+    let v2 = match &launch.cgroup_v2 {
+        Some(dir) => Some(
+            fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                .open(dir)
+                .map_err(|e| Error::io("open", dir, e))?,
+        ),
+        None => None,
+    };
+    let v2_procs = match &launch.cgroup_v2 {
+        Some(dir) => Some(c(
+            dir.join("cgroup.procs").as_os_str().as_bytes(),
+            "a cgroup path",
+        )?),
+        None => None,
+    };
     // SAFETY: the child only makes async-signal-safe system calls on memory prepared above,
     // then execs or exits.
-    let pid = unsafe { libc::fork() };
+    let (pid, placed) = unsafe { fork_into(v2.as_ref().map(|f| f.as_raw_fd())) };
     if pid < 0 {
-        return Err(Error::sys("fork", std::io::Error::last_os_error()));
+        let e = std::io::Error::last_os_error();
+        if placed && e.raw_os_error() == Some(libc::EAGAIN) {
+            return Err(Error::sys(
+                STEPS[STEP_PIDS as usize],
+                std::io::Error::from_raw_os_error(libc::EAGAIN),
+            ));
+        }
+        return Err(Error::sys("fork", e));
     }
     if pid == 0 {
         // SAFETY: see above; `child` never returns.
         unsafe {
             child(ChildArgs {
+                v2_procs: if placed { None } else { v2_procs.as_ref() },
                 procs: &procs,
                 pids_files: pids_files.as_ref(),
                 new_session: launch.new_session,
@@ -312,6 +344,8 @@ fn reap(pid: u32) {
 }
 
 struct ChildArgs<'a> {
+    /// The v2 cgroup's `cgroup.procs`, when the fork did not place the child there already.
+    v2_procs: Option<&'a CString>,
     procs: &'a [CString],
     pids_files: Option<&'a (CString, CString)>,
     new_session: bool,
@@ -333,6 +367,49 @@ struct ChildArgs<'a> {
     argv: &'a [*const libc::c_char],
     envp: &'a [*const libc::c_char],
     report: RawFd,
+}
+
+/// clone3(2)'s argument block (Linux 5.7 for the cgroup field).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Forks, into the cgroup `v2` when given and the kernel supports it; the flag says whether
+/// the child was placed there.
+unsafe fn fork_into(v2: Option<RawFd>) -> (libc::pid_t, bool) {
+    if let Some(fd) = v2 {
+        let args = CloneArgs {
+            flags: CLONE_INTO_CGROUP,
+            exit_signal: libc::SIGCHLD as u64,
+            cgroup: fd as u64,
+            ..CloneArgs::default()
+        };
+        let pid = libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        );
+        let errno = *libc::__errno_location();
+        // ENOSYS: no clone3; E2BIG/EINVAL: no cgroup field: fall back to fork.
+        if pid >= 0 || !matches!(errno, libc::ENOSYS | libc::E2BIG | libc::EINVAL) {
+            return (pid as libc::pid_t, true);
+        }
+    }
+    (libc::fork(), false)
 }
 
 /// Reads a decimal number from a small file (`None` for "max" or any error). Async-signal-safe.
@@ -383,7 +460,7 @@ unsafe fn child(a: ChildArgs<'_>) -> ! {
         }
     }
     // 1. Into the job before anything else can run.
-    for procs in a.procs {
+    for procs in a.v2_procs.into_iter().chain(a.procs) {
         let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
         if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
             fail(a.report, STEP_CGROUP);
