@@ -470,31 +470,51 @@ pub fn delegate_controllers(leaf: &Path, relative: &str) -> Result<()> {
     Ok(())
 }
 
+/// Makes the job's own directory, which must be new, and any missing ancestor (which may
+/// exist, or be made meanwhile by another container): one mkdir in the usual case.
 fn make_dir(dir: &Path, is_cpuset: bool) -> Result<()> {
-    if dir.is_dir() {
-        return Err(Error::io(
-            "create cgroup",
-            dir,
-            std::io::Error::new(ErrorKind::AlreadyExists, "a cgroup of that name exists"),
-        ));
-    }
-    if let Some(parent) = dir.parent() {
-        if !parent.is_dir() {
-            make_dir(parent, is_cpuset)?;
-        }
-    }
     match fs::create_dir(dir) {
         Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            return Err(Error::io(
+                "create cgroup",
+                dir,
+                std::io::Error::new(ErrorKind::AlreadyExists, "a cgroup of that name exists"),
+            ))
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent() {
+                make_ancestor(parent, is_cpuset)?;
+            }
+            fs::create_dir(dir).map_err(|e| Error::io("create cgroup", dir, e))?;
+        }
         Err(e) => return Err(Error::io("create cgroup", dir, e)),
     }
-    if is_cpuset {
-        if let Some(parent) = dir.parent() {
-            for file in ["cpuset.cpus", "cpuset.mems"] {
-                let value = fs::read_to_string(parent.join(file))
-                    .map_err(|e| Error::io("read", parent.join(file), e))?;
-                write_file(dir, file, value.trim())?;
+    inherit_cpuset(dir, is_cpuset)
+}
+
+fn make_ancestor(dir: &Path, is_cpuset: bool) -> Result<()> {
+    match fs::create_dir(dir) {
+        Ok(()) => inherit_cpuset(dir, is_cpuset),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent() {
+                make_ancestor(parent, is_cpuset)?;
             }
+            make_ancestor(dir, is_cpuset)
+        }
+        Err(e) => Err(Error::io("create cgroup", dir, e)),
+    }
+}
+
+/// A new v1 cpuset directory starts empty, and the kernel refuses tasks in it: give it its
+/// parent's CPUs and memory nodes.
+fn inherit_cpuset(dir: &Path, is_cpuset: bool) -> Result<()> {
+    if let (true, Some(parent)) = (is_cpuset, dir.parent()) {
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let value = fs::read_to_string(parent.join(file))
+                .map_err(|e| Error::io("read", parent.join(file), e))?;
+            write_file(dir, file, value.trim())?;
         }
     }
     Ok(())
