@@ -448,7 +448,8 @@ unsafe fn fail(report: RawFd, step: u32) -> ! {
     libc::_exit(127);
 }
 
-/// The child side of [`spawn`]. Async-signal-safe system calls only.
+/// The child side of [`spawn`]. Async-signal-safe system calls only, and none whose C library
+/// wrapper coordinates threads (see the account step).
 unsafe fn child(a: ChildArgs<'_>) -> ! {
     // The runtime may ignore or block signals (Rust ignores SIGPIPE); the workload starts clean.
     let mut empty: libc::sigset_t = std::mem::zeroed();
@@ -530,14 +531,17 @@ unsafe fn child(a: ChildArgs<'_>) -> ! {
         None => -1,
     };
     // 3. The account: groups, then gid, then uid; a non-root uid drops every capability.
+    // Raw system calls: the C library's wrappers change the credentials of every thread it
+    // knows of, and after a raw clone3 it still knows the runtime's threads and may wait
+    // forever on a lock one of them held at the fork. This process has one thread.
     if a.change_ids {
-        if libc::setgroups(a.groups.len(), a.groups.as_ptr()) < 0 {
+        if libc::syscall(libc::SYS_setgroups, a.groups.len(), a.groups.as_ptr()) < 0 {
             fail(report, STEP_GROUPS);
         }
-        if libc::setresgid(a.gid, a.gid, a.gid) < 0 {
+        if libc::syscall(libc::SYS_setresgid, a.gid, a.gid, a.gid) < 0 {
             fail(report, STEP_GID);
         }
-        if libc::setresuid(a.uid, a.uid, a.uid) < 0 {
+        if libc::syscall(libc::SYS_setresuid, a.uid, a.uid, a.uid) < 0 {
             fail(report, STEP_UID);
         }
     }
@@ -693,4 +697,126 @@ pub fn release(path: &Path, init: &ProcessInfo) -> Result<()> {
     }
     let _ = fs::remove_file(path);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Arc};
+    use std::time::Duration;
+
+    /// A cgroup v2 directory of its own, killed and removed however the test ends.
+    struct TestCgroup(PathBuf);
+
+    impl Drop for TestCgroup {
+        fn drop(&mut self) {
+            let _ = fs::write(self.0.join("cgroup.kill"), "1");
+            for _ in 0..100 {
+                if fs::remove_dir(&self.0).is_ok() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    fn launch(cgroup: &Path) -> Launch {
+        Launch {
+            executable: PathBuf::from("/bin/true"),
+            args: vec!["true".into()],
+            env: Vec::new(),
+            cwd: PathBuf::from("/"),
+            cgroup_v2: Some(cgroup.to_path_buf()),
+            cgroup_procs: Vec::new(),
+            pids_dir: None,
+            mount_ns: None,
+            account: Account {
+                uid: 65534,
+                gid: 65534,
+                groups: Vec::new(),
+                name: "nobody".into(),
+                home: String::new(),
+                inherit: false,
+                ephemeral_claim: None,
+            },
+            rlimits: Vec::new(),
+            no_new_privileges: true,
+            exec_fifo: None,
+            new_session: true,
+        }
+    }
+
+    fn no_stdio() -> Stdio {
+        Stdio {
+            stdin: None,
+            stdout: None,
+            stderr: None,
+            terminal: false,
+            preserve_fds: 0,
+        }
+    }
+
+    /// The shim starts processes while its other threads come and go. A child forked then
+    /// must not wait for any of them: setting its account once hung on a lock a vanished
+    /// thread held at the fork.
+    #[test]
+    fn spawning_beside_busy_threads_never_hangs() {
+        // SAFETY: geteuid has no effects.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root (changes the account of its children)");
+            return;
+        }
+        let unified = super::super::cgroup::Hierarchy::detect()
+            .expect("read the cgroup mounts")
+            .unified
+            .expect("a cgroup2 hierarchy");
+        let cgroup =
+            TestCgroup(unified.join(format!("hostprocess-spawn-test-{}", std::process::id())));
+        fs::create_dir(&cgroup.0).expect("make the test's cgroup");
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let churn: Vec<_> = (0..4)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::spawn(|| {}).join().unwrap();
+                    }
+                })
+            })
+            .collect();
+
+        let (done, finished) = mpsc::channel();
+        let dir = cgroup.0.clone();
+        std::thread::spawn(move || {
+            for _ in 0..300 {
+                let info = spawn(&launch(&dir), no_stdio());
+                let ok = info.is_ok();
+                if let Ok(info) = info {
+                    reap(info.pid);
+                }
+                if done.send(ok).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut started = 0;
+        let outcome = loop {
+            match finished.recv_timeout(Duration::from_secs(20)) {
+                Ok(true) => started += 1,
+                Ok(false) => break Err(format!("spawn {started} failed")),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break Ok(()),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    break Err(format!("spawn {started} hung for 20 s"))
+                }
+            }
+        };
+        stop.store(true, Ordering::Relaxed);
+        for thread in churn {
+            let _ = thread.join();
+        }
+        outcome.unwrap();
+        assert_eq!(started, 300);
+    }
 }
