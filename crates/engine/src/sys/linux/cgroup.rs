@@ -570,24 +570,19 @@ pub fn controller_dir<'a>(record: &'a CgroupRecord, controller: &str) -> Option<
         .map(|(_, d)| d.as_path())
 }
 
-/// The v1 hierarchies' `cgroup.procs` files (a new process joins the v2 tree at fork).
-pub fn v1_procs_files(record: &CgroupRecord) -> Vec<PathBuf> {
+/// The v1 hierarchies' `tasks` files a new process writes "0" into (it joins the v2 tree at
+/// fork). While the process has one thread, `tasks` moves all of it, and moving the writing
+/// thread itself skips the kernel's global threadgroup lock, whose first taker after a quiet
+/// spell waits for an RCU grace period (5–30 ms here; `cgroup.procs` always takes it).
+pub fn v1_tasks_files(record: &CgroupRecord) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = Vec::new();
     for (_, dir) in &record.v1 {
-        let file = dir.join("cgroup.procs");
+        let file = dir.join("tasks");
         if !files.contains(&file) && Some(dir) != record.unified.as_ref() {
             files.push(file);
         }
     }
     files
-}
-
-/// The `cgroup.procs` files a new process writes itself into.
-pub fn procs_files(record: &CgroupRecord) -> Vec<PathBuf> {
-    dirs(record)
-        .into_iter()
-        .map(|d| d.join("cgroup.procs"))
-        .collect()
 }
 
 fn read_pids(dir: &Path) -> Result<Vec<u32>> {

@@ -125,7 +125,7 @@ fn launch(
         env: resolved.env,
         cwd: resolved.cwd,
         cgroup_v2: record.cgroup.unified.clone(),
-        cgroup_procs: cgroup::v1_procs_files(&record.cgroup),
+        v1_tasks: cgroup::v1_tasks_files(&record.cgroup),
         pids_dir: plan
             .resources
             .pids_limit

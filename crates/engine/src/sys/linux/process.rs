@@ -61,8 +61,8 @@ pub struct Launch {
     pub cwd: PathBuf,
     /// The job's cgroup v2 directory, joined at fork where the kernel can.
     pub cgroup_v2: Option<PathBuf>,
-    /// The v1 hierarchies' `cgroup.procs` files, written by the child.
-    pub cgroup_procs: Vec<PathBuf>,
+    /// The v1 hierarchies' `tasks` files, written by the child (see `cgroup::v1_tasks_files`).
+    pub v1_tasks: Vec<PathBuf>,
     /// The directory with the job's `pids.max` and `pids.current`, when it has a pids limit:
     /// moving a process into a cgroup is not checked against the limit (only forks are), so
     /// the new process checks it itself.
@@ -196,8 +196,8 @@ pub fn spawn(launch: &Launch, stdio: Stdio) -> Result<ProcessInfo> {
     let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
     envp.push(std::ptr::null());
     let cwd = c(launch.cwd.as_os_str().as_bytes(), "the working directory")?;
-    let procs: Vec<CString> = launch
-        .cgroup_procs
+    let v1_tasks: Vec<CString> = launch
+        .v1_tasks
         .iter()
         .map(|p| c(p.as_os_str().as_bytes(), "a cgroup path"))
         .collect::<Result<_>>()?;
@@ -272,7 +272,7 @@ pub fn spawn(launch: &Launch, stdio: Stdio) -> Result<ProcessInfo> {
         unsafe {
             child(ChildArgs {
                 v2_procs: if placed { None } else { v2_procs.as_ref() },
-                procs: &procs,
+                v1_tasks: &v1_tasks,
                 pids_files: pids_files.as_ref(),
                 new_session: launch.new_session,
                 ns: ns.as_ref().map(|f| f.as_raw_fd()),
@@ -323,7 +323,7 @@ pub fn spawn(launch: &Launch, stdio: Stdio) -> Result<ProcessInfo> {
             STEP_CGROUP => format!(
                 "{what} ({})",
                 launch
-                    .cgroup_procs
+                    .v1_tasks
                     .iter()
                     .map(|p| p.display().to_string())
                     .collect::<Vec<_>>()
@@ -346,7 +346,7 @@ fn reap(pid: u32) {
 struct ChildArgs<'a> {
     /// The v2 cgroup's `cgroup.procs`, when the fork did not place the child there already.
     v2_procs: Option<&'a CString>,
-    procs: &'a [CString],
+    v1_tasks: &'a [CString],
     pids_files: Option<&'a (CString, CString)>,
     new_session: bool,
     ns: Option<RawFd>,
@@ -461,8 +461,8 @@ unsafe fn child(a: ChildArgs<'_>) -> ! {
         }
     }
     // 1. Into the job before anything else can run.
-    for procs in a.v2_procs.into_iter().chain(a.procs) {
-        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+    for file in a.v2_procs.into_iter().chain(a.v1_tasks) {
+        let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
         if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
             fail(a.report, STEP_CGROUP);
         }
@@ -728,7 +728,7 @@ mod tests {
             env: Vec::new(),
             cwd: PathBuf::from("/"),
             cgroup_v2: Some(cgroup.to_path_buf()),
-            cgroup_procs: Vec::new(),
+            v1_tasks: Vec::new(),
             pids_dir: None,
             mount_ns: None,
             account: Account {
