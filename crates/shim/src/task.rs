@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
 use std::thread;
 use std::time::Duration;
 
@@ -43,6 +43,11 @@ pub struct Shared {
     /// Held from a fork (create, start, exec start) until its process is registered; exits are
     /// matched under it, so a command that ends at once is never taken for an unknown pid.
     lifecycle: Mutex<()>,
+    /// Held shared by every call in flight but `wait` and `shutdown`. A shim that stops takes
+    /// it exclusively first: containerd closes the connection once `shutdown` answers, and a
+    /// call answered after that is lost (a pod sandbox's `kill` publishes its exit before it
+    /// answers, and containerd deletes and shuts down on that event).
+    calls: RwLock<()>,
     exit: Arc<ExitSignal>,
 }
 
@@ -53,12 +58,27 @@ impl Shared {
             events,
             containers: Mutex::new(HashMap::new()),
             lifecycle: Mutex::new(()),
+            calls: RwLock::new(()),
             exit,
         }
     }
 
     pub fn lifecycle(&self) -> MutexGuard<'_, ()> {
         self.lifecycle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn call(&self) -> RwLockReadGuard<'_, ()> {
+        self.calls.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Returns once every other call in flight has answered.
+    fn drain_calls(&self) {
+        if self.calls.try_write().is_ok() {
+            return;
+        }
+        drop(self.calls.write().unwrap_or_else(|e| e.into_inner()));
+        // A call's answer is queued just after its handler returns: give it that moment.
+        thread::sleep(Duration::from_millis(2));
     }
 
     fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Container>>> {
@@ -298,6 +318,7 @@ fn answer<T>(what: &str, id: &str, result: Result<T>) -> TtrpcResult<T> {
 
 impl Task for TaskService {
     fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
+        let _call = self.shared.call();
         answer("state", &req.id, self.task_state(&req))
     }
 
@@ -306,18 +327,22 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: CreateTaskRequest,
     ) -> TtrpcResult<CreateTaskResponse> {
+        let _call = self.shared.call();
         answer("create", &req.id, self.create_task(&req))
     }
 
     fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
+        let _call = self.shared.call();
         answer("start", &req.id, self.start_task(&req))
     }
 
     fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
+        let _call = self.shared.call();
         answer("delete", &req.id, self.delete_task(&req))
     }
 
     fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> TtrpcResult<PidsResponse> {
+        let _call = self.shared.call();
         let result = self.shared.container(&req.id).and_then(|c| c.pids());
         answer("pids", &req.id, result).map(|processes| {
             let mut response = PidsResponse::new();
@@ -327,6 +352,7 @@ impl Task for TaskService {
     }
 
     fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> TtrpcResult<Empty> {
+        let _call = self.shared.call();
         let result = self.shared.container(&req.id).and_then(|c| c.pause());
         answer("pause", &req.id, result)?;
         let mut event = TaskPaused::new();
@@ -336,6 +362,7 @@ impl Task for TaskService {
     }
 
     fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> TtrpcResult<Empty> {
+        let _call = self.shared.call();
         let result = self.shared.container(&req.id).and_then(|c| c.resume());
         answer("resume", &req.id, result)?;
         let mut event = TaskResumed::new();
@@ -345,6 +372,7 @@ impl Task for TaskService {
     }
 
     fn checkpoint(&self, _ctx: &TtrpcContext, req: CheckpointTaskRequest) -> TtrpcResult<Empty> {
+        let _call = self.shared.call();
         let refusal = Error::unimplemented(format!(
             "container {}: checkpoint is not supported: a HostProcess container is a group of \
              host processes with no isolation to checkpoint",
@@ -354,10 +382,12 @@ impl Task for TaskService {
     }
 
     fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
+        let _call = self.shared.call();
         answer("kill", &req.id, self.kill_task(&req)).map(|()| Empty::new())
     }
 
     fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
+        let _call = self.shared.call();
         let stdio = StdioPaths {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
@@ -382,6 +412,7 @@ impl Task for TaskService {
     }
 
     fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> TtrpcResult<Empty> {
+        let _call = self.shared.call();
         let result = self
             .shared
             .container(&req.id)
@@ -391,6 +422,7 @@ impl Task for TaskService {
     }
 
     fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> TtrpcResult<Empty> {
+        let _call = self.shared.call();
         let result = self
             .shared
             .container(&req.id)
@@ -403,6 +435,7 @@ impl Task for TaskService {
     }
 
     fn update(&self, _ctx: &TtrpcContext, req: UpdateTaskRequest) -> TtrpcResult<Empty> {
+        let _call = self.shared.call();
         let result = self.shared.container(&req.id).and_then(|c| {
             let resources = req.resources.as_ref().ok_or_else(|| {
                 Error::invalid(format!("update {}: the request has no resources", req.id))
@@ -426,6 +459,7 @@ impl Task for TaskService {
     }
 
     fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> TtrpcResult<StatsResponse> {
+        let _call = self.shared.call();
         let result = self.shared.container(&req.id).and_then(|c| c.stats());
         answer("stats", &req.id, result).map(|stats| {
             let mut response = StatsResponse::new();
@@ -435,6 +469,7 @@ impl Task for TaskService {
     }
 
     fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
+        let _call = self.shared.call();
         let mut response = ConnectResponse::new();
         response.shim_pid = std::process::id();
         response.task_pid = self.shared.container(&req.id).map_or(0, |c| c.init.pid());
@@ -449,6 +484,7 @@ impl Task for TaskService {
             return Ok(Empty::new());
         }
         info!("shutdown: no container left, the shim exits");
+        self.shared.drain_calls();
         self.shared.exit.signal();
         Ok(Empty::new())
     }
