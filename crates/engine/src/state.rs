@@ -158,9 +158,11 @@ fn replace(tmp: &Path, path: &Path) -> std::io::Result<()> {
     ) else {
         return fs::rename(tmp, path);
     };
-    // SAFETY: renameat2 with two valid C strings.
+    // SAFETY: renameat2 with two valid C strings (a raw system call: the static build's C
+    // library has no wrapper).
     let exchanged = unsafe {
-        libc::renameat2(
+        libc::syscall(
+            libc::SYS_renameat2,
             libc::AT_FDCWD,
             from.as_ptr(),
             libc::AT_FDCWD,
