@@ -10,6 +10,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 
+/// musl's allocator made the static build's start-up (argument parsing, the spec, the state)
+/// take ~0.4 ms longer than glibc's; dlmalloc brings it back.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 #[derive(Parser)]
 #[command(
     name = "hostprocess",

@@ -181,3 +181,22 @@ fn create_writes_the_init_pid_file() {
     assert_eq!(pid, rt.pid(&id));
     assert!(Path::new(&format!("/proc/{pid}")).exists());
 }
+
+#[test]
+fn every_verb_has_its_own_help_line() {
+    let rt = Runtime::new();
+    for (verb, first_line) in [
+        ("create", "Create a container from a bundle"),
+        ("run", "Create and start a container"),
+        ("exec", "Run another process in a container"),
+        ("delete", "Delete a container"),
+    ] {
+        let out = rt.cli(&[verb, "--help"]);
+        assert!(out.status.success(), "{verb} --help: {out:?}");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            help.starts_with(first_line),
+            "{verb} --help starts with its own description, got:\n{help}"
+        );
+    }
+}

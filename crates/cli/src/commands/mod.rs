@@ -24,6 +24,7 @@ use hostprocess_engine::plan::PlanOptions;
 use hostprocess_engine::Engine;
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Create a container from a bundle; its process waits for `start`.
     Create(create::Args),
@@ -85,7 +86,8 @@ pub fn dispatch(command: Command, engine: &Engine) -> Result<u8> {
     }
 }
 
-/// The flags `create` and `run` share with runc.
+// The flags `create` and `run` share with runc (a plain comment: a doc comment would become
+// the help text of both commands).
 #[derive(clap::Args)]
 pub struct BundleArgs {
     /// Container id.
