@@ -3,6 +3,8 @@
 # same command as the floor, side by side in one hyperfine run. Needs root, runc, hyperfine,
 # busybox-static. Usage: bench/cli.sh [RUNS]   (writes bench/results/cli.md and .json)
 # Env: HOSTPROCESS_BIN=PATH measures that build of hostprocess instead of building one.
+#      TMPFS=1 puts both runtimes' state roots on a tmpfs, as `/run` is on most nodes (the
+#      default keeps them in a directory under the system's temporary directory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-200}
@@ -18,7 +20,11 @@ else
 fi
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap 'umount "$work/state" 2>/dev/null || true; rm -rf "$work"' EXIT
+mkdir -p "$work/state"
+if [[ ${TMPFS:-0} == 1 ]]; then
+  mount -t tmpfs -o size=64m,mode=0700 hostprocess-bench "$work/state"
+fi
 bundle=$work/bundle
 mkdir -p "$bundle/rootfs/bin"
 cp "$(command -v busybox)" "$bundle/rootfs/bin/busybox"
@@ -39,8 +45,8 @@ PY
 mkdir -p bench/results
 hyperfine -N --warmup 20 --runs "$runs" \
   --export-markdown bench/results/cli.md --export-json bench/results/cli.json \
-  -n "hostprocess run" "$hp --root $work/hp run -b $bundle hp-bench" \
-  -n "runc run" "runc --root $work/runc run -b $bundle runc-bench" \
+  -n "hostprocess run" "$hp --root $work/state/hp run -b $bundle hp-bench" \
+  -n "runc run" "runc --root $work/state/runc run -b $bundle runc-bench" \
   -n "bare spawn (floor)" "/bin/true"
 
 python3 - bench/results/cli.json <<'PY'

@@ -184,7 +184,6 @@ impl Platform for Linux {
         stdio: Stdio,
         hold: bool,
     ) -> Result<ProcessInfo> {
-        cgroup::create(&record.cgroup, &plan.resources, host_cpus())?;
         record.account = Some(match &record.resolution {
             Resolution::Fixed(account) => account.clone(),
             Resolution::EphemeralInGroup { group, gid } => {
@@ -198,9 +197,14 @@ impl Platform for Linux {
             None
         };
         let owner = record.account.as_ref().map_or((0, 0), |a| (a.uid, a.gid));
-        let resolved = volume::build(plan, &record.volume, owner, || {
-            resolve_in_view(plan, &plan.process)
-        })?;
+        // The job's cgroups are made while another thread builds the view.
+        let resolved = volume::build(
+            plan,
+            &record.volume,
+            owner,
+            || cgroup::create(&record.cgroup, &plan.resources, host_cpus()),
+            || resolve_in_view(plan, &plan.process),
+        )?;
         let launch = launch(plan, record, resolved, &plan.process, fifo)?;
         let init = process::spawn(&launch, stdio)?;
         record.init = Some(init);

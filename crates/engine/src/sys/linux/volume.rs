@@ -492,16 +492,20 @@ fn propagate(destination: &Path, propagation: Propagation) -> Result<()> {
 }
 
 /// Builds the volume and the view. Returns after the view is complete; `inside` runs in the
-/// view before that (resolution of the command, working directory).
+/// view before that (resolution of the command, working directory), and `meanwhile` on the
+/// calling thread while another builds the view (the two CPUs of a small node both work).
+/// Everything is built even when `meanwhile` fails, so that one teardown removes it all.
 pub fn build<T: Send>(
     plan: &ContainerPlan,
     record: &VolumeRecord,
     owner: (u32, u32),
+    meanwhile: impl FnOnce() -> Result<()>,
     inside: impl FnOnce() -> Result<T> + Send,
 ) -> Result<T> {
     let mount_point = &plan.volume.mount_point;
     match plan.volume.layout {
         Layout::Symlink => {
+            meanwhile()?;
             fs::create_dir_all(mount_point).map_err(|e| Error::io("create", mount_point, e))?;
             mount_volume(plan, record, mount_point, owner)?;
             for m in &plan.mounts {
@@ -546,6 +550,7 @@ pub fn build<T: Send>(
                     let _ = pinned_rx.recv();
                     inside()
                 });
+                let meanwhile = meanwhile();
                 let tid = ready_rx
                     .recv()
                     .map_err(|_| Error::container(&plan.id, "the view builder stopped"))??;
@@ -563,6 +568,7 @@ pub fn build<T: Send>(
                     .join()
                     .map_err(|_| Error::container(&plan.id, "the view builder panicked"))?;
                 pinned?;
+                meanwhile?;
                 result
             })
         }
