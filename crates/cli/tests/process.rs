@@ -181,3 +181,44 @@ fn exec_of_a_missing_command_lists_the_places_searched() {
         .fails_with("does not exist");
     assert_eq!(rt.status(&id), "running");
 }
+
+/// SigBlk and SigIgn of a container process, written by the process itself to `file`.
+fn signal_masks(file: &std::path::Path) -> String {
+    format!(
+        "grep -E '^Sig(Blk|Ign):' /proc/self/status > {}",
+        file.display()
+    )
+}
+
+#[test]
+fn processes_start_with_no_blocked_or_ignored_signal() {
+    let rt = Runtime::new();
+    let dir = open_dir();
+    let clean = "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n";
+
+    // run: the process is spawned sharing the runtime's memory until its exec.
+    let ran = dir.path().join("run");
+    let id = unique_id("sigrun");
+    let _c = rt.guard(&id);
+    rt.run(&id, &Bundle::new().sh(&signal_masks(&ran)))
+        .ok("run");
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), clean);
+
+    // create + start: a held init is forked.
+    let held = dir.path().join("held");
+    let id = unique_id("sigheld");
+    let _c = rt.guard(&id);
+    rt.create(&id, &Bundle::new().sh(&signal_masks(&held)))
+        .ok("create");
+    rt.cli(&["start", &id]).ok("start");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(&held).is_ok_and(|t| t.ends_with('\n') && t.lines().count() == 2)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the started init never wrote"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(std::fs::read_to_string(&held).unwrap(), clean);
+}

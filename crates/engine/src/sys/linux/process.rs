@@ -254,9 +254,45 @@ pub fn spawn(launch: &Launch, stdio: Stdio) -> Result<ProcessInfo> {
         )?),
         None => None,
     };
+    let args = ChildArgs {
+        v2_procs: None,
+        v1_tasks: &v1_tasks,
+        pids_files: pids_files.as_ref(),
+        new_session: launch.new_session,
+        ns: ns.as_ref().map(|f| f.as_raw_fd()),
+        stdio: stdio_fds,
+        terminal: stdio.terminal,
+        dev_null: &dev_null,
+        rlimits: &rlimits,
+        fifo: fifo.as_ref(),
+        proc_fd_prefix,
+        change_ids,
+        groups: &groups,
+        uid,
+        gid,
+        no_new_privileges: launch.no_new_privileges,
+        cwd: &cwd,
+        keep,
+        exe: &exe,
+        argv: &argv,
+        envp: &envp,
+        report,
+    };
+    // No signal handler of the runtime may run in the child before it has reset them all.
+    // SAFETY: sigset operations on our own sets.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+    }
     // SAFETY: the child only makes async-signal-safe system calls on memory prepared above,
     // then execs or exits.
-    let (pid, placed) = unsafe { fork_into(v2.as_ref().map(|f| f.as_raw_fd())) };
+    let started =
+        unsafe { start_child(v2.as_ref().map(|f| f.as_raw_fd()), args, v2_procs.as_ref()) };
+    // SAFETY: restores the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    let (pid, placed) = started;
     if pid < 0 {
         let e = std::io::Error::last_os_error();
         if placed && e.raw_os_error() == Some(libc::EAGAIN) {
@@ -266,35 +302,6 @@ pub fn spawn(launch: &Launch, stdio: Stdio) -> Result<ProcessInfo> {
             ));
         }
         return Err(Error::sys("fork", e));
-    }
-    if pid == 0 {
-        // SAFETY: see above; `child` never returns.
-        unsafe {
-            child(ChildArgs {
-                v2_procs: if placed { None } else { v2_procs.as_ref() },
-                v1_tasks: &v1_tasks,
-                pids_files: pids_files.as_ref(),
-                new_session: launch.new_session,
-                ns: ns.as_ref().map(|f| f.as_raw_fd()),
-                stdio: stdio_fds,
-                terminal: stdio.terminal,
-                dev_null: &dev_null,
-                rlimits: &rlimits,
-                fifo: fifo.as_ref(),
-                proc_fd_prefix,
-                change_ids,
-                groups: &groups,
-                uid,
-                gid,
-                no_new_privileges: launch.no_new_privileges,
-                cwd: &cwd,
-                keep,
-                exe: &exe,
-                argv: &argv,
-                envp: &envp,
-                report,
-            })
-        }
     }
     drop(report_w);
     drop(stdio);
@@ -343,6 +350,7 @@ fn reap(pid: u32) {
     unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
 }
 
+#[derive(Clone, Copy)]
 struct ChildArgs<'a> {
     /// The v2 cgroup's `cgroup.procs`, when the fork did not place the child there already.
     v2_procs: Option<&'a CString>,
@@ -387,6 +395,98 @@ struct CloneArgs {
 }
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// The new process's own stack while it shares the runtime's memory (it only makes system
+/// calls; 64 KiB is far more than it uses).
+const CHILD_STACK_WORDS: usize = 64 * 1024 / 16;
+
+/// Starts the child, into the cgroup `v2` when given and the kernel supports it; the flag says
+/// whether the child was placed there.
+///
+/// A process that is not held is started like `posix_spawn` does: it shares the runtime's
+/// memory on a stack of its own while the calling thread waits for its exec (clone3 with
+/// CLONE_VM | CLONE_VFORK). No page table is copied, and the runtime takes no copy-on-write
+/// fault on every page it touches afterwards. A held init waits for `start` before its exec,
+/// so it is forked; so is every process on older kernels and other architectures.
+unsafe fn start_child(
+    v2: Option<RawFd>,
+    args: ChildArgs<'_>,
+    v2_procs: Option<&CString>,
+) -> (libc::pid_t, bool) {
+    if let Some(pid) = spawn_sharing_memory(v2, &args) {
+        return (pid, v2.is_some());
+    }
+    let (pid, placed) = fork_into(v2);
+    if pid == 0 {
+        child(ChildArgs {
+            v2_procs: if placed { None } else { v2_procs },
+            ..args
+        });
+    }
+    (pid, placed)
+}
+
+/// `None` when this way is not available (held init, old kernel, other architecture): fork.
+#[cfg(target_arch = "x86_64")]
+unsafe fn spawn_sharing_memory(v2: Option<RawFd>, args: &ChildArgs<'_>) -> Option<libc::pid_t> {
+    if args.fifo.is_some() {
+        return None;
+    }
+    let mut stack = vec![0u128; CHILD_STACK_WORDS];
+    let clone = CloneArgs {
+        flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64
+            | if v2.is_some() { CLONE_INTO_CGROUP } else { 0 },
+        exit_signal: libc::SIGCHLD as u64,
+        stack: stack.as_mut_ptr() as u64,
+        stack_size: (stack.len() * std::mem::size_of::<u128>()) as u64,
+        cgroup: v2.map_or(0, |fd| fd as u64),
+        ..CloneArgs::default()
+    };
+    let ret: libc::c_long;
+    // The child returns from the system call on its own (16-byte aligned) stack: it calls
+    // `child_entry(args)` there, which execs or exits and never returns. The parent resumes
+    // once the child has exec'd or exited.
+    std::arch::asm!(
+        "syscall",
+        "test rax, rax",
+        "jnz 2f",
+        "xor ebp, ebp",
+        "mov rdi, r13",
+        "call r12",
+        "ud2",
+        "2:",
+        inlateout("rax") libc::SYS_clone3 => ret,
+        in("rdi") &clone as *const CloneArgs,
+        in("rsi") std::mem::size_of::<CloneArgs>(),
+        in("r12") child_entry as unsafe extern "C" fn(*const ChildArgs<'static>) -> !,
+        in("r13") args as *const ChildArgs<'_>,
+        lateout("rcx") _,
+        lateout("r11") _,
+        options(nostack),
+    );
+    drop(stack);
+    if ret >= 0 {
+        return Some(ret as libc::pid_t);
+    }
+    let errno = -ret as i32;
+    // ENOSYS: no clone3; E2BIG/EINVAL: no cgroup field. Fork instead.
+    if matches!(errno, libc::ENOSYS | libc::E2BIG | libc::EINVAL) {
+        return None;
+    }
+    *libc::__errno_location() = errno;
+    Some(-1)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn spawn_sharing_memory(_: Option<RawFd>, _: &ChildArgs<'_>) -> Option<libc::pid_t> {
+    None
+}
+
+/// Where a child that shares the runtime's memory starts.
+#[cfg(target_arch = "x86_64")]
+unsafe extern "C" fn child_entry(args: *const ChildArgs<'static>) -> ! {
+    child(*args)
+}
 
 /// Forks, into the cgroup `v2` when given and the kernel supports it; the flag says whether
 /// the child was placed there.
@@ -451,15 +551,26 @@ unsafe fn fail(report: RawFd, step: u32) -> ! {
 /// The child side of [`spawn`]. Async-signal-safe system calls only, and none whose C library
 /// wrapper coordinates threads (see the account step).
 unsafe fn child(a: ChildArgs<'_>) -> ! {
-    // The runtime may ignore or block signals (Rust ignores SIGPIPE); the workload starts clean.
+    // The runtime may ignore or handle signals (Rust ignores SIGPIPE); the workload starts
+    // clean. Every signal is blocked until the handlers are reset: a runtime's handler must
+    // not run here, least of all on memory this process may share with the runtime.
+    // The raw system call reaches every signal, also the real-time ones the C library keeps
+    // for itself; a kernel sigaction with all fields zero is SIG_DFL.
+    let default_action = [0u64; 4];
+    for signal in 1..=64 {
+        if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                default_action.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            );
+        }
+    }
     let mut empty: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut empty);
     libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    for signal in 1..32 {
-        if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-            libc::signal(signal, libc::SIG_DFL);
-        }
-    }
     // 1. Into the job before anything else can run.
     for file in a.v2_procs.into_iter().chain(a.v1_tasks) {
         let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
