@@ -432,13 +432,14 @@ unsafe fn spawn_sharing_memory(v2: Option<RawFd>, args: &ChildArgs<'_>) -> Optio
     if args.fifo.is_some() {
         return None;
     }
-    let mut stack = vec![0u128; CHILD_STACK_WORDS];
+    // Uninitialised: zeroing it would touch (fault in) every page; the child uses the top few.
+    let mut stack: Vec<u128> = Vec::with_capacity(CHILD_STACK_WORDS);
     let clone = CloneArgs {
         flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64
             | if v2.is_some() { CLONE_INTO_CGROUP } else { 0 },
         exit_signal: libc::SIGCHLD as u64,
         stack: stack.as_mut_ptr() as u64,
-        stack_size: (stack.len() * std::mem::size_of::<u128>()) as u64,
+        stack_size: (stack.capacity() * std::mem::size_of::<u128>()) as u64,
         cgroup: v2.map_or(0, |fd| fd as u64),
         ..CloneArgs::default()
     };
