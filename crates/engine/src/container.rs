@@ -398,7 +398,18 @@ impl Container {
     /// tears down the view, the volume, the job and any ephemeral account. Idempotent.
     pub fn delete(self, force: bool) -> Result<()> {
         let id = self.state.id.clone();
-        let _lock = self.root.lock(&id)?;
+        // A delete racing this one may have removed the container since it was loaded: then
+        // it is gone, which is what was asked for. (Its id may even be a new container's by
+        // now, which is not this one to tear down.)
+        let _lock = match self.root.lock(&id) {
+            Err(Error::NotFound(_)) => return Ok(()),
+            lock => lock?,
+        };
+        match self.root.load(&id) {
+            Err(Error::NotFound(_)) => return Ok(()),
+            Ok(now) if now.created != self.state.created => return Ok(()),
+            _ => {}
+        }
         let status = self.status();
         if matches!(status, Status::Running | Status::Paused) && !force {
             return Err(self.refuse(status, "stop it first or use delete --force to kill it"));

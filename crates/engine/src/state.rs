@@ -65,24 +65,30 @@ impl StateRoot {
         self.root.join(id)
     }
 
-    /// Makes the container's directory; fails if it exists.
+    /// Makes the container's directory and its lock file; fails if it exists.
     pub fn create_dir(&self, id: &str) -> Result<PathBuf> {
         fs::create_dir_all(&self.root).map_err(|e| Error::io("create", &self.root, e))?;
         let dir = self.dir(id);
         match fs::create_dir(&dir) {
-            Ok(()) => Ok(dir),
+            Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                Err(Error::Exists(id.to_string()))
+                return Err(Error::Exists(id.to_string()))
             }
-            Err(e) => Err(Error::io("create", &dir, e)),
+            Err(e) => return Err(Error::io("create", &dir, e)),
         }
+        let lock = dir.join(LOCK_FILE);
+        if let Err(e) = File::create(&lock) {
+            let _ = fs::remove_dir(&dir);
+            return Err(Error::io("create", &lock, e));
+        }
+        Ok(dir)
     }
 
     pub fn lock(&self, id: &str) -> Result<Lock> {
         let path = self.dir(id).join(LOCK_FILE);
+        // Never created here: a lock taken while a delete removes the directory would put a
+        // new file in it and make that removal fail.
         let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
             .write(true)
             .open(&path)
             .map_err(|e| match e.kind() {
@@ -244,6 +250,18 @@ mod tests {
         replace(&new, &path).unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "second");
         assert!(!new.exists(), "the old state is removed, not left behind");
+    }
+
+    #[test]
+    fn lock_never_creates_a_file_in_a_directory_being_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = StateRoot::new(tmp.path());
+        root.create_dir("a").unwrap();
+        drop(root.lock("a").unwrap());
+        // A delete has removed the lock file and is about to remove the directory.
+        fs::remove_file(root.dir("a").join(LOCK_FILE)).unwrap();
+        assert!(matches!(root.lock("a"), Err(Error::NotFound(_))));
+        fs::remove_dir(root.dir("a")).expect("the directory is still empty");
     }
 
     #[test]
