@@ -103,8 +103,7 @@ impl Engine {
         let mut record = Current::prepare(&plan, &dir)?;
 
         // From here on, side effects: the record names all of them before they are made.
-        let dir = self.root.create_dir(id)?;
-        let _lock = self.root.lock(id)?;
+        let (dir, _lock) = self.root.create_dir(id)?;
         let mut state = State {
             id: id.to_string(),
             bundle: bundle.clone(),
@@ -172,12 +171,15 @@ impl Engine {
     /// Deletes a container by id; `force` kills it first when it still runs. Deleting a
     /// container that does not exist is an error only without `force`.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
-        match self.load(id) {
-            Ok(container) => container.delete(force),
-            Err(Error::NotFound(_)) if force => {
-                self.root.remove_dir(id)?;
-                Ok(())
-            }
+        plan::validate_id(id)?;
+        // Loaded under the lock, so what it tears down is the container there now.
+        let loaded = self
+            .root
+            .lock(id)
+            .and_then(|lock| Ok((lock, self.load(id)?)));
+        match loaded {
+            Ok((_lock, container)) => container.delete_locked(force),
+            Err(Error::NotFound(_)) if force => self.root.remove_dir(id),
             Err(e) => Err(e),
         }
     }
@@ -406,16 +408,20 @@ impl Container {
             lock => lock?,
         };
         match self.root.load(&id) {
-            Err(Error::NotFound(_)) => return Ok(()),
-            Ok(now) if now.created != self.state.created => return Ok(()),
-            _ => {}
+            Err(Error::NotFound(_)) => Ok(()),
+            Ok(now) if now.created != self.state.created => Ok(()),
+            _ => self.delete_locked(force),
         }
+    }
+
+    /// [`Container::delete`] with the container's lock held and its state current.
+    fn delete_locked(self, force: bool) -> Result<()> {
         let status = self.status();
         if matches!(status, Status::Running | Status::Paused) && !force {
             return Err(self.refuse(status, "stop it first or use delete --force to kill it"));
         }
         Current::destroy(&self.state.record)?;
-        self.root.remove_dir(&id)
+        self.root.remove_dir(&self.state.id)
     }
 }
 

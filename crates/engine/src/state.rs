@@ -65,25 +65,38 @@ impl StateRoot {
         self.root.join(id)
     }
 
-    /// Makes the container's directory and its lock file; fails if it exists.
-    pub fn create_dir(&self, id: &str) -> Result<PathBuf> {
-        fs::create_dir_all(&self.root).map_err(|e| Error::io("create", &self.root, e))?;
+    /// Makes the container's directory and its lock file, and returns that lock held; fails if
+    /// the directory exists.
+    pub fn create_dir(&self, id: &str) -> Result<(PathBuf, Lock)> {
         let dir = self.dir(id);
-        match fs::create_dir(&dir) {
+        let mut made = fs::create_dir(&dir);
+        if matches!(&made, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+            // The root exists but for the first container: make it only then.
+            fs::create_dir_all(&self.root).map_err(|e| Error::io("create", &self.root, e))?;
+            made = fs::create_dir(&dir);
+        }
+        match made {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(Error::Exists(id.to_string()))
             }
             Err(e) => return Err(Error::io("create", &dir, e)),
         }
-        let lock = dir.join(LOCK_FILE);
-        if let Err(e) = File::create(&lock) {
-            let _ = fs::remove_dir(&dir);
-            return Err(Error::io("create", &lock, e));
-        }
-        Ok(dir)
+        let path = dir.join(LOCK_FILE);
+        let file = match OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(file) => file,
+            Err(e) => {
+                let _ = fs::remove_dir(&dir);
+                return Err(Error::io("create", &path, e));
+            }
+        };
+        // Nobody else can have opened it yet: this never waits.
+        file.lock().map_err(|e| Error::io("lock", &path, e))?;
+        Ok((dir, Lock { _file: file }))
     }
 
+    /// Locks a container's directory. `NotFound` when it is gone, also when a delete removed it
+    /// while this call waited for the lock.
     pub fn lock(&self, id: &str) -> Result<Lock> {
         let path = self.dir(id).join(LOCK_FILE);
         // Never created here: a lock taken while a delete removes the directory would put a
@@ -96,6 +109,9 @@ impl StateRoot {
                 _ => Error::io("open", &path, e),
             })?;
         file.lock().map_err(|e| Error::io("lock", &path, e))?;
+        if !still_at(&file, &path) {
+            return Err(Error::NotFound(id.to_string()));
+        }
         Ok(Lock { _file: file })
     }
 
@@ -150,6 +166,22 @@ impl StateRoot {
         ids.sort();
         Ok(ids)
     }
+}
+
+/// True while `file` is the file at `path` (a directory removed and made again holds another).
+#[cfg(unix)]
+fn still_at(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(held), Ok(now)) => (held.dev(), held.ino()) == (now.dev(), now.ino()),
+        _ => false,
+    }
+}
+
+/// No inode to compare: that the path still exists is the check.
+#[cfg(not(unix))]
+fn still_at(_: &File, path: &Path) -> bool {
+    path.exists()
 }
 
 /// Puts `tmp` in place of `path` in one step. On Linux an existing file is exchanged with the
@@ -233,7 +265,7 @@ mod tests {
     fn create_dir_refuses_an_existing_container() {
         let tmp = tempfile::tempdir().unwrap();
         let root = StateRoot::new(tmp.path());
-        root.create_dir("a").unwrap();
+        drop(root.create_dir("a").unwrap());
         assert!(matches!(root.create_dir("a"), Err(Error::Exists(_))));
         assert!(root.ids().unwrap().is_empty(), "no state file yet");
     }
@@ -253,15 +285,34 @@ mod tests {
     }
 
     #[test]
+    fn create_dir_makes_a_missing_root_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = StateRoot::new(tmp.path().join("not/yet"));
+        let (dir, _lock) = root.create_dir("a").unwrap();
+        assert!(dir.join(LOCK_FILE).is_file());
+    }
+
+    #[test]
     fn lock_never_creates_a_file_in_a_directory_being_removed() {
         let tmp = tempfile::tempdir().unwrap();
         let root = StateRoot::new(tmp.path());
-        root.create_dir("a").unwrap();
-        drop(root.lock("a").unwrap());
+        drop(root.create_dir("a").unwrap());
         // A delete has removed the lock file and is about to remove the directory.
         fs::remove_file(root.dir("a").join(LOCK_FILE)).unwrap();
         assert!(matches!(root.lock("a"), Err(Error::NotFound(_))));
         fs::remove_dir(root.dir("a")).expect("the directory is still empty");
+    }
+
+    #[test]
+    fn a_lock_file_made_again_is_not_the_one_held() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(LOCK_FILE);
+        let held = File::create(&path).unwrap();
+        assert!(still_at(&held, &path));
+        fs::remove_file(&path).unwrap();
+        assert!(!still_at(&held, &path));
+        File::create(&path).unwrap();
+        assert!(!still_at(&held, &path), "a new container's lock file");
     }
 
     #[test]

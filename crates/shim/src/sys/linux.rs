@@ -409,8 +409,9 @@ mod tests {
         rx.recv_timeout(timeout).expect("reader finished in time")
     }
 
-    #[test]
-    fn stdin_fifo_reaches_the_process_and_eof_follows_the_writer_closing() {
+    /// A stdin FIFO as containerd makes one, opened by the shim: the FIFO's directory and path,
+    /// the shim's side and the process's stdin.
+    fn open_stdin_fifo() -> (tempfile::TempDir, PathBuf, ProcessIo, File) {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("stdin");
         mkfifo(&fifo);
@@ -418,8 +419,13 @@ mod tests {
             stdin: fifo.to_string_lossy().into_owned(),
             ..StdioPaths::default()
         };
-        let (_io, stdio) = ProcessIo::open(&paths).unwrap();
-        let process_stdin = File::from(stdio.stdin.unwrap());
+        let (io, stdio) = ProcessIo::open(&paths).unwrap();
+        (dir, fifo, io, File::from(stdio.stdin.unwrap()))
+    }
+
+    #[test]
+    fn stdin_fifo_reaches_the_process_and_eof_follows_the_writer_closing() {
+        let (_dir, fifo, _io, process_stdin) = open_stdin_fifo();
         let mut writer = OpenOptions::new().write(true).open(&fifo).unwrap();
         writer.write_all(b"hello\n").unwrap();
         drop(writer);
@@ -431,15 +437,7 @@ mod tests {
 
     #[test]
     fn close_stdin_gives_the_process_eof_even_without_a_writer() {
-        let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("stdin");
-        mkfifo(&fifo);
-        let paths = StdioPaths {
-            stdin: fifo.to_string_lossy().into_owned(),
-            ..StdioPaths::default()
-        };
-        let (mut io, stdio) = ProcessIo::open(&paths).unwrap();
-        let process_stdin = File::from(stdio.stdin.unwrap());
+        let (_dir, _fifo, mut io, process_stdin) = open_stdin_fifo();
         io.close_stdin();
         assert_eq!(read_with_timeout(process_stdin, Duration::from_secs(5)), "");
     }

@@ -398,6 +398,7 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// The new process's own stack while it shares the runtime's memory (it only makes system
 /// calls; 64 KiB is far more than it uses).
+#[cfg(target_arch = "x86_64")]
 const CHILD_STACK_WORDS: usize = 64 * 1024 / 16;
 
 /// Starts the child, into the cgroup `v2` when given and the kernel supports it; the flag says
@@ -407,16 +408,23 @@ const CHILD_STACK_WORDS: usize = 64 * 1024 / 16;
 /// memory on a stack of its own while the calling thread waits for its exec (clone3 with
 /// CLONE_VM | CLONE_VFORK). No page table is copied, and the runtime takes no copy-on-write
 /// fault on every page it touches afterwards. A held init waits for `start` before its exec,
-/// so it is forked; so is every process on older kernels and other architectures.
+/// so it is forked; so is every process on architectures other than x86_64. Kernels without
+/// clone3 (or its cgroup field) get a plain fork, and the child writes itself into the v2
+/// cgroup.
 unsafe fn start_child(
     v2: Option<RawFd>,
     args: ChildArgs<'_>,
     v2_procs: Option<&CString>,
 ) -> (libc::pid_t, bool) {
-    if let Some(pid) = spawn_sharing_memory(v2, &args) {
-        return (pid, v2.is_some());
-    }
-    let (pid, placed) = fork_into(v2);
+    let cloned = if args.fifo.is_none() {
+        clone3_sharing_memory(v2, &args)
+    } else {
+        clone3_forking(v2)
+    };
+    let (pid, placed) = match cloned {
+        Some(pid) => (pid, v2.is_some()),
+        None => (libc::fork(), false),
+    };
     if pid == 0 {
         child(ChildArgs {
             v2_procs: if placed { None } else { v2_procs },
@@ -426,22 +434,55 @@ unsafe fn start_child(
     (pid, placed)
 }
 
-/// `None` when this way is not available (held init, old kernel, other architecture): fork.
-#[cfg(target_arch = "x86_64")]
-unsafe fn spawn_sharing_memory(v2: Option<RawFd>, args: &ChildArgs<'_>) -> Option<libc::pid_t> {
-    if args.fifo.is_some() {
+/// clone3's answer: the pid (or -1 with errno set), or `None` when the kernel lacks clone3
+/// or its cgroup field (ENOSYS, E2BIG, EINVAL) and the caller should fork.
+unsafe fn clone3_result(ret: libc::c_long) -> Option<libc::pid_t> {
+    if ret >= 0 {
+        return Some(ret as libc::pid_t);
+    }
+    let errno = -ret as i32;
+    if matches!(errno, libc::ENOSYS | libc::E2BIG | libc::EINVAL) {
         return None;
     }
+    *libc::__errno_location() = errno;
+    Some(-1)
+}
+
+fn clone_args(v2: Option<RawFd>, flags: u64) -> CloneArgs {
+    CloneArgs {
+        flags: flags | if v2.is_some() { CLONE_INTO_CGROUP } else { 0 },
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: v2.map_or(0, |fd| fd as u64),
+        ..CloneArgs::default()
+    }
+}
+
+/// A fork into `v2` (the child returns here with 0); `None` without a cgroup to join at fork.
+unsafe fn clone3_forking(v2: Option<RawFd>) -> Option<libc::pid_t> {
+    v2?;
+    let args = clone_args(v2, 0);
+    let ret = libc::syscall(
+        libc::SYS_clone3,
+        &args as *const CloneArgs,
+        std::mem::size_of::<CloneArgs>(),
+    );
+    // The C library's convention (-1 and errno) to the kernel's (-errno).
+    clone3_result(if ret < 0 {
+        -(*libc::__errno_location() as libc::c_long)
+    } else {
+        ret
+    })
+}
+
+/// A child sharing this memory: it runs `child(args)` and never returns here.
+#[cfg(target_arch = "x86_64")]
+unsafe fn clone3_sharing_memory(v2: Option<RawFd>, args: &ChildArgs<'_>) -> Option<libc::pid_t> {
     // Uninitialised: zeroing it would touch (fault in) every page; the child uses the top few.
     let mut stack: Vec<u128> = Vec::with_capacity(CHILD_STACK_WORDS);
     let clone = CloneArgs {
-        flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64
-            | if v2.is_some() { CLONE_INTO_CGROUP } else { 0 },
-        exit_signal: libc::SIGCHLD as u64,
         stack: stack.as_mut_ptr() as u64,
         stack_size: (stack.capacity() * std::mem::size_of::<u128>()) as u64,
-        cgroup: v2.map_or(0, |fd| fd as u64),
-        ..CloneArgs::default()
+        ..clone_args(v2, (libc::CLONE_VM | libc::CLONE_VFORK) as u64)
     };
     let ret: libc::c_long;
     // The child returns from the system call on its own (16-byte aligned) stack: it calls
@@ -466,51 +507,19 @@ unsafe fn spawn_sharing_memory(v2: Option<RawFd>, args: &ChildArgs<'_>) -> Optio
         options(nostack),
     );
     drop(stack);
-    if ret >= 0 {
-        return Some(ret as libc::pid_t);
-    }
-    let errno = -ret as i32;
-    // ENOSYS: no clone3; E2BIG/EINVAL: no cgroup field. Fork instead.
-    if matches!(errno, libc::ENOSYS | libc::E2BIG | libc::EINVAL) {
-        return None;
-    }
-    *libc::__errno_location() = errno;
-    Some(-1)
+    clone3_result(ret)
 }
 
+/// Other architectures fork (the entry above is written for x86_64).
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn spawn_sharing_memory(_: Option<RawFd>, _: &ChildArgs<'_>) -> Option<libc::pid_t> {
-    None
+unsafe fn clone3_sharing_memory(v2: Option<RawFd>, _: &ChildArgs<'_>) -> Option<libc::pid_t> {
+    clone3_forking(v2)
 }
 
 /// Where a child that shares the runtime's memory starts.
 #[cfg(target_arch = "x86_64")]
 unsafe extern "C" fn child_entry(args: *const ChildArgs<'static>) -> ! {
     child(*args)
-}
-
-/// Forks, into the cgroup `v2` when given and the kernel supports it; the flag says whether
-/// the child was placed there.
-unsafe fn fork_into(v2: Option<RawFd>) -> (libc::pid_t, bool) {
-    if let Some(fd) = v2 {
-        let args = CloneArgs {
-            flags: CLONE_INTO_CGROUP,
-            exit_signal: libc::SIGCHLD as u64,
-            cgroup: fd as u64,
-            ..CloneArgs::default()
-        };
-        let pid = libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        );
-        let errno = *libc::__errno_location();
-        // ENOSYS: no clone3; E2BIG/EINVAL: no cgroup field: fall back to fork.
-        if pid >= 0 || !matches!(errno, libc::ENOSYS | libc::E2BIG | libc::EINVAL) {
-            return (pid as libc::pid_t, true);
-        }
-    }
-    (libc::fork(), false)
 }
 
 /// Reads a decimal number from a small file (`None` for "max" or any error). Async-signal-safe.
