@@ -181,8 +181,10 @@ fn overlay_data(plan: &ContainerPlan, record: &VolumeRecord, owner: (u32, u32)) 
         (Some(u), Some(w), _) => (u, w),
         (_, _, Some(scratch)) => {
             let (u, w) = (scratch.join("upper"), scratch.join("work"));
+            // The scratch directory is the container's own and new: one mkdir each.
+            fs::create_dir_all(scratch).map_err(|e| Error::io("create", scratch, e))?;
             for d in [&u, &w] {
-                fs::create_dir_all(d).map_err(|e| Error::io("create", d, e))?;
+                fs::create_dir(d).map_err(|e| Error::io("create", d, e))?;
             }
             (u, w)
         }
