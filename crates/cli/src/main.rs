@@ -3,6 +3,7 @@
 
 mod commands;
 mod logger;
+mod quick_parse;
 mod terminal;
 
 use std::path::PathBuf;
@@ -16,7 +17,11 @@ use clap::{Parser, ValueEnum};
 #[global_allocator]
 static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 
+/// Where containers' state lives unless `--root` says otherwise (runc's is /run/runc).
+const DEFAULT_ROOT: &str = "/run/hostprocess";
+
 #[derive(Parser)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 #[command(
     name = "hostprocess",
     version,
@@ -24,7 +29,7 @@ static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 )]
 struct Cli {
     /// Root directory for container state.
-    #[arg(long, global = true, default_value = "/run/hostprocess")]
+    #[arg(long, global = true, default_value = DEFAULT_ROOT)]
     root: PathBuf,
     /// Write log lines to this file instead of stderr.
     #[arg(long, global = true)]
@@ -42,14 +47,14 @@ struct Cli {
     command: commands::Command,
 }
 
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = quick_parse::cli(std::env::args_os()).unwrap_or_else(Cli::parse);
     logger::init(cli.log.as_deref(), cli.log_format, cli.debug);
     let engine = commands::engine(&cli.root);
     match commands::dispatch(cli.command, &engine) {

@@ -4,6 +4,7 @@ use hostprocess_engine::{CreateOptions, Engine};
 use super::BundleArgs;
 
 #[derive(clap::Args)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub struct Args {
     #[command(flatten)]
     pub bundle: BundleArgs,

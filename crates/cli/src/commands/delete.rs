@@ -2,6 +2,7 @@ use anyhow::Result;
 use hostprocess_engine::Engine;
 
 #[derive(clap::Args)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub struct Args {
     pub id: String,
     /// Kill the container first if it still runs; no error if it does not exist.

@@ -5,6 +5,7 @@ use hostprocess_engine::{Engine, Status};
 use serde_json::json;
 
 #[derive(clap::Args)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub struct Args {
     pub id: String,
     /// Print one stats event and exit.

@@ -7,6 +7,7 @@ use hostprocess_engine::Engine;
 use crate::terminal;
 
 #[derive(clap::Args)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub struct Args {
     pub id: String,
     /// Command and arguments (unless --process gives a process.json).

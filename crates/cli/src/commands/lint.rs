@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 #[derive(clap::Args)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub struct Args {
     /// Kubernetes YAML files (Pods and workload templates; multi-document files).
     #[arg(required = true)]

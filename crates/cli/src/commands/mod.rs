@@ -1,19 +1,19 @@
 //! One module per verb; each parses its flags and calls the engine.
 
-mod create;
-mod delete;
+pub mod create;
+pub mod delete;
 mod events;
 mod exec;
 mod features;
-mod kill;
+pub mod kill;
 mod lint;
 mod list;
 mod pause;
 mod ps;
-mod run;
+pub mod run;
 mod spec;
-mod start;
-mod state;
+pub mod start;
+pub mod state;
 mod update;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +24,7 @@ use hostprocess_engine::plan::PlanOptions;
 use hostprocess_engine::Engine;
 
 #[derive(Subcommand)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 #[command(defer = true)]
 pub enum Command {
     /// Create a container from a bundle; its process waits for `start`.
@@ -89,6 +90,7 @@ pub fn dispatch(command: Command, engine: &Engine) -> Result<u8> {
 // The flags `create` and `run` share with runc (a plain comment: a doc comment would become
 // the help text of both commands).
 #[derive(clap::Args)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub struct BundleArgs {
     /// Container id.
     pub id: String,

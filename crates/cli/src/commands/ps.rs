@@ -2,6 +2,7 @@ use anyhow::{bail, Context, Result};
 use hostprocess_engine::Engine;
 
 #[derive(clap::Args)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub struct Args {
     pub id: String,
     /// table or json

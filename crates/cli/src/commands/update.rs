@@ -8,6 +8,7 @@ use hostprocess_engine::spec::{
 use hostprocess_engine::Engine;
 
 #[derive(clap::Args)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub struct Args {
     pub id: String,
     /// JSON resources file (`linux.resources` shape, or {"windows": …}); `-` reads stdin.
