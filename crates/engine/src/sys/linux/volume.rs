@@ -538,40 +538,34 @@ pub fn build<T: Send>(
                 trees.push(open_tree_clone(&m.source)?);
             }
             fs::File::create(pin).map_err(|e| Error::io("create", pin, e))?;
-            let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<i32>>();
-            let (pinned_tx, pinned_rx) = std::sync::mpsc::channel::<()>();
+            let (built_tx, built_rx) = std::sync::mpsc::channel::<Result<(OwnedFd, T)>>();
             std::thread::scope(|scope| {
-                let worker = scope.spawn(move || -> Result<T> {
-                    let built = build_namespace(plan, record, &trees, owner);
-                    let failed = built.is_err();
-                    let _ = ready_tx.send(built.map(|()| nix::unistd::gettid().as_raw()));
-                    if failed {
-                        return Err(Error::container(&plan.id, "view not built"));
-                    }
-                    // Stay in the namespace until the creating thread has pinned it.
-                    let _ = pinned_rx.recv();
-                    inside()
+                // The builder hands over a descriptor of its namespace, which keeps the
+                // namespace alive: it need not wait for the pin, and nobody waits for it.
+                scope.spawn(move || {
+                    let built = build_namespace(plan, record, &trees, owner).and_then(|()| {
+                        let inside = inside()?;
+                        let ns = fs::File::open("/proc/thread-self/ns/mnt")
+                            .map_err(|e| Error::io("open", "/proc/thread-self/ns/mnt", e))?;
+                        Ok((OwnedFd::from(ns), inside))
+                    });
+                    let _ = built_tx.send(built);
                 });
                 let meanwhile = meanwhile();
-                let tid = ready_rx
+                let (ns, inside) = built_rx
                     .recv()
                     .map_err(|_| Error::container(&plan.id, "the view builder stopped"))??;
-                let ns = PathBuf::from(format!("/proc/self/task/{tid}/ns/mnt"));
-                let pinned = mount(
-                    Some(&ns),
+                let ns_path = PathBuf::from(format!("/proc/self/fd/{}", ns.as_raw_fd()));
+                mount(
+                    Some(&ns_path),
                     pin.as_path(),
                     None::<&str>,
                     MsFlags::MS_BIND,
                     None::<&str>,
                 )
-                .map_err(|e| sys_err(format!("pin mount namespace at '{}'", pin.display()), e));
-                let _ = pinned_tx.send(());
-                let result = worker
-                    .join()
-                    .map_err(|_| Error::container(&plan.id, "the view builder panicked"))?;
-                pinned?;
+                .map_err(|e| sys_err(format!("pin mount namespace at '{}'", pin.display()), e))?;
                 meanwhile?;
-                result
+                Ok(inside)
             })
         }
     }
