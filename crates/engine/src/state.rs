@@ -144,11 +144,7 @@ impl StateRoot {
 
     pub fn remove_dir(&self, id: &str) -> Result<()> {
         let dir = self.dir(id);
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io("remove", &dir, e)),
-        }
+        remove_tree(&dir, &[STATE_FILE, LOCK_FILE], &[]).map_err(|e| Error::io("remove", &dir, e))
     }
 
     /// Ids of every container directory under the root.
@@ -165,6 +161,26 @@ impl StateRoot {
             .collect();
         ids.sort();
         Ok(ids)
+    }
+}
+
+/// Removes `dir` (no error when it is gone), expecting it to hold only `files` and the empty
+/// directories `dirs` (deepest first): a few unlink and rmdir calls instead of a walk that opens
+/// and reads every directory. Anything else in it is removed by the walk.
+pub(crate) fn remove_tree(dir: &Path, files: &[&str], dirs: &[&str]) -> std::io::Result<()> {
+    for file in files {
+        let _ = fs::remove_file(dir.join(file));
+    }
+    for sub in dirs {
+        let _ = fs::remove_dir(dir.join(sub));
+    }
+    let removed = fs::remove_dir(dir).or_else(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Ok(()),
+        _ => fs::remove_dir_all(dir),
+    });
+    match removed {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
     }
 }
 
@@ -259,6 +275,30 @@ mod tests {
         assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.000000005Z");
         assert_eq!(rfc3339(1_795_910_400, 0), "2026-11-29T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn a_tree_is_removed_whether_it_holds_what_was_expected_or_more() {
+        let tmp = tempfile::tempdir().unwrap();
+        let expected = tmp.path().join("expected");
+        fs::create_dir_all(expected.join("work/work")).unwrap();
+        fs::create_dir_all(expected.join("upper")).unwrap();
+        fs::write(expected.join("state.json"), "{}").unwrap();
+        remove_tree(&expected, &["state.json"], &["work/work", "work", "upper"]).unwrap();
+        assert!(!expected.exists());
+
+        let more = tmp.path().join("more");
+        fs::create_dir_all(more.join("upper/etc")).unwrap();
+        fs::write(more.join("upper/etc/written"), "by the workload").unwrap();
+        fs::write(more.join("unexpected"), "").unwrap();
+        remove_tree(&more, &["state.json"], &["work/work", "work", "upper"]).unwrap();
+        assert!(!more.exists());
+
+        remove_tree(&tmp.path().join("gone"), &["state.json"], &["upper"]).unwrap();
+        // A file where the tree should be is an error, not silently kept.
+        let file = tmp.path().join("file");
+        fs::write(&file, "").unwrap();
+        assert!(remove_tree(&file, &[], &[]).is_err());
     }
 
     #[test]

@@ -661,11 +661,9 @@ pub fn destroy(record: &VolumeRecord) -> Result<()> {
         }
     }
     if let Some(scratch) = &record.scratch {
-        match fs::remove_dir_all(scratch) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("remove", scratch, e)),
-        }
+        // As the mount left it: an empty upper layer unless the workload wrote to it.
+        crate::state::remove_tree(scratch, &[], &["work/work", "work", "upper"])
+            .map_err(|e| Error::io("remove", scratch, e))?;
     }
     Ok(())
 }
