@@ -483,3 +483,17 @@ fn a_destination_that_is_an_image_symlink_is_never_mounted_through() {
         }
     }
 }
+
+#[test]
+fn a_mount_point_that_cannot_be_made_on_the_host_fails_the_create_and_leaves_nothing() {
+    // Found only while the view is built: a file stands where the destination's parent
+    // directory should be made.
+    let dir = open_dir();
+    let source = dir.path().join("source");
+    fs::create_dir(&source).unwrap();
+    let blocker = dir.path().join("a-file");
+    fs::write(&blocker, "").unwrap();
+    let dest = blocker.join("dest");
+    let bundle = Bundle::new().bind(&source, &dest.to_string_lossy(), &[]);
+    refused(&bundle, &format!("create '{}'", dest.display()));
+}

@@ -529,21 +529,19 @@ pub fn build<T: Send>(
                 .ns_pin
                 .as_ref()
                 .ok_or_else(|| Error::container(&plan.id, "bind layout without a namespace pin"))?;
-            fs::create_dir_all(mount_point).map_err(|e| Error::io("create", mount_point, e))?;
-            let mut trees = Vec::new();
-            for m in &plan.mounts {
-                if !m.destination.starts_with(mount_point) {
-                    ensure_host_mount_point(m)?;
-                }
-                trees.push(open_tree_clone(&m.source)?);
-            }
-            fs::File::create(pin).map_err(|e| Error::io("create", pin, e))?;
-            let (built_tx, built_rx) = std::sync::mpsc::channel::<Result<(OwnedFd, T)>>();
             std::thread::scope(|scope| {
-                // The builder hands over a descriptor of its namespace, which keeps the
-                // namespace alive: it need not wait for the pin, and nobody waits for it.
+                let (trees_tx, trees_rx) = std::sync::mpsc::channel::<Vec<OwnedFd>>();
+                let (built_tx, built_rx) = std::sync::mpsc::channel::<Result<(OwnedFd, T)>>();
+                // The builder starts first: the host-side work below overlaps its start. It
+                // hands over a descriptor of its namespace, which keeps the namespace alive:
+                // it need not wait for the pin, and nobody waits for it.
                 scope.spawn(move || {
-                    let built = build_namespace(plan, record, &trees, owner).and_then(|()| {
+                    let trees = || {
+                        trees_rx.recv().map_err(|_| {
+                            Error::container(&plan.id, "the mounts were not opened on the host")
+                        })
+                    };
+                    let built = build_namespace(plan, record, trees, owner).and_then(|()| {
                         let inside = inside()?;
                         let ns = fs::File::open("/proc/thread-self/ns/mnt")
                             .map_err(|e| Error::io("open", "/proc/thread-self/ns/mnt", e))?;
@@ -551,6 +549,10 @@ pub fn build<T: Send>(
                     });
                     let _ = built_tx.send(built);
                 });
+                // Mount sources are opened, and missing mount points made, in the host's view.
+                // (On failure the sender goes out of scope, which stops the builder.)
+                let _ = trees_tx.send(open_on_host(plan)?);
+                fs::File::create(pin).map_err(|e| Error::io("create", pin, e))?;
                 let meanwhile = meanwhile();
                 let (ns, inside) = built_rx
                     .recv()
@@ -571,11 +573,25 @@ pub fn build<T: Send>(
     }
 }
 
-/// In a thread: a new mount namespace, slave of the host's, with the volume and the mounts.
+/// The sources of the plan's mounts, opened in the host's view, after making any missing mount
+/// point outside the volume.
+fn open_on_host(plan: &ContainerPlan) -> Result<Vec<OwnedFd>> {
+    let mut trees = Vec::new();
+    for m in &plan.mounts {
+        if !m.destination.starts_with(&plan.volume.mount_point) {
+            ensure_host_mount_point(m)?;
+        }
+        trees.push(open_tree_clone(&m.source)?);
+    }
+    Ok(trees)
+}
+
+/// In a thread: a new mount namespace, slave of the host's, with the volume and the mounts
+/// (`trees`: the mounts' sources, opened on the host meanwhile).
 fn build_namespace(
     plan: &ContainerPlan,
     record: &VolumeRecord,
-    trees: &[OwnedFd],
+    trees: impl FnOnce() -> Result<Vec<OwnedFd>>,
     owner: (u32, u32),
 ) -> Result<()> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS | nix::sched::CloneFlags::CLONE_FS)
@@ -589,12 +605,13 @@ fn build_namespace(
     )
     .map_err(|e| sys_err("make / a slave mount", e))?;
     let mount_point = &plan.volume.mount_point;
+    fs::create_dir_all(mount_point).map_err(|e| Error::io("create", mount_point, e))?;
     mount_volume(plan, record, mount_point, owner)?;
-    for (m, tree) in plan.mounts.iter().zip(trees) {
+    for (m, tree) in plan.mounts.iter().zip(trees()?) {
         if m.destination.starts_with(mount_point) {
             make_dir_in_volume(mount_point, &m.destination)?;
         }
-        move_mount_to(tree, &m.destination)?;
+        move_mount_to(&tree, &m.destination)?;
         propagate(&m.destination, m.propagation)?;
         if m.read_only {
             set_read_only_recursive(&m.destination)?;
