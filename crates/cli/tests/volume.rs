@@ -1,6 +1,6 @@
-//! §2: every container gets a fresh, writable volume made from the image, at
-//! CONTAINER_SANDBOX_MOUNT_POINT; in the bind layout only the container sees it, in the symlink
-//! layout it is a host path unique to the container.
+//! §2: every container gets a fresh volume made from the image (writable unless
+//! root.readonly), at CONTAINER_SANDBOX_MOUNT_POINT; in the bind layout only the container sees
+//! it, in the symlink layout it is a host path unique to the container.
 
 mod support;
 
@@ -428,4 +428,48 @@ fn bundle_paths_with_commas_and_spaces_work() {
     let _c = rt.guard(&id);
     let out = rt.run(&id, &bundle).ok("run");
     assert_eq!(out.stdout_text(), MESSAGE);
+}
+
+#[test]
+fn a_read_only_root_with_nothing_added_is_the_image_itself_in_either_layout() {
+    for layout in ["bind", "symlink"] {
+        let rt = Runtime::new();
+        let id = unique_id("roimage");
+        let scratch = rt.root().join(&id).join("volume");
+        let bundle = image()
+            .annotation("hostprocess.io/volume-layout", layout)
+            .set(&["root", "readonly"], serde_json::json!(true))
+            .sh(&format!(
+                "cat \"$CONTAINER_SANDBOX_MOUNT_POINT/message.txt\"; \
+                 if echo x > \"$CONTAINER_SANDBOX_MOUNT_POINT/new\"; then echo WROTE; fi; \
+                 grep \" $CONTAINER_SANDBOX_MOUNT_POINT \" /proc/self/mountinfo; \
+                 if [ -e {} ]; then echo SCRATCH; fi",
+                scratch.display()
+            ));
+        let _c = rt.guard(&id);
+        let out = rt.run(&id, &bundle).ok("run");
+        let text = out.stdout_text();
+        assert!(text.contains(MESSAGE), "{layout}: {text}");
+        assert!(!text.contains("WROTE"), "{layout}: written: {text}");
+        assert!(
+            out.stderr_text().contains("Read-only file system"),
+            "{layout}: {}",
+            out.stderr_text()
+        );
+        assert!(!bundle.rootfs().join("new").exists(), "{layout}");
+        // The image bound read-only: no overlay, no scratch layer made for it.
+        let volume_mount = text
+            .lines()
+            .find(|l| l.contains(" - "))
+            .unwrap_or_else(|| panic!("{layout}: the volume is not a mount: {text}"));
+        assert!(
+            !volume_mount.contains(" - overlay "),
+            "{layout}: {volume_mount}"
+        );
+        assert!(
+            volume_mount.split(" - ").next().unwrap().contains(" ro"),
+            "{layout}: {volume_mount}"
+        );
+        assert!(!text.contains("SCRATCH"), "{layout}: {text}");
+    }
 }

@@ -49,10 +49,11 @@ fn cstring(path: &Path) -> Result<CString> {
 
 /// Names the volume's parts (nothing is made).
 pub fn plan_record(plan: &ContainerPlan, state_dir: &Path) -> VolumeRecord {
-    let owns_scratch = match &plan.volume.image {
-        ImageSource::Directory(_) => true,
-        ImageSource::Layers { upper, .. } => upper.is_none(),
-    };
+    let owns_scratch = !is_the_image_itself(plan)
+        && match &plan.volume.image {
+            ImageSource::Directory(_) => true,
+            ImageSource::Layers { upper, .. } => upper.is_none(),
+        };
     VolumeRecord {
         mount_point: plan.volume.mount_point.clone(),
         ns_pin: (plan.volume.layout == Layout::Bind).then(|| state_dir.join("mntns")),
@@ -177,6 +178,9 @@ fn overlay_data(plan: &ContainerPlan, record: &VolumeRecord, owner: (u32, u32)) 
         .map(|l| escape_overlay_path(l))
         .collect::<Vec<_>>()
         .join(":");
+    if is_the_image_itself(plan) {
+        return Ok(format!("lowerdir={lowerdir}"));
+    }
     let (upper, work) = match (upper, work, &record.scratch) {
         (Some(u), Some(w), _) => (u, w),
         (_, _, Some(scratch)) => {
@@ -226,12 +230,42 @@ fn escape_overlay_path(path: &Path) -> String {
 }
 
 /// Mounts the volume at `target` (in the calling thread's namespace).
+/// A read-only volume that nothing is added to (no mount, so no mount point in it) and that
+/// has no writable layer of its own is the image itself: bound read-only (one layer) or
+/// stacked read-only (several), with no scratch layer to make, probe and remove.
+fn is_the_image_itself(plan: &ContainerPlan) -> bool {
+    plan.volume.read_only
+        && plan.mounts.is_empty()
+        && match &plan.volume.image {
+            ImageSource::Directory(_) => true,
+            ImageSource::Layers { upper, .. } => upper.is_none(),
+        }
+}
+
 fn mount_volume(
     plan: &ContainerPlan,
     record: &VolumeRecord,
     target: &Path,
     owner: (u32, u32),
 ) -> Result<()> {
+    if is_the_image_itself(plan) {
+        let lowers = lower_dirs(&plan.volume.image);
+        if let [image] = lowers.as_slice() {
+            return mount(
+                Some(image.as_path()),
+                target,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(|e| {
+                sys_err(
+                    format!("bind image '{}' on '{}'", image.display(), target.display()),
+                    e,
+                )
+            });
+        }
+    }
     let data = overlay_data(plan, record, owner)?;
     mount(
         Some("overlay"),
