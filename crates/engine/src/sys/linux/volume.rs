@@ -230,6 +230,23 @@ fn escape_overlay_path(path: &Path) -> String {
 }
 
 /// Mounts the volume at `target` (in the calling thread's namespace).
+/// Binds `source` and the mounts below it on `target`.
+fn bind_recursive(source: &Path, target: &Path) -> Result<()> {
+    mount(
+        Some(source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        sys_err(
+            format!("bind '{}' on '{}'", source.display(), target.display()),
+            e,
+        )
+    })
+}
+
 /// A read-only volume that nothing is added to (no mount, so no mount point in it) and that
 /// has no writable layer of its own is the image itself: bound read-only (one layer) or
 /// stacked read-only (several), with no scratch layer to make, probe and remove.
@@ -251,19 +268,7 @@ fn mount_volume(
     if is_the_image_itself(plan) {
         let lowers = lower_dirs(&plan.volume.image);
         if let [image] = lowers.as_slice() {
-            return mount(
-                Some(image.as_path()),
-                target,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .map_err(|e| {
-                sys_err(
-                    format!("bind image '{}' on '{}'", image.display(), target.display()),
-                    e,
-                )
-            });
+            return bind_recursive(image, target);
         }
     }
     let data = overlay_data(plan, record, owner)?;
@@ -380,19 +385,7 @@ fn reach_from_volume(
             ),
         }));
     }
-    mount(
-        Some(source),
-        &inside,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|e| {
-        sys_err(
-            format!("bind '{}' on '{}'", source.display(), inside.display()),
-            e,
-        )
-    })?;
+    bind_recursive(source, &inside)?;
     if read_only {
         set_read_only_recursive(&inside)?;
     }
