@@ -10,6 +10,7 @@ mod error;
 mod events;
 mod exits;
 mod io;
+mod logger;
 mod metrics;
 mod pod;
 mod process;

@@ -74,8 +74,16 @@ fn remove_socket(address: &str) {
 impl Shim for Service {
     type T = TaskService;
 
-    fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
+    fn new(_runtime_id: &str, args: &Flags, config: &mut Config) -> Self {
         sys::ignore_broken_pipes();
+        let serving = !matches!(args.action.as_str(), "start" | "delete");
+        if let (true, Some(fifo)) = (serving, sys::LOG_FIFO) {
+            // When the FIFO cannot be opened, the library's logger is left to fail on it and
+            // say so, as it would without ours.
+            if crate::logger::init(Path::new(fifo), args.debug).is_ok() {
+                config.no_setup_logger = true;
+            }
+        }
         Service {
             namespace: args.namespace.clone(),
             id: args.id.clone(),

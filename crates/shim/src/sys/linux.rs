@@ -17,6 +17,9 @@ use crate::metrics::MetricsFormat;
 /// Where the shim keeps the engine's state (one directory per namespace below it).
 pub const DEFAULT_STATE_ROOT: &str = "/run/containerd/hostprocess";
 
+/// containerd's log FIFO for the serving shim, in its working directory (the bundle).
+pub const LOG_FIFO: Option<&str> = Some("log");
+
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
 /// containerd reports cgroup v1 metrics unless `/sys/fs/cgroup` itself is cgroup2 (a hybrid

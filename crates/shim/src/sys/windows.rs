@@ -16,6 +16,9 @@ use crate::metrics::MetricsFormat;
 /// Where the shim keeps the engine's state (one directory per namespace below it).
 pub const DEFAULT_STATE_ROOT: &str = r"C:\ProgramData\containerd\state\hostprocess";
 
+/// None: the log is a named pipe the shim serves, which the shim library's logger does.
+pub const LOG_FIFO: Option<&str> = None;
+
 /// Reported when the exit code of a process cannot be read.
 const UNKNOWN_EXIT: i32 = 255;
 
