@@ -19,6 +19,12 @@ mod service;
 mod sys;
 mod task;
 
+/// musl's allocator (static build) took page faults and system calls on the shim's busy paths;
+/// dlmalloc, as in the CLI.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 /// The runtime type containerd maps to this binary's name.
 pub const RUNTIME_ID: &str = "io.containerd.hostprocess.v1";
 
