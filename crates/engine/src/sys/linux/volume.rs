@@ -49,11 +49,7 @@ fn cstring(path: &Path) -> Result<CString> {
 
 /// Names the volume's parts (nothing is made).
 pub fn plan_record(plan: &ContainerPlan, state_dir: &Path) -> VolumeRecord {
-    let owns_scratch = !is_the_image_itself(plan)
-        && match &plan.volume.image {
-            ImageSource::Directory(_) => true,
-            ImageSource::Layers { upper, .. } => upper.is_none(),
-        };
+    let owns_scratch = !gives_upper(&plan.volume.image) && !is_the_image_itself(plan);
     VolumeRecord {
         mount_point: plan.volume.mount_point.clone(),
         ns_pin: (plan.volume.layout == Layout::Bind).then(|| state_dir.join("mntns")),
@@ -229,7 +225,6 @@ fn escape_overlay_path(path: &Path) -> String {
     out
 }
 
-/// Mounts the volume at `target` (in the calling thread's namespace).
 /// Binds `source` and the mounts below it on `target`.
 fn bind_recursive(source: &Path, target: &Path) -> Result<()> {
     mount(
@@ -251,14 +246,15 @@ fn bind_recursive(source: &Path, target: &Path) -> Result<()> {
 /// has no writable layer of its own is the image itself: bound read-only (one layer) or
 /// stacked read-only (several), with no scratch layer to make, probe and remove.
 fn is_the_image_itself(plan: &ContainerPlan) -> bool {
-    plan.volume.read_only
-        && plan.mounts.is_empty()
-        && match &plan.volume.image {
-            ImageSource::Directory(_) => true,
-            ImageSource::Layers { upper, .. } => upper.is_none(),
-        }
+    plan.volume.read_only && plan.mounts.is_empty() && !gives_upper(&plan.volume.image)
 }
 
+/// Whether containerd gave the image a writable layer of its own.
+fn gives_upper(image: &ImageSource) -> bool {
+    matches!(image, ImageSource::Layers { upper: Some(_), .. })
+}
+
+/// Mounts the volume at `target` (in the calling thread's namespace).
 fn mount_volume(
     plan: &ContainerPlan,
     record: &VolumeRecord,
@@ -561,7 +557,7 @@ pub fn build<T: Send>(
                 let (built_tx, built_rx) = std::sync::mpsc::channel::<Result<(OwnedFd, T)>>();
                 // The builder starts first: the host-side work below overlaps its start. It
                 // hands over a descriptor of its namespace, which keeps the namespace alive:
-                // it need not wait for the pin, and nobody waits for it.
+                // it need not wait for the pin, and has ended by the time the scope does.
                 scope.spawn(move || {
                     let trees = || {
                         trees_rx.recv().map_err(|_| {
