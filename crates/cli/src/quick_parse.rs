@@ -1,6 +1,6 @@
 //! The command lines a runtime is driven with (`create`, `start`, `run`, `state`, `kill`,
 //! `delete` and their runc flags, as a runc shim or a script sends them) read without clap.
-//! Building clap's command tree takes ~0.2 ms of every call, a tenth of a whole `run`; this
+//! Building clap's command tree takes ~0.25 ms of every call, a tenth of a whole `run`; this
 //! reads those lines in microseconds. Anything it is not sure of — help, version, an unknown,
 //! repeated or clustered flag, a value that looks like a flag, a bad number — it leaves to clap,
 //! which answers it or gives the error. A test checks the two read every line alike.

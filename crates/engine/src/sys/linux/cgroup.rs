@@ -20,9 +20,9 @@ use crate::sys::JobStats;
 const V1_CONTROLLERS: &[&str] = &["memory", "pids", "blkio"];
 const V1_OPTIONAL: &[&str] = &["cpu", "cpuacct", "cpuset", "freezer"];
 const CFS_PERIOD: u64 = 100_000;
+const MIN_CFS_QUOTA: u64 = 1_000;
 /// Where cgroup filesystems are mounted on every distribution a node runs.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-const MIN_CFS_QUOTA: u64 = 1_000;
 
 /// The cgroup directories of one job.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
