@@ -107,6 +107,30 @@ fn run_rm_prints_the_output_and_returns_the_exit_code() {
 }
 
 #[test]
+fn the_shims_log_reaches_containerds_log_one_line_per_record() {
+    let containerd = containerd();
+    let id = unique_id("log");
+    success(&run(&containerd, &["--rm"], &id, &["true"]));
+    let log = fs::read_to_string(containerd.log_path()).expect("read containerd's log");
+    let lines: Vec<&str> = log.lines().collect();
+    let created = format!("msg=\"container {id}: created, init pid ");
+    let at = lines
+        .iter()
+        .position(|l| l.contains(" level=info ") && l.contains(&created))
+        .unwrap_or_else(|| panic!("no line {created:?} in containerd's log:\n{log}"));
+    assert!(
+        lines[at].starts_with("time=\""),
+        "not a logrus line: {}",
+        lines[at]
+    );
+    assert!(
+        !lines.get(at + 1).is_some_and(|l| l.is_empty()),
+        "a blank line follows the shim's line:\n{}",
+        lines[at..lines.len().min(at + 3)].join("\n")
+    );
+}
+
+#[test]
 fn the_container_shares_the_hosts_namespaces() {
     let containerd = containerd();
     let id = unique_id("ns");
