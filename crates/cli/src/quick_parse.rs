@@ -18,12 +18,9 @@ pub fn cli(args: impl IntoIterator<Item = OsString>) -> Option<Cli> {
         .skip(1)
         .map(|a| a.into_string().ok())
         .collect::<Option<_>>()?;
-    let verb_at = verb_position(&words)?;
-    let verb = words[verb_at].as_str();
-    let flags = verb_flags(verb)?;
     let mut seen = Seen::default();
-    seen.read(&words[..verb_at], &[GLOBAL])?;
-    seen.read(&words[verb_at + 1..], flags)?;
+    let (verb, rest) = seen.read(&words, &[GLOBAL], true)?.split_first()?;
+    seen.read(rest, verb_flags(verb)?, false)?;
     let command = seen.command(verb)?;
     Some(Cli {
         root: seen
@@ -41,7 +38,7 @@ pub fn cli(args: impl IntoIterator<Item = OsString>) -> Option<Cli> {
     })
 }
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Takes {
     Nothing,
     Value,
@@ -102,27 +99,6 @@ fn verb_flags(verb: &str) -> Option<&'static [&'static [Flag]]> {
     })
 }
 
-/// Where the verb is: the first word that is neither a global flag nor a global flag's value.
-fn verb_position(words: &[String]) -> Option<usize> {
-    let mut at = 0;
-    while let Some(word) = words.get(at) {
-        let Some(name) = word.strip_prefix("--") else {
-            return (!word.starts_with('-')).then_some(at);
-        };
-        let (name, inline) = match name.split_once('=') {
-            Some((name, _)) => (name, true),
-            None => (name, false),
-        };
-        let flag = GLOBAL.iter().find(|f| f.long == name)?;
-        at += if flag.takes == Takes::Value && !inline {
-            2
-        } else {
-            1
-        };
-    }
-    None
-}
-
 #[derive(Default)]
 struct Seen<'a> {
     flags: Vec<(&'static str, Option<&'a str>)>,
@@ -131,9 +107,17 @@ struct Seen<'a> {
 
 impl<'a> Seen<'a> {
     /// Takes the flags and positionals of `words`; `None` at the first thing to leave to clap.
-    fn read(&mut self, words: &'a [String], tables: &[&'static [Flag]]) -> Option<()> {
-        let mut words = words.iter();
-        while let Some(word) = words.next() {
+    /// With `to_verb`, stops at the first positional (the verb) and returns it and the words
+    /// after it.
+    fn read(
+        &mut self,
+        words: &'a [String],
+        tables: &[&'static [Flag]],
+        to_verb: bool,
+    ) -> Option<&'a [String]> {
+        let mut at = 0;
+        while let Some(word) = words.get(at) {
+            at += 1;
             let (flag, inline) = if let Some(long) = word.strip_prefix("--") {
                 let (name, inline) = match long.split_once('=') {
                     Some((name, value)) => (name, Some(value)),
@@ -148,6 +132,8 @@ impl<'a> Seen<'a> {
                 (find(tables, |f| f.short == Some(c))?, None)
             } else if word.is_empty() {
                 return None;
+            } else if to_verb {
+                return Some(&words[at - 1..]);
             } else {
                 self.positionals.push(word);
                 continue;
@@ -159,14 +145,17 @@ impl<'a> Seen<'a> {
                 (Takes::Nothing, None) => None,
                 (Takes::Nothing, Some(_)) => return None,
                 (Takes::Value, Some(value)) => Some(value),
-                (Takes::Value, None) => Some(words.next()?.as_str()),
+                (Takes::Value, None) => {
+                    at += 1;
+                    Some(words.get(at - 1)?.as_str())
+                }
             };
             if value.is_some_and(|v| v.is_empty() || v.starts_with('-')) {
                 return None;
             }
             self.flags.push((flag.long, value));
         }
-        Some(())
+        Some(&words[words.len()..])
     }
 
     fn switch(&self, long: &str) -> bool {

@@ -211,14 +211,12 @@ fn processes_start_with_no_blocked_or_ignored_signal() {
     rt.create(&id, &Bundle::new().sh(&signal_masks(&held)))
         .ok("create");
     rt.cli(&["start", &id]).ok("start");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !std::fs::read_to_string(&held).is_ok_and(|t| t.ends_with('\n') && t.lines().count() == 2)
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the started init never wrote"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || {
+            std::fs::read_to_string(&held)
+                .is_ok_and(|t| t.ends_with('\n') && t.lines().count() == 2)
+        }),
+        "the started init never wrote"
+    );
     assert_eq!(std::fs::read_to_string(&held).unwrap(), clean);
 }

@@ -20,15 +20,10 @@ pub const DEFAULT_STATE_ROOT: &str = "/run/containerd/hostprocess";
 /// containerd's log FIFO for the serving shim, in its working directory (the bundle).
 pub const LOG_FIFO: Option<&str> = Some("log");
 
-const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-
 /// containerd reports cgroup v1 metrics unless `/sys/fs/cgroup` itself is cgroup2 (a hybrid
 /// host counts as v1), so the shim answers in the same format.
 pub fn metrics_format() -> MetricsFormat {
-    // SAFETY: statfs(2) fills the zeroed struct; the path is NUL-terminated.
-    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statfs(c"/sys/fs/cgroup".as_ptr(), &mut fs) };
-    if rc == 0 && fs.f_type as i64 == CGROUP2_SUPER_MAGIC {
+    if hostprocess_engine::sys::linux::cgroup::is_unified_only() {
         MetricsFormat::CgroupV2
     } else {
         MetricsFormat::CgroupV1

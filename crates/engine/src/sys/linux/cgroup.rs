@@ -50,10 +50,8 @@ impl Hierarchy {
     /// A pure v2 host is known from one `statfs` of /sys/fs/cgroup (as runc knows it); any
     /// other is read from `/proc/self/mountinfo`, whose first read by a process costs ~0.1 ms.
     pub fn detect() -> Result<Hierarchy> {
-        if let Ok(fs) = nix::sys::statfs::statfs(CGROUP_ROOT) {
-            if let Some(hierarchy) = Self::from_root_filesystem(fs.filesystem_type()) {
-                return Ok(hierarchy);
-            }
+        if let Some(hierarchy) = root_filesystem().and_then(Self::from_root_filesystem) {
+            return Ok(hierarchy);
         }
         let mut text = String::with_capacity(16 * 1024);
         fs::File::open("/proc/self/mountinfo")
@@ -101,6 +99,17 @@ impl Hierarchy {
             v1,
         }
     }
+}
+
+fn root_filesystem() -> Option<nix::sys::statfs::FsType> {
+    nix::sys::statfs::statfs(CGROUP_ROOT)
+        .ok()
+        .map(|root| root.filesystem_type())
+}
+
+/// Whether /sys/fs/cgroup itself is cgroup2 (a pure v2 host; a hybrid host is not).
+pub fn is_unified_only() -> bool {
+    root_filesystem().is_some_and(|kind| Hierarchy::from_root_filesystem(kind).is_some())
 }
 
 /// One file write that applies a limit: the controller (v1) or "" (v2), the file, the value.

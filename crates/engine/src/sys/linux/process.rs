@@ -434,18 +434,9 @@ unsafe fn start_child(
     (pid, placed)
 }
 
-/// clone3's answer: the pid (or -1 with errno set), or `None` when the kernel lacks clone3
-/// or its cgroup field (ENOSYS, E2BIG, EINVAL) and the caller should fork.
-unsafe fn clone3_result(ret: libc::c_long) -> Option<libc::pid_t> {
-    if ret >= 0 {
-        return Some(ret as libc::pid_t);
-    }
-    let errno = -ret as i32;
-    if matches!(errno, libc::ENOSYS | libc::E2BIG | libc::EINVAL) {
-        return None;
-    }
-    *libc::__errno_location() = errno;
-    Some(-1)
+/// clone3's errors on a kernel without clone3 or its cgroup field: the caller forks instead.
+fn lacks_clone3(errno: i32) -> bool {
+    matches!(errno, libc::ENOSYS | libc::E2BIG | libc::EINVAL)
 }
 
 fn clone_args(v2: Option<RawFd>, flags: u64) -> CloneArgs {
@@ -466,12 +457,10 @@ unsafe fn clone3_forking(v2: Option<RawFd>) -> Option<libc::pid_t> {
         &args as *const CloneArgs,
         std::mem::size_of::<CloneArgs>(),
     );
-    // The C library's convention (-1 and errno) to the kernel's (-errno).
-    clone3_result(if ret < 0 {
-        -(*libc::__errno_location() as libc::c_long)
-    } else {
-        ret
-    })
+    if ret < 0 && lacks_clone3(*libc::__errno_location()) {
+        return None;
+    }
+    Some(ret as libc::pid_t)
 }
 
 /// A child sharing this memory: it runs `child(args)` and never returns here.
@@ -507,7 +496,16 @@ unsafe fn clone3_sharing_memory(v2: Option<RawFd>, args: &ChildArgs<'_>) -> Opti
         options(nostack),
     );
     drop(stack);
-    clone3_result(ret)
+    // The kernel's convention (-errno) to the C library's (-1 and errno).
+    if ret < 0 {
+        let errno = -ret as i32;
+        if lacks_clone3(errno) {
+            return None;
+        }
+        *libc::__errno_location() = errno;
+        return Some(-1);
+    }
+    Some(ret as libc::pid_t)
 }
 
 /// Other architectures fork (the entry above is written for x86_64).
