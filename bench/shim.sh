@@ -2,7 +2,9 @@
 # containerd-shim-hostprocess-v1 against containerd-shim-runc-v2, driven the same way through a
 # private containerd:
 #   1. time:   `ctr run --rm --runtime R IMAGE ID /bin/true`, both runtimes side by side in one
-#              hyperfine run;
+#              hyperfine run, with a floor: the same command with a shim that runs nothing and
+#              answers every call at once (crates/shim/examples/null-shim.rs), what containerd
+#              and ctr cost whatever the shim;
 #   2. phases: TRACE_RUNS more runs of each, split by containerd's event timestamps and two
 #              containerd log lines (shim start, create, start, exit, delete, teardown);
 #   3. memory: K long-running containers per runtime (`ctr run -d ... sleep 300`), RSS and PSS of
@@ -17,7 +19,8 @@
 # Env:   K=10 (containers per runtime for memory), WARMUP=5, TRACE_RUNS=10 (traced runs per
 #        runtime for the phase split), LOG_LEVEL=info (containerd's; the test harness uses
 #        debug), KEEP=1 keeps the temporary directory (containerd's log) for a look,
-#        SHIM_BIN=PATH measures that build of the shim instead of building one.
+#        SHIM_BIN=PATH measures that build of the shim instead of building one, NULL_SHIM_BIN=PATH
+#        that build of the floor's shim.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -30,6 +33,8 @@ log_level=${LOG_LEVEL:-info}
 HP_RUNTIME=io.containerd.hostprocess.v1
 RUNC_RUNTIME=io.containerd.runc.v2
 HP_SHIM=containerd-shim-hostprocess-v1
+NULL_RUNTIME=io.containerd.null.v1
+NULL_SHIM=containerd-shim-null-v1
 RUNC_SHIM=containerd-shim-runc-v2
 IMAGE=docker.io/library/hpc-bench-busybox:latest
 BUSYBOX=/bin/busybox
@@ -65,6 +70,14 @@ else
   shim_bin=$repo/target/release/$HP_SHIM
 fi
 [[ -x $shim_bin ]] || { echo "bench: $shim_bin was not built" >&2; exit 1; }
+if [[ -n ${NULL_SHIM_BIN:-} ]]; then
+  null_shim_bin=$NULL_SHIM_BIN
+else
+  echo "bench: building the floor's shim (release)" >&2
+  cargo build --release -p "$HP_SHIM" --example null-shim >&2
+  null_shim_bin=$repo/target/release/examples/null-shim
+fi
+[[ -x $null_shim_bin ]] || { echo "bench: $null_shim_bin was not built" >&2; exit 1; }
 
 # ---------------------------------------------------------------- private containerd + cleanup
 work=$(mktemp -d /tmp/hpc-shim-bench.XXXXXX)   # short: the socket path must fit sun_path
@@ -77,6 +90,7 @@ mkdir -p "$results" "$work"/{root,state,opt,cni/net.d,hostprocess,bin}
 # A private copy of the release shim, first on containerd's PATH: a cargo build running
 # elsewhere cannot swap the binary under the benchmark.
 cp "$shim_bin" "$work/bin/$HP_SHIM"
+cp "$null_shim_bin" "$work/bin/$NULL_SHIM"
 
 ctr_() { ctr --address "$sock" --namespace "$ns" "$@"; }
 ctr_t() { timeout 30 ctr --address "$sock" --namespace "$ns" "$@"; }   # for cleanup paths
@@ -138,7 +152,7 @@ cleanup() {
   while read -r pid socket; do
     kill -KILL "$pid" 2>/dev/null
     [[ -S $socket ]] && rm -f "$socket"
-  done < <(shim_pids "$HP_SHIM" any; shim_pids "$RUNC_SHIM" any)
+  done < <(shim_pids "$HP_SHIM" any; shim_pids "$RUNC_SHIM" any; shim_pids "$NULL_SHIM" any)
   # Whatever still runs in our namespace's cgroups (containers whose shim was killed) is ours:
   # kill it, then remove the cgroups, deepest first (runc and the engine leave the namespace's).
   for procs in /sys/fs/cgroup/*/"$ns"/*/cgroup.procs /sys/fs/cgroup/"$ns"/*/cgroup.procs; do
@@ -249,6 +263,7 @@ ctr_ images import "$img/image.tar" >&2
 # ---------------------------------------------------------------- 1. time
 hp_cmd="ctr --address $sock --namespace $ns run --rm --runtime $HP_RUNTIME $IMAGE $idp-hp /bin/true"
 runc_cmd="ctr --address $sock --namespace $ns run --rm --runtime $RUNC_RUNTIME $IMAGE $idp-runc /bin/true"
+null_cmd="ctr --address $sock --namespace $ns run --rm --runtime $NULL_RUNTIME $IMAGE $idp-null /bin/true"
 failures=$results/shim-failures.txt
 : >"$failures"
 
@@ -271,7 +286,7 @@ note() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$failures"; echo "bench: $1 $2 
 
 # hyperfine reuses one id per command: check that a fixed id works back to back (--rm removed
 # the container and the shim is gone before the next run needs the same id and shim socket).
-for pair in "hostprocess:$hp_cmd:$idp-hp" "runc:$runc_cmd:$idp-runc"; do
+for pair in "hostprocess:$hp_cmd:$idp-hp" "runc:$runc_cmd:$idp-runc" "floor:$null_cmd:$idp-null"; do
   label=${pair%%:*} rest=${pair#*:}
   cmd=${rest%:*} id=${rest##*:}
   ok=0
@@ -292,12 +307,14 @@ while :; do
   if hyperfine -N --warmup "$warmup" --runs "$runs" \
     --export-markdown "$results/shim-hyperfine.md" --export-json "$results/shim-hyperfine.json" \
     -n "hostprocess shim" "$hp_cmd" \
-    -n "runc shim" "$runc_cmd"; then
+    -n "runc shim" "$runc_cmd" \
+    -n "null shim (floor)" "$null_cmd"; then
     break
   fi
   note "timed-attempt-$attempt" "?" "$(new_errors "$mark" | tr '\n' ' ')"
   reset_id "$idp-hp"
   reset_id "$idp-runc"
+  reset_id "$idp-null"
   ((++attempt <= ${ATTEMPTS:-3})) || { echo "bench: hyperfine failed $((attempt - 1)) times" >&2; exit 1; }
   load_before=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "bench: running the comparison again (attempt $attempt); load: $load_before" >&2
@@ -466,7 +483,7 @@ python3 - "$results" "$runs" "$warmup" "$k" "$load_before" "$load_after" "$log_l
 import json, os, sys, time
 res, runs, warmup, k, load0, load1, level, cpus = sys.argv[1:9]
 r = {x["command"]: x for x in json.load(open(f"{res}/shim-hyperfine.json"))["results"]}
-hp, rc = r["hostprocess shim"], r["runc shim"]
+hp, rc, fl = r["hostprocess shim"], r["runc shim"], r["null shim (floor)"]
 mem = {}
 for line in open(f"{res}/shim-memory.txt"):
     f = line.split()
@@ -477,6 +494,10 @@ speed = rc["mean"] / hp["mean"]
 # σ of the ratio, first order (the two means are independent)
 speed_sd = speed * ((hp["stddev"] / hp["mean"]) ** 2 + (rc["stddev"] / rc["mean"]) ** 2) ** 0.5
 ratio_rss, ratio_pss = h["rss"] / c["rss"], h["pss"] / c["pss"]
+# The floor: containerd and ctr with a shim that does nothing. runc / floor is the most any shim
+# could reach on this machine; ours - floor is what our shim adds.
+ceiling = rc["mean"] / fl["mean"]
+above_floor = (hp["mean"] - fl["mean"]) * 1e3
 ms = lambda x: f"{x['mean']*1e3:.1f} ± {x['stddev']*1e3:.1f} ms"
 mib = lambda kb: f"{kb/1024:.2f} MiB"
 stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -486,7 +507,8 @@ p = out.append
 p("# containerd-shim-hostprocess-v1 vs containerd-shim-runc-v2\n")
 p(f"`bench/shim.sh {runs}` on {stamp}: a private containerd ({level} log level), "
   f"`ctr run --rm --runtime R IMAGE ID /bin/true` with a static-busybox image, "
-  f"hyperfine -N, {warmup} warm-up + {runs} runs each in one hyperfine run (hostprocess first); "
+  f"hyperfine -N, {warmup} warm-up + {runs} runs each in one hyperfine run (hostprocess, runc, "
+  f"then the floor: a shim that runs nothing and answers every call at once); "
   f"{cpus} CPUs, load average {load0} before and {load1} after the timed runs.\n")
 p("## Time per `ctr run --rm ... /bin/true`\n")
 p(open(f"{res}/shim-hyperfine.md").read().strip() + "\n")
@@ -504,6 +526,9 @@ p("")
 p("## Ratios\n")
 p(f"- runc-shim time / our time: **{speed:.2f}x** ± {speed_sd:.2f} (target ≥ 3x: "
   f"{'met' if speed >= 3 else 'not met'}); {ms(hp)} vs {ms(rc)}")
+p(f"- floor (a shim that runs nothing): {ms(fl)}; runc-shim time / floor: **{ceiling:.2f}x**, "
+  f"the most any shim could reach here; our time - floor: **{above_floor:.1f} ms** "
+  f"(our time / floor {hp['mean'] / fl['mean']:.2f})")
 p(f"- our RSS / runc-shim RSS: **{ratio_rss:.3f}** (target ≤ 0.25: "
   f"{'met' if ratio_rss <= 0.25 else 'not met'}); PSS {ratio_pss:.3f}, "
   f"USS {h['uss'] / c['uss']:.3f}")
@@ -528,14 +553,15 @@ open(f"{res}/shim.md", "w").write("\n".join(out))
 history = f"{res}/shim-history.md"
 if not os.path.exists(history):
     open(history, "w").write(
-        "| date | runs | load before / after | hostprocess | runc | runc / ours | RSS ours / runc | PSS ours / runc | failed | log level |\n"
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
+        "| date | runs | load before / after | hostprocess | runc | runc / ours | RSS ours / runc | PSS ours / runc | failed | log level | floor | runc / floor |\n"
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |\n")
 open(history, "a").write(
     f"| {stamp} | {runs} | {load0} / {load1} | {ms(hp)} | {ms(rc)} | {speed:.2f}x | "
-    f"{ratio_rss:.3f} | {ratio_pss:.3f} | {len(fails)} | {level} |\n")
+    f"{ratio_rss:.3f} | {ratio_pss:.3f} | {len(fails)} | {level} | {ms(fl)} | {ceiling:.2f}x |\n")
 
 print("\n==== summary (bench/results/shim.md) ====")
 print(f"time:   hostprocess {ms(hp)}, runc {ms(rc)}  ->  runc / ours = {speed:.2f}x ± {speed_sd:.2f} (target >= 3)")
+print(f"floor:  a shim that runs nothing {ms(fl)}  ->  runc / floor = {ceiling:.2f}x; ours - floor = {above_floor:.1f} ms")
 print(f"memory: hostprocess RSS {mib(h['rss'])}, PSS {mib(h['pss'])} per shim ({h['shims']} shims); "
       f"runc RSS {mib(c['rss'])}, PSS {mib(c['pss'])} per shim ({c['shims']} shims)")
 print(f"        ours / runc: RSS {ratio_rss:.3f} (target <= 0.25), PSS {ratio_pss:.3f}")
