@@ -1,19 +1,45 @@
 //! Task events to containerd, in order, from one forwarding thread: a Task API call only queues
 //! its event and never waits on containerd.
+//!
+//! The forwarder has a connection of its own to containerd's Events service and names each
+//! event's type from the compile-time name of its message. The shim library's publisher looks
+//! that name up in protobuf's reflection tables, which it builds on first use by decoding the
+//! descriptors of the event's `.proto` file and its imports (`descriptor.proto` among them):
+//! about a millisecond of CPU in a shim that lives for one pod. The library's publisher is
+//! kept only when that connection cannot be made.
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::time::Duration;
 
 use containerd_shim::event::Event;
-use containerd_shim::protos::protobuf::MessageDyn;
+use containerd_shim::protos::api::ForwardRequest;
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
+use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim::protos::protobuf::{Message as ProtoMessage, MessageDyn};
+use containerd_shim::protos::shim::event::Envelope;
 use containerd_shim::protos::ttrpc::context;
+use containerd_shim::protos::EventsClient;
 use containerd_shim::publisher::RemotePublisher;
 use log::{debug, warn};
 
+use crate::sys;
+
 /// How long containerd gets to accept one event.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Where containerd finds the ttrpc socket of its Events service (set for every shim).
+const TTRPC_ADDRESS_ENV: &str = "TTRPC_ADDRESS";
+/// The protobuf package of containerd's task events.
+const EVENTS_PACKAGE: &str = "containerd.events";
 
 enum Message {
+    /// An event for our own connection, encoded by its caller.
+    Encoded {
+        topic: String,
+        /// The message's name in its package (`TaskExit`).
+        name: &'static str,
+        value: Vec<u8>,
+    },
+    /// An event for the library's publisher.
     Event {
         topic: String,
         event: Box<dyn MessageDyn + Send>,
@@ -22,30 +48,71 @@ enum Message {
     Flush(Sender<()>),
 }
 
+/// Where the forwarder sends events.
+enum Sink {
+    Direct(EventsClient),
+    Library(RemotePublisher),
+}
+
 /// The sending side; cheap to clone.
 #[derive(Clone)]
 pub struct Events {
     tx: Sender<Message>,
+    /// Whether the forwarder has its own connection (else it uses the library's publisher).
+    direct: bool,
+}
+
+/// The type URL containerd decodes an event by: its full protobuf name.
+fn type_url(name: &str) -> String {
+    format!("{EVENTS_PACKAGE}.{name}")
 }
 
 impl Events {
-    /// Starts the forwarding thread that publishes to containerd for `namespace`.
+    /// Starts the forwarding thread that publishes to containerd for `namespace`, on a
+    /// connection of its own when it can make one, else through the library's `publisher`.
     pub fn start(publisher: RemotePublisher, namespace: String) -> Events {
+        let sink = match std::env::var(TTRPC_ADDRESS_ENV) {
+            Ok(address) => match sys::connect_ttrpc(&address) {
+                Ok(client) => Sink::Direct(EventsClient::new(client)),
+                Err(e) => {
+                    warn!("events: connect to {address}: {e}; using the library's publisher");
+                    Sink::Library(publisher)
+                }
+            },
+            Err(_) => Sink::Library(publisher),
+        };
+        let direct = matches!(sink, Sink::Direct(_));
         let (tx, rx) = channel();
         std::thread::Builder::new()
             .name("events".into())
-            .spawn(move || forward(publisher, &namespace, rx))
+            .spawn(move || forward(&sink, &namespace, rx))
             .map_err(|e| warn!("cannot start the event forwarder: {e}"))
             .ok();
-        Events { tx }
+        Events { tx, direct }
     }
 
-    pub fn publish<E: Event + Send + 'static>(&self, event: E) {
+    pub fn publish<E: Event + ProtoMessage + Send + 'static>(&self, event: E) {
         let topic = event.topic();
         debug!("event {topic}: {event}");
-        let message = Message::Event {
-            topic,
-            event: Box::new(event),
+        // Encoded through its concrete type: the dynamic encoder looks the message's name up
+        // in the reflection tables, for an error message it might need.
+        let message = if self.direct {
+            match event.write_to_bytes() {
+                Ok(value) => Message::Encoded {
+                    topic,
+                    name: E::NAME,
+                    value,
+                },
+                Err(e) => {
+                    warn!("event {topic} dropped: {e}");
+                    return;
+                }
+            }
+        } else {
+            Message::Event {
+                topic,
+                event: Box::new(event),
+            }
         };
         if self.tx.send(message).is_err() {
             warn!("event dropped: the forwarder has stopped");
@@ -62,18 +129,95 @@ impl Events {
     }
 }
 
-fn forward(publisher: RemotePublisher, namespace: &str, rx: Receiver<Message>) {
+/// containerd's `Forward` request for one event, `value` being its encoding.
+fn forward_request(namespace: &str, topic: String, name: &str, value: Vec<u8>) -> ForwardRequest {
+    let mut any = Any::new();
+    any.type_url = type_url(name);
+    any.value = value;
+    let mut envelope = Envelope::new();
+    envelope.timestamp = Some(Timestamp::now()).into();
+    envelope.namespace = namespace.to_string();
+    envelope.topic = topic;
+    envelope.event = Some(any).into();
+    let mut request = ForwardRequest::new();
+    request.envelope = Some(envelope).into();
+    request
+}
+
+fn forward(sink: &Sink, namespace: &str, rx: Receiver<Message>) {
     for message in rx {
-        match message {
-            Message::Event { topic, event } => {
-                let ctx = context::with_duration(PUBLISH_TIMEOUT);
-                if let Err(e) = publisher.publish(ctx, &topic, namespace, event) {
-                    warn!("publish {topic} to containerd: {e}");
-                }
+        let ctx = context::with_duration(PUBLISH_TIMEOUT);
+        let (topic, sent) = match (message, sink) {
+            (Message::Encoded { topic, name, value }, Sink::Direct(client)) => {
+                let req = forward_request(namespace, topic.clone(), name, value);
+                let sent = client.forward(ctx, &req).map(drop);
+                (topic, sent.map_err(|e| e.to_string()))
             }
-            Message::Flush(done) => {
+            (Message::Event { topic, event }, Sink::Library(publisher)) => {
+                let sent = publisher.publish(ctx, &topic, namespace, event);
+                (topic, sent.map_err(|e| e.to_string()))
+            }
+            (Message::Encoded { topic, .. } | Message::Event { topic, .. }, _) => {
+                (topic, Err("queued for the other publisher".to_string()))
+            }
+            (Message::Flush(done), _) => {
                 let _ = done.send(());
+                continue;
             }
+        };
+        if let Err(e) = sent {
+            warn!("publish {topic} to containerd: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use containerd_shim::protos::events::task::{
+        TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskPaused,
+        TaskResumed, TaskStart,
+    };
+    use containerd_shim::protos::protobuf::MessageFull;
+
+    use super::*;
+
+    fn reflected<E: MessageFull>() -> (String, String) {
+        (type_url(E::NAME), E::descriptor().full_name().to_string())
+    }
+
+    #[test]
+    fn every_event_is_named_as_protobufs_reflection_names_it() {
+        for (ours, reflection) in [
+            reflected::<TaskCreate>(),
+            reflected::<TaskStart>(),
+            reflected::<TaskExit>(),
+            reflected::<TaskDelete>(),
+            reflected::<TaskExecAdded>(),
+            reflected::<TaskExecStarted>(),
+            reflected::<TaskPaused>(),
+            reflected::<TaskResumed>(),
+            reflected::<TaskOOM>(),
+        ] {
+            assert_eq!(ours, reflection);
+        }
+    }
+
+    #[test]
+    fn a_forward_request_carries_the_event_as_the_library_would() {
+        let mut exit = TaskExit::new();
+        exit.container_id = "c1".into();
+        exit.pid = 42;
+        exit.exit_status = 3;
+        let topic = exit.topic();
+        let value = exit.write_to_bytes().unwrap();
+        let req = forward_request("k8s.io", topic, TaskExit::NAME, value);
+        let envelope = req.envelope.unwrap();
+        assert_eq!(envelope.namespace, "k8s.io");
+        assert_eq!(envelope.topic, "/tasks/exit");
+        assert!(envelope.timestamp.seconds > 0);
+        let any = envelope.event.unwrap();
+        let library = containerd_shim::util::convert_to_any(Box::new(exit.clone())).unwrap();
+        assert_eq!(any.type_url, library.type_url);
+        assert_eq!(TaskExit::parse_from_bytes(&any.value).unwrap(), exit);
     }
 }

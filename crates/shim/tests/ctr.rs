@@ -252,18 +252,85 @@ fn when_init_exits_no_process_of_the_job_survives() {
     assert_nothing_left(&containerd, &id);
 }
 
+/// `ctr events` writing what containerd publishes to a file; killed when dropped. ctr prints
+/// only the events it could decode.
+struct EventsLog {
+    path: std::path::PathBuf,
+    ctr: std::process::Child,
+}
+
+impl EventsLog {
+    fn start(containerd: &Containerd, name: &str) -> EventsLog {
+        let path = containerd.dir().join(name);
+        let ctr = Command::new("ctr")
+            .arg("--address")
+            .arg(containerd.socket())
+            .arg("events")
+            .stdout(fs::File::create(&path).expect("events log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ctr events");
+        EventsLog { path, ctr }
+    }
+
+    fn text(&self) -> String {
+        fs::read_to_string(&self.path).unwrap_or_default()
+    }
+
+    /// The line of the first event with `topic` that names `id`.
+    fn line(&self, topic: &str, id: &str) -> Option<String> {
+        let quoted = format!("\"{id}\"");
+        self.text()
+            .lines()
+            .find(|l| l.contains(&format!(" {topic} ")) && l.contains(&quoted))
+            .map(str::to_string)
+    }
+}
+
+impl Drop for EventsLog {
+    fn drop(&mut self) {
+        let _ = self.ctr.kill();
+        let _ = self.ctr.wait();
+    }
+}
+
+#[test]
+fn every_task_event_of_a_run_reaches_containerd_and_decodes() {
+    let containerd = containerd();
+    let events = EventsLog::start(&containerd, "events.log");
+    // `ctr events` subscribes asynchronously: label a namespace of our own until it reports
+    // the change.
+    let probe = unique_id("probe");
+    success(&containerd.ctr(&["namespaces", "create", &probe]));
+    let mut n = 0;
+    let subscribed = wait_until(Duration::from_secs(10), || {
+        n += 1;
+        success(&containerd.ctr(&["namespaces", "label", &probe, &format!("n={n}")]));
+        events.text().contains(&probe)
+    });
+    assert!(subscribed, "ctr events printed nothing:\n{}", events.text());
+    let id = unique_id("events");
+    let out = run(&containerd, &["--rm"], &id, &["sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let topics = [
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/exit",
+        "/tasks/delete",
+    ];
+    let all_seen = wait_until(Duration::from_secs(10), || {
+        topics.iter().all(|t| events.line(t, &id).is_some())
+    });
+    assert!(all_seen, "events missing:\n{}", events.text());
+    let exit = events.line("/tasks/exit", &id).unwrap_or_default();
+    assert!(exit.contains("\"exit_status\":3"), "{exit}");
+    success(&containerd.ctr(&["namespaces", "rm", &probe]));
+}
+
 #[test]
 fn the_memory_limit_is_enforced_and_the_oom_is_reported() {
     let containerd = containerd();
-    let events_log = containerd.dir().join("events.log");
-    let mut events = Command::new("ctr")
-        .arg("--address")
-        .arg(containerd.socket())
-        .arg("events")
-        .stdout(fs::File::create(&events_log).expect("events log"))
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ctr events");
+    let events = EventsLog::start(&containerd, "events.log");
     let id = unique_id("oom");
     let out = run(
         &containerd,
@@ -273,15 +340,9 @@ fn the_memory_limit_is_enforced_and_the_oom_is_reported() {
     );
     assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
     let oom_seen = wait_until(Duration::from_secs(5), || {
-        fs::read_to_string(&events_log).is_ok_and(|l| l.contains("/tasks/oom"))
+        events.line("/tasks/oom", &id).is_some()
     });
-    let _ = events.kill();
-    let _ = events.wait();
-    assert!(
-        oom_seen,
-        "no /tasks/oom event:\n{}",
-        fs::read_to_string(&events_log).unwrap_or_default()
-    );
+    assert!(oom_seen, "no /tasks/oom event:\n{}", events.text());
 }
 
 /// Runs a ctr command line under script(1): `ctr -t` needs a terminal of its own.

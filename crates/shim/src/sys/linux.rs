@@ -48,6 +48,13 @@ pub fn ignore_broken_pipes() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
+/// A ttrpc client on containerd's socket at `address` (a path, as in `TTRPC_ADDRESS`).
+pub fn connect_ttrpc(address: &str) -> Result<containerd_shim::protos::ttrpc::Client, String> {
+    use std::os::fd::IntoRawFd;
+    let stream = std::os::unix::net::UnixStream::connect(address).map_err(|e| e.to_string())?;
+    containerd_shim::protos::ttrpc::Client::new(stream.into_raw_fd()).map_err(|e| e.to_string())
+}
+
 /// True when `path` is the network namespace the shim itself is in: the host's, since the
 /// shim runs beside containerd.
 pub fn is_host_network_namespace(path: &str) -> bool {

@@ -22,6 +22,11 @@ pub const LOG_FIFO: Option<&str> = None;
 /// Reported when the exit code of a process cannot be read.
 const UNKNOWN_EXIT: i32 = 255;
 
+/// A ttrpc client on containerd's named pipe at `address` (as in `TTRPC_ADDRESS`).
+pub fn connect_ttrpc(address: &str) -> Result<containerd_shim::protos::ttrpc::Client, String> {
+    containerd_shim::protos::ttrpc::Client::connect(address).map_err(|e| e.to_string())
+}
+
 pub fn metrics_format() -> MetricsFormat {
     MetricsFormat::Windows
 }
