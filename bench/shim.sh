@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # containerd-shim-hostprocess-v1 against containerd-shim-runc-v2, driven the same way through a
 # private containerd:
-#   1. time:   `ctr run --rm --runtime R IMAGE ID /bin/true`, both runtimes side by side in one
-#              hyperfine run, with a floor: the same command with a shim that runs nothing and
-#              answers every call at once (crates/shim/examples/null-shim.rs), what containerd
-#              and ctr cost whatever the shim;
+#   1. time:   `ctr run --rm --runtime R IMAGE ID /bin/true`, both runtimes side by side in
+#              ROUNDS short hyperfine runs, pooled, with a floor: the same command with a shim
+#              that runs nothing and answers every call at once
+#              (crates/shim/examples/null-shim.rs), what containerd and ctr cost whatever the
+#              shim;
 #   2. phases: TRACE_RUNS more runs of each, split by containerd's event timestamps and two
 #              containerd log lines (shim start, create, start, exit, delete, teardown);
 #   3. memory: K long-running containers per runtime (`ctr run -d ... sleep 300`), RSS and PSS of
@@ -16,7 +17,8 @@
 # bench/results/shim-history.md (one per run, to compare runs).
 #
 # Usage: bench/shim.sh [RUNS]    (RUNS timed runs per runtime, default 100)
-# Env:   K=10 (containers per runtime for memory), WARMUP=5, TRACE_RUNS=10 (traced runs per
+# Env:   ROUNDS=10 (hyperfine runs the timed runs are split into), K=10 (containers per
+#        runtime for memory), WARMUP=5 (first round; 1 in the others), TRACE_RUNS=10 (traced runs per
 #        runtime for the phase split), LOG_LEVEL=info (containerd's; the test harness uses
 #        debug), KEEP=1 keeps the temporary directory (containerd's log) for a look,
 #        SHIM_BIN=PATH measures that build of the shim instead of building one, NULL_SHIM_BIN=PATH
@@ -25,6 +27,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 runs=${1:-100}
+rounds=${ROUNDS:-10}
 k=${K:-10}
 warmup=${WARMUP:-5}
 trace_runs=${TRACE_RUNS:-10}
@@ -297,28 +300,53 @@ for pair in "hostprocess:$hp_cmd:$idp-hp" "runc:$runc_cmd:$idp-runc" "floor:$nul
 done
 [[ -z $(ctr_ containers ls -q) ]] || { echo "bench: ctr run --rm left containers" >&2; exit 1; }
 
-# One `ctr run` failing aborts hyperfine (a failure is not a time): note why, clean up and run
-# the whole comparison again, at most ATTEMPTS times.
+# ROUNDS hyperfine runs of RUNS/ROUNDS runs per command each, pooled: containerd's speed drifts
+# over a benchmark, and short rounds in turn spread the drift over the three commands. One
+# `ctr run` failing aborts a round (a failure is not a time): note why, clean up and run that
+# round again, at most ATTEMPTS times in all.
+per_round=$(((runs + rounds - 1) / rounds))
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "bench: load before the timed runs: $load_before" >&2
 attempt=1
-while :; do
+round=1
+while ((round <= rounds)); do
   mark=$(log_lines)
-  if hyperfine -N --warmup "$warmup" --runs "$runs" \
-    --export-markdown "$results/shim-hyperfine.md" --export-json "$results/shim-hyperfine.json" \
+  ((round == 1)) && round_warmup=$warmup || round_warmup=1
+  if hyperfine -N --style basic --warmup "$round_warmup" --runs "$per_round" \
+    --export-json "$work/hyperfine-$round.json" \
     -n "hostprocess shim" "$hp_cmd" \
     -n "runc shim" "$runc_cmd" \
-    -n "null shim (floor)" "$null_cmd"; then
-    break
+    -n "null shim (floor)" "$null_cmd" >&2; then
+    round=$((round + 1))
+    continue
   fi
   note "timed-attempt-$attempt" "?" "$(new_errors "$mark" | tr '\n' ' ')"
   reset_id "$idp-hp"
   reset_id "$idp-runc"
   reset_id "$idp-null"
   ((++attempt <= ${ATTEMPTS:-3})) || { echo "bench: hyperfine failed $((attempt - 1)) times" >&2; exit 1; }
-  load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-  echo "bench: running the comparison again (attempt $attempt); load: $load_before" >&2
+  echo "bench: running round $round again (attempt $attempt)" >&2
 done
+# Pooled: every run's time, as hyperfine's JSON and markdown report them for one run.
+python3 - "$results" "$work" "$rounds" <<'PY'
+import json, statistics, sys
+res, work, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+times = {}
+for r in range(1, rounds + 1):
+    for result in json.load(open(f"{work}/hyperfine-{r}.json"))["results"]:
+        times.setdefault(result["command"], []).extend(result["times"])
+results = [dict(command=c, times=t, mean=statistics.mean(t), stddev=statistics.stdev(t),
+                median=statistics.median(t), min=min(t), max=max(t)) for c, t in times.items()]
+json.dump({"results": results}, open(f"{res}/shim-hyperfine.json", "w"))
+fastest = min(x["mean"] for x in results)
+rows = ["| Command | Mean [ms] | Median [ms] | Min [ms] | Max [ms] | Relative |",
+        "|:---|---:|---:|---:|---:|---:|"]
+for x in results:
+    rows.append(f"| `{x['command']}` | {x['mean']*1e3:.1f} ± {x['stddev']*1e3:.1f} | "
+                f"{x['median']*1e3:.1f} | {x['min']*1e3:.1f} | {x['max']*1e3:.1f} | "
+                f"{x['mean'] / fastest:.2f} |")
+open(f"{res}/shim-hyperfine.md", "w").write("\n".join(rows) + "\n")
+PY
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "bench: load after the timed runs: $load_after" >&2
 
@@ -479,9 +507,9 @@ printf '%s\n' "${mem_rows[@]}" >"$results/shim-memory.txt"
 
 # ---------------------------------------------------------------- report
 python3 - "$results" "$runs" "$warmup" "$k" "$load_before" "$load_after" "$log_level" \
-  "$(nproc)" <<'PY'
+  "$(nproc)" "$rounds" "$per_round" <<'PY'
 import json, os, sys, time
-res, runs, warmup, k, load0, load1, level, cpus = sys.argv[1:9]
+res, runs, warmup, k, load0, load1, level, cpus, rounds, per_round = sys.argv[1:11]
 r = {x["command"]: x for x in json.load(open(f"{res}/shim-hyperfine.json"))["results"]}
 hp, rc, fl = r["hostprocess shim"], r["runc shim"], r["null shim (floor)"]
 mem = {}
@@ -507,8 +535,9 @@ p = out.append
 p("# containerd-shim-hostprocess-v1 vs containerd-shim-runc-v2\n")
 p(f"`bench/shim.sh {runs}` on {stamp}: a private containerd ({level} log level), "
   f"`ctr run --rm --runtime R IMAGE ID /bin/true` with a static-busybox image, "
-  f"hyperfine -N, {warmup} warm-up + {runs} runs each in one hyperfine run (hostprocess, runc, "
-  f"then the floor: a shim that runs nothing and answers every call at once); "
+  f"hyperfine -N, {rounds} rounds of {per_round} runs per command (hostprocess, runc, then the "
+  f"floor: a shim that runs nothing and answers every call at once), pooled; {warmup} warm-up "
+  f"runs in the first round, 1 in the others; "
   f"{cpus} CPUs, load average {load0} before and {load1} after the timed runs.\n")
 p("## Time per `ctr run --rm ... /bin/true`\n")
 p(open(f"{res}/shim-hyperfine.md").read().strip() + "\n")
@@ -525,10 +554,11 @@ for label, name in (("hostprocess", "io.containerd.hostprocess.v1"), ("runc", "i
 p("")
 p("## Ratios\n")
 p(f"- runc-shim time / our time: **{speed:.2f}x** ± {speed_sd:.2f} (target ≥ 3x: "
-  f"{'met' if speed >= 3 else 'not met'}); {ms(hp)} vs {ms(rc)}")
-p(f"- floor (a shim that runs nothing): {ms(fl)}; runc-shim time / floor: **{ceiling:.2f}x**, "
-  f"the most any shim could reach here; our time - floor: **{above_floor:.1f} ms** "
-  f"(our time / floor {hp['mean'] / fl['mean']:.2f})")
+  f"{'met' if speed >= 3 else 'not met'}); {ms(hp)} vs {ms(rc)}; by medians "
+  f"{rc['median'] / hp['median']:.2f}x")
+p(f"- floor (a shim that runs nothing): {ms(fl)}; runc-shim time / floor: **{ceiling:.2f}x** "
+  f"(by medians {rc['median'] / fl['median']:.2f}x), the most any shim could reach here; our "
+  f"time - floor: **{above_floor:.1f} ms** (our time / floor {hp['mean'] / fl['mean']:.2f})")
 p(f"- our RSS / runc-shim RSS: **{ratio_rss:.3f}** (target ≤ 0.25: "
   f"{'met' if ratio_rss <= 0.25 else 'not met'}); PSS {ratio_pss:.3f}, "
   f"USS {h['uss'] / c['uss']:.3f}")
@@ -538,8 +568,8 @@ p(open(f"{res}/shim-phases.txt").read().strip() + "\n")
 fails = [l.rstrip("\n").split("\t", 2) for l in open(f"{res}/shim-failures.txt") if l.strip()]
 p("## Failed runs\n")
 if fails:
-    p("A failed `ctr run` aborts hyperfine; the script then removes what the run left and runs the "
-      "whole comparison again (the table above is from the attempt that completed).\n")
+    p("A failed `ctr run` aborts its round; the script then removes what the run left and runs "
+      "that round again (the table above pools the rounds that completed).\n")
     p("| where | runtime | error |")
     p("| --- | --- | --- |")
     for where, runtime, msg in fails:
