@@ -2,6 +2,10 @@
 //! containerd reads into its own log. Each line goes out in one `write`: written piece by
 //! piece, as the shim library's logger does, a line cost ~10 system calls and as many wake-ups
 //! of containerd's reader, on every request of a container's life.
+//!
+//! The shim's own records go out from info level; the libraries' (the shim library, ttrpc)
+//! only from warn unless `-debug` or `RUST_LOG` asks for more: at info they tell a dozen times
+//! per shim that a listener or thread started or stopped, in containerd's log, for every pod.
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -18,7 +22,14 @@ const LEVEL_ENV: &str = "RUST_LOG";
 
 pub struct LineLogger {
     out: Mutex<File>,
+    /// The most detailed level written for the shim's and the engine's own records.
+    own: LevelFilter,
+    /// The same for every other target (the shim library, ttrpc).
+    others: LevelFilter,
 }
+
+/// Targets (module paths) whose records are the shim's own.
+const OWN_TARGETS: [&str; 2] = ["containerd_shim_hostprocess_v1", "hostprocess_engine"];
 
 /// Logs to the FIFO at `path` (containerd made it; opening it for writing waits for nothing,
 /// containerd holds the reading end) at info level, or debug with `-debug`.
@@ -26,19 +37,33 @@ pub fn init(path: &Path, debug: bool) -> std::io::Result<()> {
     let out = File::options().write(true).open(path)?;
     let configured = std::env::var(LEVEL_ENV)
         .ok()
-        .and_then(|level| LevelFilter::from_str(&level).ok())
-        .unwrap_or(LevelFilter::Info);
-    let level = if debug {
-        configured.max(LevelFilter::Debug)
-    } else {
-        configured
-    };
-    log::set_boxed_logger(Box::new(LineLogger {
-        out: Mutex::new(out),
-    }))
-    .map_err(std::io::Error::other)?;
-    log::set_max_level(level);
+        .and_then(|level| LevelFilter::from_str(&level).ok());
+    let logger = LineLogger::new(out, configured, debug);
+    let max = logger.own.max(logger.others);
+    log::set_boxed_logger(Box::new(logger)).map_err(std::io::Error::other)?;
+    log::set_max_level(max);
     Ok(())
+}
+
+impl LineLogger {
+    /// Levels: `configured` (`RUST_LOG`) for every target if set, else info for the shim's own
+    /// records and warn for the others; debug at least with `-debug`.
+    fn new(out: File, configured: Option<LevelFilter>, debug: bool) -> LineLogger {
+        let (own, others) = match configured {
+            Some(level) => (level, level),
+            None => (LevelFilter::Info, LevelFilter::Warn),
+        };
+        let floor = if debug {
+            LevelFilter::Debug
+        } else {
+            LevelFilter::Off
+        };
+        LineLogger {
+            out: Mutex::new(out),
+            own: own.max(floor),
+            others: others.max(floor),
+        }
+    }
 }
 
 /// One record as one line.
@@ -63,7 +88,13 @@ impl<'kvs> VisitSource<'kvs> for Pairs<'_> {
 
 impl Log for LineLogger {
     fn enabled(&self, metadata: &Metadata) -> bool {
-        metadata.level() <= log::max_level()
+        let target = metadata.target();
+        let limit = if OWN_TARGETS.iter().any(|own| target.starts_with(own)) {
+            self.own
+        } else {
+            self.others
+        };
+        metadata.level() <= limit
     }
 
     fn log(&self, record: &Record) {
@@ -115,14 +146,13 @@ mod tests {
             .custom_flags(libc::O_NONBLOCK)
             .open(&path)
             .unwrap();
-        let logger = LineLogger {
-            out: Mutex::new(File::options().write(true).open(&path).unwrap()),
-        };
-        log::set_max_level(LevelFilter::Info);
+        let out = File::options().write(true).open(&path).unwrap();
+        let logger = LineLogger::new(out, None, false);
         for n in 0..2 {
             logger.log(
                 &Record::builder()
                     .level(log::Level::Info)
+                    .target(module_path!())
                     .args(format_args!("line {n}"))
                     .build(),
             );
@@ -134,5 +164,35 @@ mod tests {
         assert_eq!(lines.len(), 2, "{text:?}");
         assert!(lines[0].ends_with(" level=info msg=\"line 0\""), "{text:?}");
         assert!(lines[1].ends_with(" level=info msg=\"line 1\""), "{text:?}");
+    }
+
+    fn metadata(target: &str, level: log::Level) -> Metadata<'_> {
+        Metadata::builder().target(target).level(level).build()
+    }
+
+    #[test]
+    fn the_libraries_info_records_are_left_out_unless_asked_for() {
+        use log::Level::{Debug, Info, Warn};
+        let sink = || tempfile::tempfile().unwrap();
+        let ours = "containerd_shim_hostprocess_v1::task";
+        let engine = "hostprocess_engine::create";
+        let library = "containerd_shim::synchronous";
+        let ttrpc = "ttrpc::sync::server";
+
+        let default = LineLogger::new(sink(), None, false);
+        assert!(default.enabled(&metadata(ours, Info)));
+        assert!(default.enabled(&metadata(engine, Info)));
+        assert!(!default.enabled(&metadata(ours, Debug)));
+        assert!(!default.enabled(&metadata(library, Info)));
+        assert!(!default.enabled(&metadata(ttrpc, Info)));
+        assert!(default.enabled(&metadata(library, Warn)));
+
+        let debug = LineLogger::new(sink(), None, true);
+        assert!(debug.enabled(&metadata(library, Debug)));
+        assert!(debug.enabled(&metadata(ours, Debug)));
+
+        let configured = LineLogger::new(sink(), Some(LevelFilter::Info), false);
+        assert!(configured.enabled(&metadata(library, Info)));
+        assert!(!configured.enabled(&metadata(ours, Debug)));
     }
 }
