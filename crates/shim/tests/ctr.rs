@@ -163,6 +163,7 @@ fn the_sandbox_mount_point_holds_the_image() {
 #[test]
 fn a_detached_container_serves_exec_ps_pause_resume_metrics_and_kill() {
     let containerd = containerd();
+    let events = EventsLog::start(&containerd, "events.log");
     let id = unique_id("detached");
     success(&run(&containerd, &["-d"], &id, &["sleep", "300"]));
     wait_for_status(&containerd, &id, "RUNNING");
@@ -194,6 +195,18 @@ fn a_detached_container_serves_exec_ps_pause_resume_metrics_and_kill() {
     wait_for_status(&containerd, &id, "PAUSED");
     success(&containerd.ctr(&["tasks", "resume", &id]));
     wait_for_status(&containerd, &id, "RUNNING");
+    let topics = [
+        "/tasks/exec-added",
+        "/tasks/exec-started",
+        "/tasks/paused",
+        "/tasks/resumed",
+    ];
+    let all_seen = wait_until(Duration::from_secs(10), || {
+        topics.iter().all(|t| events.line(t, &id).is_some())
+    });
+    assert!(all_seen, "events missing:\n{}", events.text());
+    let started = events.line("/tasks/exec-started", &id).unwrap_or_default();
+    assert!(started.contains("\"exec_id\":\"e1\""), "{started}");
 
     let metrics = success(&containerd.ctr(&["tasks", "metrics", &id]));
     let value = |key: &str| -> u64 {
@@ -254,13 +267,18 @@ fn when_init_exits_no_process_of_the_job_survives() {
 
 /// `ctr events` writing what containerd publishes to a file; killed when dropped. ctr prints
 /// only the events it could decode.
-struct EventsLog {
+struct EventsLog<'a> {
+    containerd: &'a Containerd,
     path: std::path::PathBuf,
     ctr: std::process::Child,
+    /// A namespace of our own, labelled until `ctr events` reports it (it subscribes
+    /// asynchronously); removed when dropped.
+    probe: String,
 }
 
-impl EventsLog {
-    fn start(containerd: &Containerd, name: &str) -> EventsLog {
+impl<'a> EventsLog<'a> {
+    /// Returns once `ctr events` is subscribed.
+    fn start(containerd: &'a Containerd, name: &str) -> EventsLog<'a> {
         let path = containerd.dir().join(name);
         let ctr = Command::new("ctr")
             .arg("--address")
@@ -270,7 +288,23 @@ impl EventsLog {
             .stderr(Stdio::null())
             .spawn()
             .expect("ctr events");
-        EventsLog { path, ctr }
+        let probe = unique_id("probe");
+        let log = EventsLog {
+            containerd,
+            path,
+            ctr,
+            probe,
+        };
+        success(&containerd.ctr(&["namespaces", "create", &log.probe]));
+        let mut n = 0;
+        let subscribed = wait_until(Duration::from_secs(10), || {
+            n += 1;
+            let label = format!("n={n}");
+            success(&containerd.ctr(&["namespaces", "label", &log.probe, &label]));
+            log.text().contains(&log.probe)
+        });
+        assert!(subscribed, "ctr events printed nothing:\n{}", log.text());
+        log
     }
 
     fn text(&self) -> String {
@@ -287,10 +321,11 @@ impl EventsLog {
     }
 }
 
-impl Drop for EventsLog {
+impl Drop for EventsLog<'_> {
     fn drop(&mut self) {
         let _ = self.ctr.kill();
         let _ = self.ctr.wait();
+        let _ = self.containerd.ctr(&["namespaces", "rm", &self.probe]);
     }
 }
 
@@ -298,17 +333,6 @@ impl Drop for EventsLog {
 fn every_task_event_of_a_run_reaches_containerd_and_decodes() {
     let containerd = containerd();
     let events = EventsLog::start(&containerd, "events.log");
-    // `ctr events` subscribes asynchronously: label a namespace of our own until it reports
-    // the change.
-    let probe = unique_id("probe");
-    success(&containerd.ctr(&["namespaces", "create", &probe]));
-    let mut n = 0;
-    let subscribed = wait_until(Duration::from_secs(10), || {
-        n += 1;
-        success(&containerd.ctr(&["namespaces", "label", &probe, &format!("n={n}")]));
-        events.text().contains(&probe)
-    });
-    assert!(subscribed, "ctr events printed nothing:\n{}", events.text());
     let id = unique_id("events");
     let out = run(&containerd, &["--rm"], &id, &["sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
@@ -324,7 +348,6 @@ fn every_task_event_of_a_run_reaches_containerd_and_decodes() {
     assert!(all_seen, "events missing:\n{}", events.text());
     let exit = events.line("/tasks/exit", &id).unwrap_or_default();
     assert!(exit.contains("\"exit_status\":3"), "{exit}");
-    success(&containerd.ctr(&["namespaces", "rm", &probe]));
 }
 
 #[test]
