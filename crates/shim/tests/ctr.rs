@@ -195,16 +195,15 @@ fn a_detached_container_serves_exec_ps_pause_resume_metrics_and_kill() {
     wait_for_status(&containerd, &id, "PAUSED");
     success(&containerd.ctr(&["tasks", "resume", &id]));
     wait_for_status(&containerd, &id, "RUNNING");
-    let topics = [
-        "/tasks/exec-added",
-        "/tasks/exec-started",
-        "/tasks/paused",
-        "/tasks/resumed",
-    ];
-    let all_seen = wait_until(Duration::from_secs(10), || {
-        topics.iter().all(|t| events.line(t, &id).is_some())
-    });
-    assert!(all_seen, "events missing:\n{}", events.text());
+    events.assert_published(
+        &id,
+        &[
+            "/tasks/exec-added",
+            "/tasks/exec-started",
+            "/tasks/paused",
+            "/tasks/resumed",
+        ],
+    );
     let started = events.line("/tasks/exec-started", &id).unwrap_or_default();
     assert!(started.contains("\"exec_id\":\"e1\""), "{started}");
 
@@ -311,6 +310,18 @@ impl<'a> EventsLog<'a> {
         fs::read_to_string(&self.path).unwrap_or_default()
     }
 
+    /// Waits until an event of each topic names `id`.
+    fn assert_published(&self, id: &str, topics: &[&str]) {
+        let all_seen = wait_until(Duration::from_secs(10), || {
+            topics.iter().all(|t| self.line(t, id).is_some())
+        });
+        assert!(
+            all_seen,
+            "events {topics:?} of {id} missing:\n{}",
+            self.text()
+        );
+    }
+
     /// The line of the first event with `topic` that names `id`.
     fn line(&self, topic: &str, id: &str) -> Option<String> {
         let quoted = format!("\"{id}\"");
@@ -342,10 +353,7 @@ fn every_task_event_of_a_run_reaches_containerd_and_decodes() {
         "/tasks/exit",
         "/tasks/delete",
     ];
-    let all_seen = wait_until(Duration::from_secs(10), || {
-        topics.iter().all(|t| events.line(t, &id).is_some())
-    });
-    assert!(all_seen, "events missing:\n{}", events.text());
+    events.assert_published(&id, &topics);
     let exit = events.line("/tasks/exit", &id).unwrap_or_default();
     assert!(exit.contains("\"exit_status\":3"), "{exit}");
 }
