@@ -183,6 +183,27 @@ fn a_detached_container_serves_exec_ps_pause_resume_metrics_and_kill() {
     assert_eq!(text(&exec.stdout), "exec-ok\n");
     assert_eq!(exec.status.code(), Some(4), "{}", text(&exec.stderr));
 
+    // An exec runs as the container's account, in the container's job (cgroups).
+    let inside = success(&containerd.ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "e2",
+        &id,
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/cgroup",
+    ]));
+    let status = fs::read_to_string(format!("/proc/{init}/status")).expect("init's status");
+    let init_uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().next())
+        .expect("init's uid");
+    let init_cgroups = fs::read_to_string(format!("/proc/{init}/cgroup")).expect("init's cgroups");
+    assert_eq!(inside, format!("{init_uid}\n{init_cgroups}"));
+    assert!(init_cgroups.contains(&id), "{init_cgroups}");
+
     let ps = success(&containerd.ctr(&["tasks", "ps", &id]));
     assert!(
         ps.lines()
