@@ -240,6 +240,9 @@ fn a_detached_container_serves_exec_ps_pause_resume_metrics_and_kill() {
     };
     let memory = value("memory.usage_in_bytes").max(value("memory.usage"));
     assert!(memory > 0, "no memory figure in:\n{metrics}");
+    // cgroup v1: cpuacct.usage (ns); v2: cpu.usage_usec.
+    let cpu = value("cpuacct.usage").max(value("cpu.usage_usec"));
+    assert!(cpu > 0, "no CPU figure in:\n{metrics}");
     assert!(value("pids.current") >= 1, "no pids figure in:\n{metrics}");
 
     success(&containerd.ctr(&["tasks", "kill", &id]));
