@@ -443,13 +443,23 @@ fn a_terminal_is_a_pty_for_init_and_exec() {
 
 #[test]
 fn a_killed_shim_is_cleaned_up_by_containerd() {
+    // Two containers of one pod, so one shim serves both.
     let containerd = containerd();
-    let id = unique_id("crash");
+    let group = unique_id("crash-pod");
+    let annotation = format!("io.containerd.runc.v2.group={group}");
+    let ids = [unique_id("crash-a"), unique_id("crash-b")];
     let marker = format!("{}", 400_000 + std::process::id());
-    success(&run(&containerd, &["-d"], &id, &["sleep", &marker]));
-    wait_for_status(&containerd, &id, "RUNNING");
-    let shims = containerd.shim_pids(&id);
-    assert_eq!(shims.len(), 1, "one serving shim for {id}: {shims:?}");
+    for id in &ids {
+        success(&run(
+            &containerd,
+            &["-d", "--annotation", &annotation],
+            id,
+            &["sleep", &marker],
+        ));
+        wait_for_status(&containerd, id, "RUNNING");
+    }
+    let shims = containerd.serving_shims();
+    assert_eq!(shims.len(), 1, "one serving shim for the pod: {shims:?}");
     // SAFETY: kill(2) on the shim's pid.
     unsafe { libc::kill(shims[0], libc::SIGKILL) };
     assert!(
@@ -457,10 +467,13 @@ fn a_killed_shim_is_cleaned_up_by_containerd() {
             "sleep", &marker
         ])
         .is_empty()),
-        "the container's process outlived its shim's cleanup"
+        "a container's process outlived its shim's cleanup"
     );
-    assert_nothing_left(&containerd, &id);
-    assert!(mounts_under(&containerd.shim_root("default").join(&id)).is_empty());
+    for id in &ids {
+        assert_nothing_left(&containerd, id);
+        assert!(mounts_under(&containerd.shim_root("default").join(id)).is_empty());
+    }
+    assert!(!containerd.shim_socket("default", &group).exists());
 }
 
 #[test]

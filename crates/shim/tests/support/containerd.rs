@@ -414,18 +414,6 @@ fn read_dir_names(dir: &Path) -> Vec<String> {
 }
 
 impl Containerd {
-    /// Pids of the serving shim processes of container (or pod) `id` of this instance.
-    pub fn shim_pids(&self, id: &str) -> Vec<i32> {
-        self.serving_shims()
-            .into_iter()
-            .filter(|pid| {
-                cmdline(*pid)
-                    .windows(2)
-                    .any(|w| w[0] == "-id" && w[1] == id)
-            })
-            .collect()
-    }
-
     /// Where containerd-shim puts the socket of the shim serving `group` (a container id, or
     /// the pod's group) in `namespace`.
     pub fn shim_socket(&self, namespace: &str, group: &str) -> PathBuf {
