@@ -4,7 +4,14 @@
 //!
 //! Not a runtime: `create` records the id, `start` reports the shim's own pid, `wait` answers
 //! exit status 0 as soon as the task was started.
+//!
+//! Its `start` action is the cheapest the protocol allows: it binds the socket itself and forks
+//! the serving shim (no `exec`), then answers at once, without waiting for the serving shim to
+//! come up (containerd's connection waits in the socket's backlog).
 
+use std::os::fd::IntoRawFd;
+use std::os::unix::net::UnixListener;
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 
 use containerd_shim::api::{
@@ -13,11 +20,14 @@ use containerd_shim::api::{
     StateResponse, WaitRequest, WaitResponse,
 };
 use containerd_shim::protos::api::Status;
+use containerd_shim::protos::create_task;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim::protos::ttrpc::Server;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::util::write_address;
 use containerd_shim::{
-    spawn, Config, Error, ExitSignal, Flags, Shim, StartOpts, Task, TtrpcContext, TtrpcResult,
+    socket_address, Config, Error, ExitSignal, Flags, Shim, StartOpts, Task, TtrpcContext,
+    TtrpcResult,
 };
 
 struct NullShim {
@@ -45,10 +55,29 @@ impl Shim for NullShim {
     }
 
     fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
-        let id = opts.id.clone();
-        let (_, address) = spawn(opts, &id, Vec::new())?;
-        write_address(&address)?;
-        Ok(address)
+        let io = |what: &str, e: std::io::Error| Error::Other(format!("{what}: {e}"));
+        let address = socket_address(&opts.address, &opts.namespace, &opts.id);
+        let path = address
+            .strip_prefix("unix://")
+            .unwrap_or(&address)
+            .to_string();
+        if let Some(dir) = Path::new(&path).parent() {
+            std::fs::create_dir_all(dir).map_err(|e| io("socket directory", e))?;
+        }
+        // A socket left by an earlier shim of the same id.
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).map_err(|e| io("bind", e))?;
+        // SAFETY: the start action has one thread (the shim library starts none before it),
+        // so the child may run anything after fork.
+        match unsafe { libc::fork() } {
+            -1 => Err(io("fork", std::io::Error::last_os_error())),
+            0 => serve(listener, &path, self.exit.clone()),
+            _ => {
+                drop(listener);
+                write_address(&address)?;
+                Ok(address)
+            }
+        }
     }
 
     fn delete_shim(&mut self) -> Result<DeleteResponse, Error> {
@@ -138,6 +167,37 @@ impl Task for NullTask {
         self.exit.signal();
         Ok(Empty::new())
     }
+}
+
+/// The serving shim, in the start action's forked child: never returns.
+fn serve(listener: UnixListener, path: &str, exit: Arc<ExitSignal>) -> ! {
+    // Off containerd's output pipe (it reads the start action's output to its end) and out of
+    // its session.
+    // SAFETY: setsid, open and dup2 on descriptors this process owns.
+    unsafe {
+        libc::setsid();
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        for fd in 0..3 {
+            libc::dup2(null, fd);
+        }
+    }
+    let task = NullTask {
+        exit: exit.clone(),
+        ..NullTask::default()
+    };
+    let served = Server::new()
+        .add_listener(listener.into_raw_fd())
+        .map(|server| server.register_service(create_task(Arc::new(task))))
+        .and_then(|mut server| server.start().map(|()| server));
+    let code = match served {
+        Ok(_server) => {
+            exit.wait();
+            0
+        }
+        Err(_) => 1,
+    };
+    let _ = std::fs::remove_file(path);
+    std::process::exit(code)
 }
 
 fn main() {
