@@ -15,7 +15,7 @@ use containerd_shim::event::Event;
 use containerd_shim::protos::api::ForwardRequest;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::protos::protobuf::{Message as ProtoMessage, MessageDyn};
+use containerd_shim::protos::protobuf::{CodedOutputStream, Message as ProtoMessage, MessageDyn};
 use containerd_shim::protos::shim::event::Envelope;
 use containerd_shim::protos::ttrpc::context;
 use containerd_shim::protos::EventsClient;
@@ -32,16 +32,10 @@ const TTRPC_ADDRESS_ENV: &str = "TTRPC_ADDRESS";
 const EVENTS_PACKAGE: &str = "containerd.events";
 
 enum Message {
-    /// An event for our own connection, encoded by its caller.
-    Encoded {
+    Event {
         topic: String,
         /// The message's name in its package (`TaskExit`).
         name: &'static str,
-        value: Vec<u8>,
-    },
-    /// An event for the library's publisher.
-    Event {
-        topic: String,
         event: Box<dyn MessageDyn + Send>,
     },
     /// Answered once every event queued before it is published.
@@ -58,8 +52,6 @@ enum Sink {
 #[derive(Clone)]
 pub struct Events {
     tx: Sender<Message>,
-    /// Whether the forwarder has its own connection (else it uses the library's publisher).
-    direct: bool,
 }
 
 /// The type URL containerd decodes an event by: its full protobuf name.
@@ -81,38 +73,22 @@ impl Events {
             },
             Err(_) => Sink::Library(publisher),
         };
-        let direct = matches!(sink, Sink::Direct(_));
         let (tx, rx) = channel();
         std::thread::Builder::new()
             .name("events".into())
             .spawn(move || forward(&sink, &namespace, rx))
             .map_err(|e| warn!("cannot start the event forwarder: {e}"))
             .ok();
-        Events { tx, direct }
+        Events { tx }
     }
 
     pub fn publish<E: Event + ProtoMessage + Send + 'static>(&self, event: E) {
         let topic = event.topic();
         debug!("event {topic}: {event}");
-        // Encoded through its concrete type: the dynamic encoder looks the message's name up
-        // in the reflection tables, for an error message it might need.
-        let message = if self.direct {
-            match event.write_to_bytes() {
-                Ok(value) => Message::Encoded {
-                    topic,
-                    name: E::NAME,
-                    value,
-                },
-                Err(e) => {
-                    warn!("event {topic} dropped: {e}");
-                    return;
-                }
-            }
-        } else {
-            Message::Event {
-                topic,
-                event: Box::new(event),
-            }
+        let message = Message::Event {
+            topic,
+            name: E::NAME,
+            event: Box::new(event),
         };
         if self.tx.send(message).is_err() {
             warn!("event dropped: the forwarder has stopped");
@@ -129,11 +105,29 @@ impl Events {
     }
 }
 
-/// containerd's `Forward` request for one event, `value` being its encoding.
-fn forward_request(namespace: &str, topic: String, name: &str, value: Vec<u8>) -> ForwardRequest {
+/// An event's encoding. `write_to_bytes_dyn` would look the message's name up in the
+/// reflection tables, for an error message it might need.
+fn encode(event: &dyn MessageDyn) -> Result<Vec<u8>, String> {
+    let mut value = Vec::with_capacity(event.compute_size_dyn() as usize);
+    let mut os = CodedOutputStream::vec(&mut value);
+    event
+        .write_to_with_cached_sizes_dyn(&mut os)
+        .and_then(|()| os.flush())
+        .map_err(|e| e.to_string())?;
+    drop(os);
+    Ok(value)
+}
+
+/// containerd's `Forward` request for one event.
+fn forward_request(
+    namespace: &str,
+    topic: String,
+    name: &str,
+    event: &dyn MessageDyn,
+) -> Result<ForwardRequest, String> {
     let mut any = Any::new();
     any.type_url = type_url(name);
-    any.value = value;
+    any.value = encode(event)?;
     let mut envelope = Envelope::new();
     envelope.timestamp = Some(Timestamp::now()).into();
     envelope.namespace = namespace.to_string();
@@ -141,29 +135,30 @@ fn forward_request(namespace: &str, topic: String, name: &str, value: Vec<u8>) -
     envelope.event = Some(any).into();
     let mut request = ForwardRequest::new();
     request.envelope = Some(envelope).into();
-    request
+    Ok(request)
 }
 
 fn forward(sink: &Sink, namespace: &str, rx: Receiver<Message>) {
     for message in rx {
-        let ctx = context::with_duration(PUBLISH_TIMEOUT);
-        let (topic, sent) = match (message, sink) {
-            (Message::Encoded { topic, name, value }, Sink::Direct(client)) => {
-                let req = forward_request(namespace, topic.clone(), name, value);
-                let sent = client.forward(ctx, &req).map(drop);
-                (topic, sent.map_err(|e| e.to_string()))
-            }
-            (Message::Event { topic, event }, Sink::Library(publisher)) => {
-                let sent = publisher.publish(ctx, &topic, namespace, event);
-                (topic, sent.map_err(|e| e.to_string()))
-            }
-            (Message::Encoded { topic, .. } | Message::Event { topic, .. }, _) => {
-                (topic, Err("queued for the other publisher".to_string()))
-            }
-            (Message::Flush(done), _) => {
+        let (topic, name, event) = match message {
+            Message::Event { topic, name, event } => (topic, name, event),
+            Message::Flush(done) => {
                 let _ = done.send(());
                 continue;
             }
+        };
+        let ctx = context::with_duration(PUBLISH_TIMEOUT);
+        let sent = match sink {
+            Sink::Direct(client) => forward_request(namespace, topic.clone(), name, &*event)
+                .and_then(|req| {
+                    client
+                        .forward(ctx, &req)
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                }),
+            Sink::Library(publisher) => publisher
+                .publish(ctx, &topic, namespace, event)
+                .map_err(|e| e.to_string()),
         };
         if let Err(e) = sent {
             warn!("publish {topic} to containerd: {e}");
@@ -209,8 +204,7 @@ mod tests {
         exit.pid = 42;
         exit.exit_status = 3;
         let topic = exit.topic();
-        let value = exit.write_to_bytes().unwrap();
-        let req = forward_request("k8s.io", topic, TaskExit::NAME, value);
+        let req = forward_request("k8s.io", topic, TaskExit::NAME, &exit).unwrap();
         let envelope = req.envelope.unwrap();
         assert_eq!(envelope.namespace, "k8s.io");
         assert_eq!(envelope.topic, "/tasks/exit");
