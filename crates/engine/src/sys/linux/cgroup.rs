@@ -109,7 +109,7 @@ fn root_filesystem() -> Option<nix::sys::statfs::FsType> {
 
 /// Whether /sys/fs/cgroup itself is cgroup2 (a pure v2 host; a hybrid host is not).
 pub fn is_unified_only() -> bool {
-    root_filesystem().is_some_and(|kind| Hierarchy::from_root_filesystem(kind).is_some())
+    root_filesystem() == Some(nix::sys::statfs::CGROUP2_SUPER_MAGIC)
 }
 
 /// One file write that applies a limit: the controller (v1) or "" (v2), the file, the value.
