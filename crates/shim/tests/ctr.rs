@@ -14,6 +14,7 @@ use support::{
     cgroup_dirs_named, host_namespace, run_with_timeout, success, text, unique_id, wait_until,
     HOSTPROCESS_RUNTIME,
 };
+use testkit::kernel::{no_active_swap, skipped};
 
 fn containerd() -> Containerd {
     let containerd = Containerd::start();
@@ -384,6 +385,10 @@ fn every_task_event_of_a_run_reaches_containerd_and_decodes() {
 
 #[test]
 fn the_memory_limit_is_enforced_and_the_oom_is_reported() {
+    if let Err(why) = no_active_swap() {
+        skipped("the_memory_limit_is_enforced_and_the_oom_is_reported", &why);
+        return;
+    }
     let containerd = containerd();
     let events = EventsLog::start(&containerd, "events.log");
     let id = unique_id("oom");

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tempfile::TempDir;
+pub use testkit::kernel::{block_io_accounting, no_active_swap, skipped};
 
 /// The CLI under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_hostprocess");
