@@ -165,7 +165,7 @@ impl Platform for Linux {
                 ));
             }
         }
-        volume::check(plan)?;
+        volume::check(plan, state_dir)?;
         let resolution = account::resolve(&plan.account)?;
         Ok(Record {
             id: plan.id.clone(),
@@ -197,6 +197,9 @@ impl Platform for Linux {
             None
         };
         let owner = record.account.as_ref().map_or((0, 0), |a| (a.uid, a.gid));
+        if plan.volume.layout == crate::plan::Layout::Symlink {
+            volume::make_host_mount_point(plan, &mut record.volume)?;
+        }
         // The job's cgroups are made while another thread builds the view.
         let resolved = volume::build(
             plan,
