@@ -162,6 +162,10 @@ impl Engine {
             match self.load(&id) {
                 Ok(c) => containers.push(c),
                 Err(e) if e.is_not_found() => {}
+                // One unreadable container hides none of the others.
+                Err(e @ Error::CorruptState { .. }) => {
+                    log::warn!("{e}; not listed (delete --force {id} removes it)")
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -180,6 +184,12 @@ impl Engine {
         match loaded {
             Ok((_lock, container)) => container.delete_locked(force),
             Err(Error::NotFound(_)) if force => self.root.remove_dir(id),
+            Err(e @ Error::CorruptState { .. }) if force => {
+                let _lock = self.root.lock(id)?;
+                log::warn!("{e}; removing what its directory holds (its job and account, named only in that file, cannot be found)");
+                Current::destroy_unrecorded(&self.root.dir(id))?;
+                self.root.remove_dir(id)
+            }
             Err(e) => Err(e),
         }
     }

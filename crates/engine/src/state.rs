@@ -152,11 +152,10 @@ impl StateRoot {
             std::io::ErrorKind::NotFound => Error::NotFound(id.to_string()),
             _ => Error::io("read", &path, e),
         })?;
-        serde_json::from_slice(&text).map_err(|e| {
-            Error::container(
-                id,
-                format!("state file '{}' is corrupt: {e}", path.display()),
-            )
+        serde_json::from_slice(&text).map_err(|e| Error::CorruptState {
+            id: id.to_string(),
+            path,
+            reason: e.to_string(),
         })
     }
 

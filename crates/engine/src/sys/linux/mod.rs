@@ -345,6 +345,16 @@ impl Platform for Linux {
         }
     }
 
+    fn destroy_unrecorded(state_dir: &Path) -> Result<()> {
+        volume::destroy_unrecorded(state_dir)?;
+        match std::fs::remove_file(state_dir.join("exec.fifo")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io("remove", state_dir.join("exec.fifo"), e))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn destroy(record: &Record) -> Result<()> {
         if !cgroup::is_empty(&record.cgroup)? {
             // A frozen job cannot die: thaw it after the kill is queued.

@@ -1025,6 +1025,22 @@ pub fn destroy(record: &VolumeRecord) -> Result<()> {
     Ok(())
 }
 
+/// [`destroy`] for a container whose record is unreadable: what its state directory holds (the
+/// namespace pin, the scratch layers) and its volume at the default symlink-layout location,
+/// which only the runtime makes. A volume at an annotation's location cannot be found.
+pub fn destroy_unrecorded(state_dir: &Path) -> Result<()> {
+    let host_mount = match (state_dir.parent(), state_dir.file_name()) {
+        (Some(root), Some(id)) => Some(root.join("hpc").join(id)).filter(|p| p.exists()),
+        _ => None,
+    };
+    destroy(&VolumeRecord {
+        mount_point: host_mount.clone().unwrap_or_default(),
+        ns_pin: Some(state_dir.join("mntns")),
+        host_mount,
+        scratch: Some(state_dir.join("volume")),
+    })
+}
+
 /// What a path is inside the current view, for command resolution.
 pub fn file_kind(path: &Path) -> crate::plan::process::FileKind {
     use crate::plan::process::FileKind;
