@@ -144,7 +144,7 @@ fn check_host_location(plan: &ContainerPlan, default_location: &Path) -> Result<
         Ok(dir) => dir,
         // Made at create, closed to others.
         Err(_) if fs::symlink_metadata(location).is_err() => return Ok(()),
-        Err(reason) => return Err(location_refused(plan, reason)),
+        Err(e) => return Err(location_refused(plan, e.to_string())),
     };
     let st = stat_at(&dir, c"").map_err(|e| Error::io("inspect", location, e))?;
     if location == default_location && st.st_uid == nix::unistd::geteuid().as_raw() {
@@ -218,7 +218,7 @@ fn make_host_mount_point_at(plan: &ContainerPlan) -> Result<()> {
         .file_name()
         .ok_or_else(|| location_refused(plan, "the volume path has no name".into()))?;
     let dir = open_host_dir(location, Some(LOCATION_MODE))
-        .map_err(|reason| location_refused(plan, reason))?;
+        .map_err(|e| location_refused(plan, e.to_string()))?;
     let st = stat_at(&dir, c"").map_err(|e| Error::io("inspect", location, e))?;
     owned_location(plan, &st)?;
     let name = cstring(Path::new(name))?;
@@ -593,7 +593,10 @@ fn ensure_host_mount_point(m: &VolumeMount, source_is_dir: bool) -> Result<()> {
     let (Some(parent), Some(name)) = (m.destination.parent(), m.destination.file_name()) else {
         return Err(refuse("names no mount point".into()));
     };
-    let dir = open_host_dir(parent, Some(0o755)).map_err(refuse)?;
+    let dir = open_host_dir(parent, Some(0o755)).map_err(|e| match e {
+        WalkError::Untrusted(reason) => refuse(reason),
+        WalkError::Io(e) => Error::io("create", &m.destination, e),
+    })?;
     let name = CString::new(name.as_bytes()).map_err(|_| refuse("contains a NUL byte".into()))?;
     match stat_at(&dir, &name) {
         Ok(st) => {
@@ -665,13 +668,29 @@ fn stat_at(dir: &OwnedFd, name: &std::ffi::CStr) -> std::io::Result<libc::stat> 
     Ok(st)
 }
 
+/// Why a walk of host directories stopped.
+#[derive(Debug)]
+enum WalkError {
+    /// A symlink that a user other than root could change.
+    Untrusted(String),
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for WalkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WalkError::Untrusted(reason) => f.write_str(reason),
+            WalkError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
 /// Opens the host directory `path` (absolute, no `..`) component by component from `/`
 /// (an `O_PATH` descriptor), making missing directories with mode `make` when given. A
 /// symlink on the way is followed only when it and the directory holding it belong to root,
 /// as the host's own links do (`/var/run -> /run`): one that another user made, or could
 /// replace, is refused, so nothing is ever made or mounted where such a user points it.
-/// Errors are the reason, for the caller to attach to what it was doing.
-fn open_host_dir(path: &Path, make: Option<u32>) -> std::result::Result<OwnedFd, String> {
+fn open_host_dir(path: &Path, make: Option<u32>) -> std::result::Result<OwnedFd, WalkError> {
     let mut pending: Vec<std::ffi::OsString> = path
         .components()
         .filter_map(|c| match c {
@@ -697,12 +716,13 @@ fn open_host_dir(path: &Path, make: Option<u32>) -> std::result::Result<OwnedFd,
     };
     let mut links_followed = 0;
     'walk: loop {
-        let mut dir = open(libc::AT_FDCWD, c"/").map_err(|e| format!("open '/': {e}"))?;
+        let mut dir = open(libc::AT_FDCWD, c"/").map_err(WalkError::Io)?;
         let mut walked = PathBuf::from("/");
         for (i, part) in pending.iter().enumerate() {
             walked.push(part);
-            let name = CString::new(part.as_bytes())
-                .map_err(|_| format!("'{}' contains a NUL byte", walked.display()))?;
+            let name = CString::new(part.as_bytes()).map_err(|_| {
+                WalkError::Io(std::io::Error::new(ErrorKind::InvalidInput, "NUL byte"))
+            })?;
             let mut opened = open(dir.as_raw_fd(), &name);
             if let (Err(e), Some(mode)) = (&opened, make) {
                 if e.kind() == ErrorKind::NotFound {
@@ -722,17 +742,17 @@ fn open_host_dir(path: &Path, make: Option<u32>) -> std::result::Result<OwnedFd,
                 Err(e) => e,
             };
             if !matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) {
-                return Err(format!("open '{}': {e}", walked.display()));
+                return Err(WalkError::Io(e));
             }
-            let st =
-                stat_at(&dir, &name).map_err(|e| format!("inspect '{}': {e}", walked.display()))?;
+            let st = stat_at(&dir, &name).map_err(WalkError::Io)?;
             if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
-                return Err(format!("'{}' is not a directory", walked.display()));
+                return Err(WalkError::Io(std::io::Error::from_raw_os_error(
+                    libc::ENOTDIR,
+                )));
             }
-            let holder =
-                stat_at(&dir, c".").map_err(|e| format!("inspect '{}': {e}", walked.display()))?;
+            let holder = stat_at(&dir, c".").map_err(WalkError::Io)?;
             if st.st_uid != 0 || holder.st_uid != 0 {
-                return Err(format!(
+                return Err(WalkError::Untrusted(format!(
                     "'{}' is a symlink that uid {} could change; not following it",
                     walked.display(),
                     if st.st_uid != 0 {
@@ -740,17 +760,15 @@ fn open_host_dir(path: &Path, make: Option<u32>) -> std::result::Result<OwnedFd,
                     } else {
                         holder.st_uid
                     }
-                ));
+                )));
             }
             links_followed += 1;
-            let target = fs::read_link(&walked)
-                .map_err(|e| format!("read symlink '{}': {e}", walked.display()))?;
             if links_followed > 40 {
-                return Err(format!(
-                    "too many symlinks on the way to '{}'",
-                    path.display()
-                ));
+                return Err(WalkError::Io(std::io::Error::from_raw_os_error(
+                    libc::ELOOP,
+                )));
             }
+            let target = fs::read_link(&walked).map_err(WalkError::Io)?;
             // Only root can change the links followed so far: resolving `..` by name is safe.
             let base = walked.parent().unwrap_or(Path::new("/")).join(target);
             let mut resolved: Vec<std::ffi::OsString> = Vec::new();
