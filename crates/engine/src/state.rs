@@ -97,10 +97,7 @@ impl StateRoot {
         let mut made = private_dir().create(&dir);
         if matches!(&made, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
             // The root exists but for the first container: make it only then.
-            let mut builder = fs::DirBuilder::new();
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut builder, ROOT_MODE);
-            builder
+            dir_builder(ROOT_MODE)
                 .recursive(true)
                 .create(&self.root)
                 .map_err(|e| Error::io("create", &self.root, e))?;
@@ -199,17 +196,26 @@ impl StateRoot {
     }
 }
 
-fn private_dir() -> fs::DirBuilder {
+/// Makes directories with `mode` (Unix; Windows has no mode bits).
+fn dir_builder(mode: u32) -> fs::DirBuilder {
     let mut builder = fs::DirBuilder::new();
     #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, DIR_MODE);
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, mode);
+    #[cfg(not(unix))]
+    let _ = (&mut builder, mode);
     builder
+}
+
+fn private_dir() -> fs::DirBuilder {
+    dir_builder(DIR_MODE)
 }
 
 fn private_file() -> OpenOptions {
     let mut options = OpenOptions::new();
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, FILE_MODE);
+    #[cfg(not(unix))]
+    let _ = (&mut options, FILE_MODE);
     options
 }
 
