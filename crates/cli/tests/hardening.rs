@@ -51,12 +51,21 @@ fn privileged_image() -> Bundle {
 
 #[test]
 fn the_images_setuid_programs_and_device_nodes_grant_nothing_in_either_layout() {
-    for layout in ["bind", "symlink"] {
+    // A read-only root with nothing added is the image itself, bound rather than overlaid.
+    for (layout, read_only) in [
+        ("bind", false),
+        ("symlink", false),
+        ("bind", true),
+        ("symlink", true),
+    ] {
+        let layout_name = format!("{layout}{}", if read_only { ", read-only" } else { "" });
+        let layout_name = layout_name.as_str();
         let rt = Runtime::new();
         // The account must pass through the state root to its symlink-layout volume.
         fs::set_permissions(rt.root(), fs::Permissions::from_mode(0o711)).unwrap();
         let id = unique_id("nosuid");
         let bundle = privileged_image()
+            .set(&["root", "readonly"], serde_json::json!(read_only))
             .annotation("hostprocess.io/volume-layout", layout)
             .user_name("NT AUTHORITY\\LOCAL SERVICE")
             .sh(
@@ -64,6 +73,7 @@ fn the_images_setuid_programs_and_device_nodes_grant_nothing_in_either_layout() 
                  if echo x > ./null-device; then echo DEVICE-OPENED; fi; cat message.txt",
             );
         let _c = rt.guard(&id);
+        let layout = layout_name;
         let out = rt.run(&id, &bundle).ok(&format!("{layout}: run"));
         let text = out.stdout_text();
         let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid;
