@@ -373,3 +373,27 @@ fn the_symlink_layout_refuses_a_location_the_runtime_does_not_own() {
         assert!(!rt.root().join(&id).exists(), "state left behind");
     }
 }
+
+#[test]
+fn no_sandbox_mount_point_is_made_through_another_users_symlink() {
+    let user = HostUser::new();
+    let victim = tempfile::Builder::new()
+        .prefix("hpt-victim-")
+        .tempdir()
+        .unwrap();
+    let theirs = users_dir_with_link(&user, victim.path());
+    let rt = Runtime::new();
+    let id = unique_id("userloc");
+    let location = theirs.path().join("conf/hpc");
+    let bundle = Bundle::new().annotation(
+        "microsoft.com/hostprocess-rootfs-location",
+        &location.to_string_lossy(),
+    );
+    let _c = rt.guard(&id);
+    rt.create(&id, &bundle)
+        .fails_with(&format!("is a symlink that uid {} could change", user.uid));
+    assert!(
+        !victim.path().join("hpc").exists(),
+        "the sandbox mount point was made through the user's symlink"
+    );
+}

@@ -963,7 +963,14 @@ fn build_namespace(
     )
     .map_err(|e| sys_err("make / a slave mount", e))?;
     let mount_point = &plan.volume.mount_point;
-    fs::create_dir_all(mount_point).map_err(|e| Error::io("create", mount_point, e))?;
+    // Made on the host (the file systems are shared), never through a user's symlink.
+    open_host_dir(mount_point, Some(0o755)).map_err(|e| match e {
+        WalkError::Untrusted(reason) => Error::container(
+            &plan.id,
+            format!("sandbox mount point '{}': {reason}", mount_point.display()),
+        ),
+        WalkError::Io(e) => Error::io("create", mount_point, e),
+    })?;
     mount_volume(plan, record, mount_point, owner)?;
     for (m, tree) in plan.mounts.iter().zip(trees()?) {
         if m.destination.starts_with(mount_point) {
