@@ -397,3 +397,64 @@ fn no_sandbox_mount_point_is_made_through_another_users_symlink() {
         "the sandbox mount point was made through the user's symlink"
     );
 }
+
+#[test]
+fn a_symlink_swapped_in_after_the_host_check_is_never_mounted_through() {
+    // A user's directory holds a real `conf` and a `conf -> victim` link of theirs, traded as
+    // fast as possible while containers mount on `<dir>/conf/mnt`: each create refuses the
+    // link or mounts on the real directory, never on the victim's `mnt`.
+    let user = HostUser::new();
+    let victim = tempfile::Builder::new()
+        .prefix("hpt-victim-")
+        .tempdir()
+        .unwrap();
+    fs::create_dir(victim.path().join("mnt")).unwrap();
+    let theirs = users_dir_with_link(&user, victim.path());
+    let (link, real) = (theirs.path().join("conf"), theirs.path().join("real"));
+    fs::create_dir_all(real.join("mnt")).unwrap();
+    let source = open_dir();
+    fs::write(source.path().join("payload"), "x").unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut through = Vec::new();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let (a, b) = (
+                std::ffi::CString::new(link.to_string_lossy().as_bytes()).unwrap(),
+                std::ffi::CString::new(real.to_string_lossy().as_bytes()).unwrap(),
+            );
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: renameat2 with two valid C strings.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_renameat2,
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+            }
+        });
+        for round in 0..40 {
+            let rt = Runtime::new();
+            let id = unique_id("swaprace");
+            let bundle = Bundle::new()
+                .bind(source.path(), &link.join("mnt").to_string_lossy(), &[])
+                .sh(&format!(
+                    "if [ -e {}/mnt/payload ]; then echo THROUGH; fi",
+                    victim.path().display()
+                ));
+            let _c = rt.guard(&id);
+            let out = rt.run(&id, &bundle);
+            if out.status.success() && out.stdout_text().contains("THROUGH") {
+                through.push(round);
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert!(
+        through.is_empty(),
+        "rounds that mounted through the user's symlink: {through:?}"
+    );
+}

@@ -518,18 +518,27 @@ pub fn make_dir_in_volume(volume: &Path, path: &Path) -> Result<()> {
     open_dirs_nofollow(root.as_raw_fd(), &relative_components(rel), path).map(drop)
 }
 
-fn move_mount_to(tree: &OwnedFd, destination: &Path) -> Result<()> {
+/// Attaches `tree` at `destination`: on the opened mount point `at` when given (so the path is
+/// not resolved again), else at the path.
+fn move_mount_to(tree: &OwnedFd, destination: &Path, at: Option<&OwnedFd>) -> Result<()> {
     let c = cstring(destination)?;
-    let empty = c"";
-    // SAFETY: move_mount(2) with a valid descriptor and C strings.
+    let (to_dir, to_path, flags) = match at {
+        Some(at) => (
+            at.as_raw_fd(),
+            c"".as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
+        ),
+        None => (libc::AT_FDCWD, c.as_ptr(), libc::MOVE_MOUNT_F_EMPTY_PATH),
+    };
+    // SAFETY: move_mount(2) with valid descriptors and C strings.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_move_mount,
             tree.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            libc::MOVE_MOUNT_F_EMPTY_PATH as libc::c_uint,
+            c"".as_ptr(),
+            to_dir,
+            to_path,
+            flags as libc::c_uint,
         )
     };
     if rc < 0 {
@@ -540,6 +549,46 @@ fn move_mount_to(tree: &OwnedFd, destination: &Path) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The host mount point of `m`, opened by the same walk that made it (in the view being
+/// built): what was checked is what gets mounted on, even if a user's symlink was swapped in
+/// meanwhile. None for a final symlink of root's, which the host check allowed: it is
+/// followed by path.
+fn open_host_mount_point(m: &VolumeMount) -> Result<Option<OwnedFd>> {
+    let refuse = |reason: String| {
+        Error::Mount(MountError::Destination {
+            destination: m.destination.display().to_string(),
+            reason,
+        })
+    };
+    let (Some(parent), Some(name)) = (m.destination.parent(), m.destination.file_name()) else {
+        return Err(refuse("names no mount point".into()));
+    };
+    let dir = open_host_dir(parent, None).map_err(|e| match e {
+        WalkError::Untrusted(reason) => refuse(reason),
+        WalkError::Io(e) => Error::io("open", &m.destination, e),
+    })?;
+    let name = CString::new(name.as_bytes()).map_err(|_| refuse("contains a NUL byte".into()))?;
+    // SAFETY: openat on a valid directory descriptor and a C string.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(Error::io(
+            "open",
+            &m.destination,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: fd was just returned by openat and is owned from here.
+    let at = unsafe { OwnedFd::from_raw_fd(fd) };
+    let st = stat_at(&at, c"").map_err(|e| Error::io("inspect", &m.destination, e))?;
+    Ok((st.st_mode & libc::S_IFMT != libc::S_IFLNK).then_some(at))
 }
 
 /// The mount attributes of a container volume: no setuid, no devices.
@@ -973,10 +1022,13 @@ fn build_namespace(
     })?;
     mount_volume(plan, record, mount_point, owner)?;
     for (m, tree) in plan.mounts.iter().zip(trees()?) {
-        if m.destination.starts_with(mount_point) {
+        let at = if m.destination.starts_with(mount_point) {
             make_dir_in_volume(mount_point, &m.destination)?;
-        }
-        move_mount_to(&tree, &m.destination)?;
+            None
+        } else {
+            open_host_mount_point(m)?
+        };
+        move_mount_to(&tree, &m.destination, at.as_ref())?;
         propagate(&m.destination, m.propagation)?;
         if m.read_only {
             set_read_only_recursive(&m.destination)?;
