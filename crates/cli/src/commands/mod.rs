@@ -152,22 +152,6 @@ pub fn bundle_or_cwd(bundle: Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
-/// Parses a signal given as a number, `KILL` or `SIGKILL`.
-pub fn parse_signal(text: &str) -> Result<i32> {
-    if let Ok(n) = text.parse::<i32>() {
-        return Ok(n);
-    }
-    let upper = text.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    name.parse::<nix::sys::signal::Signal>()
-        .map(|s| s as i32)
-        .map_err(|_| anyhow::anyhow!("unknown signal {text:?}"))
-}
-
 /// Waits for a child process while forwarding the usual termination signals to it; returns a
 /// shell-style exit code (128 + signal when it was killed).
 pub fn wait_forwarding_signals(pid: u32) -> Result<u8> {
