@@ -190,6 +190,11 @@ pub fn unmount_all_under(path: &Path) {
     }
 }
 
+/// Is this ephemeral uid claim (`<id>\n<state dir>\n`) held by container `id`?
+pub fn is_claim_of(claim: &Path, id: &str) -> bool {
+    fs::read_to_string(claim).is_ok_and(|owner| owner.lines().next() == Some(id))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bundles
 
@@ -666,7 +671,7 @@ impl Runtime {
         }
         if let Ok(entries) = fs::read_dir(self.claims_dir()) {
             for entry in entries.flatten() {
-                if fs::read_to_string(entry.path()).is_ok_and(|owner| owner == id) {
+                if is_claim_of(&entry.path(), id) {
                     left.push(format!("ephemeral uid claim '{}'", entry.path().display()));
                 }
             }
@@ -700,7 +705,7 @@ impl Runtime {
         let _ = fs::remove_dir(self.root().join("hpc").join(id));
         if let Ok(entries) = fs::read_dir(self.claims_dir()) {
             for entry in entries.flatten() {
-                if fs::read_to_string(entry.path()).is_ok_and(|owner| owner == id) {
+                if is_claim_of(&entry.path(), id) {
                     let _ = fs::remove_file(entry.path());
                 }
             }
