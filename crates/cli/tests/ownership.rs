@@ -5,7 +5,6 @@
 mod support;
 
 use std::fs;
-use std::path::Path;
 use std::time::Duration;
 
 use support::*;
@@ -124,69 +123,6 @@ fn a_failed_create_leaves_another_roots_claim_of_the_same_id() {
         Some(held.as_str()),
         "the other root's failed create released this root's claim"
     );
-}
-
-/// A tmpfs of one page mounted on a temp dir, unmounted when dropped.
-struct SmallTmpfs(tempfile::TempDir);
-
-impl SmallTmpfs {
-    fn new() -> SmallTmpfs {
-        let dir = open_dir();
-        nix::mount::mount(
-            Some("tmpfs"),
-            dir.path(),
-            Some("tmpfs"),
-            nix::mount::MsFlags::empty(),
-            Some("size=4k,mode=0755"),
-        )
-        .expect("mount a small tmpfs");
-        SmallTmpfs(dir)
-    }
-
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-
-    /// Fills it up: no data block is left.
-    fn fill(&self) {
-        let mut n = 0;
-        while fs::write(self.path().join(format!("filler{n}")), vec![b'x'; 4096]).is_ok() {
-            n += 1;
-        }
-    }
-}
-
-impl Drop for SmallTmpfs {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(self.0.path(), nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
-#[test]
-fn a_claim_that_cannot_be_written_leaves_no_claim_file() {
-    let group = HostGroup::new();
-    let claims = SmallTmpfs::new();
-    claims.fill();
-    let rt = Runtime::new()
-        .with_env("HOSTPROCESS_EPHEMERAL_UIDS", "63400-63401")
-        .with_env(
-            "HOSTPROCESS_EPHEMERAL_UIDS_DIR",
-            &claims.path().to_string_lossy(),
-        );
-    let id = unique_id("fullclaims");
-    let bundle = Bundle::new()
-        .args(&["/bin/sleep", "60"])
-        .user_name(&group.name);
-    let _c = rt.guard(&id);
-    rt.create(&id, &bundle)
-        .fails_with("No space left on device");
-    let left: Vec<String> = fs::read_dir(claims.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| !name.starts_with("filler"))
-        .collect();
-    assert!(left.is_empty(), "claim files left: {left:?}");
 }
 
 #[test]

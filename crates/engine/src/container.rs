@@ -296,7 +296,16 @@ impl Container {
             status => return Err(self.refuse(status, "only a created container can be started")),
         }
         self.state.phase = Phase::Running;
-        self.root.save(&self.state)
+        // The workload runs now, whatever happens to the state file: like runc, start has
+        // succeeded. The status is read from the process, so a phase left at "created" still
+        // reads as running.
+        if let Err(e) = self.root.save(&self.state) {
+            log::warn!(
+                "container {}: started, but its state could not be saved: {e}",
+                self.state.id
+            );
+        }
+        Ok(())
     }
 
     /// Runs another process in the container's job, view and account.
