@@ -65,3 +65,33 @@ fn a_grace_period_beyond_a_day_is_refused() {
         rt.assert_gone(&id);
     }
 }
+
+#[test]
+fn a_memory_limit_too_small_to_start_the_command_is_reported() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new().set(
+        &["linux", "resources", "memory"],
+        serde_json::json!({ "limit": 4096 }),
+    );
+    // run: the step that ran out of memory, not a silent 127.
+    let id = unique_id("tinymem");
+    let c = rt.guard(&id);
+    let out = rt.run(&id, &bundle).fails_with("Cannot allocate memory");
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr_text());
+    drop(c);
+    // create: its held init never got ready, so create fails and leaves nothing.
+    let id = unique_id("tinymem");
+    let _c = rt.guard(&id);
+    let out = rt.create(&id, &bundle);
+    assert!(
+        !out.status.success(),
+        "create succeeded: {}",
+        rt.describe(&id)
+    );
+    let text = out.stderr_text();
+    assert!(
+        text.contains("memory limit") || text.contains("Cannot allocate memory"),
+        "{text}"
+    );
+    rt.assert_gone(&id);
+}
