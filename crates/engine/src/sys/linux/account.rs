@@ -250,7 +250,7 @@ fn parse_uid_range(value: &str) -> std::result::Result<(u32, u32), &'static str>
     if first < FIRST_EPHEMERAL_UID {
         return Err("it includes system uids");
     }
-    if last >= NO_ID || (first..=last).contains(&NO_ID_16) {
+    if last == NO_ID || (first..=last).contains(&NO_ID_16) {
         return Err("it includes a uid that means \"no change\"");
     }
     Ok((first, last))
