@@ -8,6 +8,7 @@ use std::io::{ErrorKind, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::unistd::{Gid, Group, Uid, User};
 use serde::{Deserialize, Serialize};
@@ -302,25 +303,39 @@ fn lock_claims(dir: &Path) -> Result<fs::File> {
     Ok(file)
 }
 
-/// Makes `claim` with `content`, whole: written to a private file first, then linked under
-/// the uid's name (which fails if it exists, like O_EXCL). A write that fails (a full /run)
-/// leaves nothing.
-fn make_claim(dir: &Path, claim: &Path, content: &[u8]) -> std::io::Result<()> {
+/// Makes `claim` with `content`, whole: written to a file of this call's own first, then
+/// linked under the uid's name, which fails if it exists (like O_EXCL). False when it exists;
+/// a write that fails (a full /run) leaves nothing.
+fn make_claim(dir: &Path, claim: &Path, content: &[u8]) -> std::io::Result<bool> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        claim
-            .file_name()
-            .map_or_else(|| "claim".into(), |n| n.to_string_lossy()),
-        std::process::id()
+        ".claim-{}-{}.tmp",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
     ));
-    let written = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .and_then(|mut file| file.write_all(content));
-    let made = written.and_then(|()| fs::hard_link(&tmp, claim));
+    let open = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+    };
+    let mut file = match open() {
+        // Left by a process that had this pid before and died half-way.
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            fs::remove_file(&tmp)?;
+            open()?
+        }
+        opened => opened?,
+    };
+    let made = file
+        .write_all(content)
+        .and_then(|()| fs::hard_link(&tmp, claim));
     let _ = fs::remove_file(&tmp);
-    made
+    match made {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Claims the first free uid of the range for `owner` and returns the account. A claim whose
@@ -339,7 +354,7 @@ pub fn claim_ephemeral(owner: ClaimOwner<'_>, group: &str, gid: u32) -> Result<A
         let mut retried = false;
         loop {
             match make_claim(&dir, &claim, &content) {
-                Ok(()) => {
+                Ok(true) => {
                     log::debug!(
                         "container {}: ephemeral uid {uid} in group {group}",
                         owner.id
@@ -354,7 +369,7 @@ pub fn claim_ephemeral(owner: ClaimOwner<'_>, group: &str, gid: u32) -> Result<A
                         ephemeral_claim: Some(claim),
                     });
                 }
-                Err(e) if e.kind() == ErrorKind::AlreadyExists && !retried => {
+                Ok(false) if !retried => {
                     retried = true;
                     if lock.is_none() {
                         lock = Some(lock_claims(&dir)?);
@@ -375,7 +390,7 @@ pub fn claim_ephemeral(owner: ClaimOwner<'_>, group: &str, gid: u32) -> Result<A
                         _ => break,
                     }
                 }
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => break,
+                Ok(false) => break,
                 Err(e) => return Err(Error::io("create", &claim, e)),
             }
         }
@@ -439,6 +454,34 @@ mod tests {
         ] {
             assert!(parse_uid_range(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn of_threads_claiming_one_uid_exactly_one_wins_and_nothing_else_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let claim = dir.path().join("63000");
+        let won: Vec<bool> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..8)
+                .map(|n| {
+                    let (dir, claim) = (dir.path(), &claim);
+                    scope.spawn(move || {
+                        make_claim(dir, claim, format!("c{n}\n/s\n").as_bytes()).unwrap()
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+        let winner = won.iter().position(|w| *w).unwrap();
+        assert_eq!(
+            fs::read_to_string(&claim).unwrap(),
+            format!("c{winner}\n/s\n")
+        );
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("63000")]);
     }
 
     #[test]
