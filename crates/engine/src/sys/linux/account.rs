@@ -404,17 +404,12 @@ pub fn claim_ephemeral(owner: ClaimOwner<'_>, group: &str, gid: u32) -> Result<A
     ))
 }
 
-/// Releases a claim if it is `owner`'s.
+/// Releases the claim a container's state names, if it is `owner`'s (or, made by an older
+/// runtime, holds its id alone).
 pub fn release_claim(claim: &Path, owner: ClaimOwner<'_>) -> Result<()> {
-    match fs::read(claim) {
-        Ok(held) if held == owner.content() => fs::remove_file(claim).or_else(|e| match e.kind() {
-            ErrorKind::NotFound => Ok(()),
-            _ => Err(Error::io("remove", claim, e)),
-        }),
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("read", claim, e)),
-    }
+    release_if(claim, |held| {
+        held == owner.content().as_slice() || held == owner.id.as_bytes()
+    })
 }
 
 /// Releases every claim of `owner` (after a crash, the state may not name its claim), and
@@ -424,10 +419,23 @@ pub fn sweep_claims(owner: ClaimOwner<'_>) -> Result<()> {
     let Ok(entries) = fs::read_dir(&dir) else {
         return Ok(());
     };
+    let content = owner.content();
     for entry in entries.flatten() {
-        release_claim(&entry.path(), owner)?;
+        release_if(&entry.path(), |held| held == content.as_slice())?;
     }
     Ok(())
+}
+
+fn release_if(claim: &Path, owned: impl Fn(&[u8]) -> bool) -> Result<()> {
+    match fs::read(claim) {
+        Ok(held) if owned(&held) => fs::remove_file(claim).or_else(|e| match e.kind() {
+            ErrorKind::NotFound => Ok(()),
+            _ => Err(Error::io("remove", claim, e)),
+        }),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("read", claim, e)),
+    }
 }
 
 #[cfg(test)]
