@@ -90,6 +90,65 @@ fn a_leftover_watcher_never_kills_a_new_container_with_the_same_id() {
 }
 
 #[test]
+fn a_finished_run_never_kills_a_new_container_with_the_same_id() {
+    let rt = Runtime::new();
+    let id = unique_id("rerun");
+    let dir = open_dir();
+    let termed = dir.path().join("termed");
+    let ready = dir.path().join("ready");
+    // Init leaves a daemon that notes SIGTERM and lives on, so run waits out the grace period;
+    // it exits once the daemon's trap is set.
+    let old = Bundle::new()
+        .sh(&format!(
+            "sh -c 'trap \"echo term >> {termed}\" TERM; touch {ready}; \
+             while :; do sleep 0.05; done' & \
+             while [ ! -e {ready} ]; do sleep 0.01; done; exit 0",
+            termed = termed.display(),
+            ready = ready.display()
+        ))
+        .annotation("hostprocess.io/grace-period-seconds", "3");
+    let guard = rt.guard(&id);
+    let mut run = rt.command(&["run", "-b", &old.path().to_string_lossy(), &id]);
+    run.stdout(fs::File::create(dir.path().join("run.out")).unwrap())
+        .stderr(fs::File::create(dir.path().join("run.err")).unwrap());
+    let mut run = run.spawn().expect("spawn run");
+    // Killed however the test ends.
+    let run_pid = run.id();
+    struct Reap(u32);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            // SAFETY: kill(2) has no memory effects.
+            unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+        }
+    }
+    let _reap = Reap(run_pid);
+    assert!(
+        wait_until(Duration::from_secs(10), || termed.exists()),
+        "run did not signal the rest of the job: {}",
+        fs::read_to_string(dir.path().join("run.err")).unwrap_or_default()
+    );
+    {
+        // run does not get to go on while the id is deleted and used again.
+        let _stopped = Stopped::new(run_pid);
+        rt.delete_force(&id).ok("delete --force");
+        let new = Bundle::new().args(&["/bin/sleep", "60"]);
+        rt.create(&id, &new).ok("create again");
+        rt.start(&id).ok("start again");
+    }
+    let finished = wait_until(Duration::from_secs(30), || {
+        run.try_wait().ok().flatten().is_some()
+    });
+    assert!(finished, "run did not finish");
+    assert_eq!(
+        rt.status(&id),
+        "running",
+        "the finished run killed the new container: {}",
+        rt.describe(&id)
+    );
+    drop(guard);
+}
+
+#[test]
 fn a_failed_create_leaves_another_roots_claim_of_the_same_id() {
     let group = HostGroup::new();
     let one = Runtime::new().with_env("HOSTPROCESS_EPHEMERAL_UIDS", "63300-63300");
