@@ -15,19 +15,19 @@ use crate::error::{Error, Result};
 pub struct Spec {
     #[serde(default)]
     pub oci_version: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<Root>,
     #[serde(default)]
     pub mounts: Vec<Mount>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<Process>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linux: Option<Linux>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub windows: Option<Windows>,
 }
 
@@ -46,7 +46,7 @@ pub struct Mount {
     pub destination: String,
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     #[serde(default)]
     pub options: Vec<String>,
@@ -301,7 +301,7 @@ pub fn example_spec(args: Vec<String>) -> Spec {
         process: Some(Process {
             args,
             env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
-            cwd: String::new(),
+            cwd: "/".into(),
             user: User {
                 username: Some("NT AUTHORITY\\SYSTEM".into()),
                 ..User::default()

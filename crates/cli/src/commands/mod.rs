@@ -191,22 +191,6 @@ pub fn bundle_or_cwd(bundle: Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
-/// Parses a signal given as a number, `KILL` or `SIGKILL`.
-pub fn parse_signal(text: &str) -> Result<i32> {
-    if let Ok(n) = text.parse::<i32>() {
-        return Ok(n);
-    }
-    let upper = text.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    name.parse::<nix::sys::signal::Signal>()
-        .map(|s| s as i32)
-        .map_err(|_| anyhow::anyhow!("unknown signal {text:?}"))
-}
-
 /// The termination signals `run` and `exec` forward to the container's process. They are
 /// blocked before the process is made, so one that arrives while it starts is forwarded, not
 /// fatal to the CLI (new processes start with no signal blocked).
