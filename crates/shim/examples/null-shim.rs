@@ -3,12 +3,16 @@
 //! cost before any shim does work: the `start` and `delete` actions, the socket, the calls.
 //!
 //! Not a runtime: `create` records the id, `start` reports the shim's own pid, `wait` answers
-//! exit status 0 as soon as the task was started.
+//! exit status 0 as soon as the task was started — a CRI pod sandbox's task (its spec's
+//! `io.kubernetes.cri.container-type` annotation is `sandbox`) once it was also killed, as a
+//! pause process would, so that `bench/cri.sh` can run pods on it. `shutdown` ends the shim
+//! once no task is left (a pod's containers share its sandbox's shim).
 //!
 //! Its `start` action is the cheapest the protocol allows: it binds the socket itself and forks
 //! the serving shim (no `exec`), then answers at once, without waiting for the serving shim to
 //! come up (containerd's connection waits in the socket's backlog).
 
+use std::collections::HashMap;
 use std::os::fd::IntoRawFd;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
@@ -39,9 +43,27 @@ struct NullShim {
 
 #[derive(Clone, Default)]
 struct NullTask {
-    /// Whether `start` was called; `wait` blocks until it was.
-    started: Arc<(Mutex<bool>, Condvar)>,
+    /// The tasks created and not yet deleted, by id; `wait` blocks until its task is done.
+    tasks: Arc<(Mutex<HashMap<String, TaskState>>, Condvar)>,
     exit: Arc<ExitSignal>,
+}
+
+#[derive(Default)]
+struct TaskState {
+    started: bool,
+    /// A pod sandbox's task: runs until killed.
+    sandbox: bool,
+    killed: bool,
+    /// The write ends of the task's stdout and stderr FIFOs, closed once it is done: the
+    /// reader (containerd's CRI copies them to the container's log) sees their end as it
+    /// would a process's.
+    io: Vec<std::fs::File>,
+}
+
+impl TaskState {
+    fn done(&self) -> bool {
+        self.started && (!self.sandbox || self.killed)
+    }
 }
 
 impl Shim for NullShim {
@@ -100,44 +122,90 @@ impl Shim for NullShim {
 }
 
 impl NullTask {
-    fn is_started(&self) -> bool {
-        *self.started.0.lock().unwrap_or_else(|e| e.into_inner())
+    /// Changes the task `id` (if it exists) and wakes every `wait`.
+    fn update(&self, id: &str, change: impl FnOnce(&mut TaskState)) {
+        let (tasks, changed) = &*self.tasks;
+        if let Some(task) = tasks.lock().unwrap_or_else(|e| e.into_inner()).get_mut(id) {
+            change(task);
+            if task.done() {
+                task.io.clear();
+            }
+        }
+        changed.notify_all();
     }
 }
 
+/// The write end of a task's output FIFO, when it has one and its reader is there (as a
+/// process's output it is not waited for).
+fn open_fifo(path: &str) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = path.strip_prefix("fifo://").unwrap_or(path);
+    if path.is_empty() {
+        return None;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()
+}
+
+/// Whether the spec in `bundle` is a CRI pod sandbox's.
+fn is_sandbox(bundle: &str) -> bool {
+    let Ok(spec) = std::fs::read(Path::new(bundle).join("config.json")) else {
+        return false;
+    };
+    serde_json::from_slice::<serde_json::Value>(&spec).is_ok_and(|spec| {
+        spec["annotations"]["io.kubernetes.cri.container-type"].as_str() == Some("sandbox")
+    })
+}
+
 impl Task for NullTask {
-    fn create(&self, _: &TtrpcContext, _: CreateTaskRequest) -> TtrpcResult<CreateTaskResponse> {
+    fn create(&self, _: &TtrpcContext, req: CreateTaskRequest) -> TtrpcResult<CreateTaskResponse> {
+        let task = TaskState {
+            sandbox: is_sandbox(&req.bundle),
+            io: [&req.stdout, &req.stderr]
+                .into_iter()
+                .filter_map(|path| open_fifo(path))
+                .collect(),
+            ..TaskState::default()
+        };
+        let (tasks, _) = &*self.tasks;
+        tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(req.id, task);
         let mut response = CreateTaskResponse::new();
         response.pid = std::process::id();
         Ok(response)
     }
 
-    fn start(&self, _: &TtrpcContext, _: StartRequest) -> TtrpcResult<StartResponse> {
-        let (started, changed) = &*self.started;
-        *started.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        changed.notify_all();
+    fn start(&self, _: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
+        self.update(&req.id, |task| task.started = true);
         let mut response = StartResponse::new();
         response.pid = std::process::id();
         Ok(response)
     }
 
     fn state(&self, _: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
+        let (tasks, _) = &*self.tasks;
+        let status = match tasks.lock().unwrap_or_else(|e| e.into_inner()).get(&req.id) {
+            Some(task) if task.done() => Status::STOPPED,
+            Some(task) if task.started => Status::RUNNING,
+            Some(_) => Status::CREATED,
+            None => Status::STOPPED,
+        };
         let mut response = StateResponse::new();
         response.id = req.id;
         response.pid = std::process::id();
-        response.status = if self.is_started() {
-            Status::STOPPED
-        } else {
-            Status::CREATED
-        }
-        .into();
+        response.status = status.into();
         Ok(response)
     }
 
-    fn wait(&self, _: &TtrpcContext, _: WaitRequest) -> TtrpcResult<WaitResponse> {
-        let (started, changed) = &*self.started;
-        let mut guard = started.lock().unwrap_or_else(|e| e.into_inner());
-        while !*guard {
+    fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> TtrpcResult<WaitResponse> {
+        let (tasks, changed) = &*self.tasks;
+        let mut guard = tasks.lock().unwrap_or_else(|e| e.into_inner());
+        while guard.get(&req.id).is_some_and(|task| !task.done()) {
             guard = changed.wait(guard).unwrap_or_else(|e| e.into_inner());
         }
         let mut response = WaitResponse::new();
@@ -145,11 +213,18 @@ impl Task for NullTask {
         Ok(response)
     }
 
-    fn kill(&self, _: &TtrpcContext, _: KillRequest) -> TtrpcResult<Empty> {
+    fn kill(&self, _: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
+        self.update(&req.id, |task| task.killed = true);
         Ok(Empty::new())
     }
 
-    fn delete(&self, _: &TtrpcContext, _: DeleteRequest) -> TtrpcResult<DeleteResponse> {
+    fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
+        let (tasks, changed) = &*self.tasks;
+        tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&req.id);
+        changed.notify_all();
         let mut response = DeleteResponse::new();
         response.pid = std::process::id();
         response.exited_at = Some(Timestamp::now()).into();
@@ -164,7 +239,10 @@ impl Task for NullTask {
     }
 
     fn shutdown(&self, _: &TtrpcContext, _: ShutdownRequest) -> TtrpcResult<Empty> {
-        self.exit.signal();
+        let (tasks, _) = &*self.tasks;
+        if tasks.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+            self.exit.signal();
+        }
         Ok(Empty::new())
     }
 }
