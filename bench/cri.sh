@@ -273,6 +273,11 @@ if ((density > 0)); then
       hostprocess) shim=$HP_SHIM ;; runc) shim=$RUNC_SHIM ;; null) shim=$NULL_SHIM ;;
       *) echo "bench: unknown handler $handler" >&2; exit 1 ;;
     esac
+    # The pods of part 1 (or the last handler's) are gone; so must their shims be.
+    for _ in $(seq 100); do
+      [[ -z $(shim_pids "$HP_SHIM"; shim_pids "$RUNC_SHIM"; shim_pids "$NULL_SHIM") ]] && break
+      sleep 0.1
+    done
     density_load+="$handler: $(cut -d' ' -f1-3 /proc/loadavg); "
     echo "bench: $density $handler pods at once" >&2
     client density "$handler" "$density" "$ctrd_pid" "$shim" >>"$results/cri-density.jsonl"
@@ -300,6 +305,16 @@ for key, label in (("start_ms", "start (RunPodSandbox → StartContainer returne
                    ("total_ms", "whole pod (… → RemovePodSandbox)")):
     out.append(f"| {label} | {hp[key]:.1f} ms | {runc[key]:.1f} ms | {null[key]:.1f} ms | "
                f"{runc[key] / hp[key]:.2f}× | {runc[key] / null[key]:.2f}× | {hp[key] - null[key]:.1f} ms |")
+steps = ("RunPodSandbox", "CreateContainer", "StartContainer", "exit seen (ContainerStatus)",
+         "StopPodSandbox", "RemovePodSandbox")
+if all("steps_ms" in p and len(p["steps_ms"]) == len(steps) for p in pods):
+    out += ["", "Each call's median (the client's view; ms):", "",
+            "| call | hostprocess | runc | floor | ours − floor |", "| --- | ---: | ---: | ---: | ---: |"]
+    for i, name in enumerate(steps):
+        m = {h: statistics.median(p["steps_ms"][i] for p in pods if p["handler"] == h)
+             for h in ("hostprocess", "runc", "null")}
+        out.append(f"| {name} | {m['hostprocess']:.1f} | {m['runc']:.1f} | {m['null']:.1f} | "
+                   f"{m['hostprocess'] - m['null']:.1f} |")
 summary = (f"pods: whole {hp['total_ms']:.1f}/{runc['total_ms']:.1f}/{null['total_ms']:.1f} ms "
            f"({runc['total_ms'] / hp['total_ms']:.2f}×), start {hp['start_ms']:.1f}/{runc['start_ms']:.1f}/"
            f"{null['start_ms']:.1f} ms ({runc['start_ms'] / hp['start_ms']:.2f}×)")

@@ -6,7 +6,9 @@
 //!   RunPodSandbox (host network) → CreateContainer (`/bin/true`) → StartContainer → the
 //!   container exits (ContainerStatus polled every millisecond) → StopPodSandbox →
 //!   RemovePodSandbox. Prints `{"handler", "round", "start_ms", "exited_ms", "total_ms"}` per
-//!   pod after the WARMUP rounds, `start_ms` being RunPodSandbox to StartContainer returning.
+//!   pod after the WARMUP rounds, `start_ms` being RunPodSandbox to StartContainer returning,
+//!   and `steps_ms`: each call's time (RunPodSandbox, CreateContainer, StartContainer), the wait
+//!   for the exit, then StopPodSandbox's and RemovePodSandbox's.
 //!
 //! `cri-bench density SOCKET IMAGE CGROUP_PARENT LOG_DIR HANDLER PODS CONTAINERD_PID SHIM`
 //!   Starts PODS pods running `sleep` all at once (every pod's three calls in its own task on
@@ -127,13 +129,14 @@ async fn connect(socket: PathBuf) -> Result<Client, Failure> {
 }
 
 /// RunPodSandbox, CreateContainer, StartContainer; the pod's id once it ran (also on failure
-/// after RunPodSandbox, for the cleanup).
+/// after RunPodSandbox, for the cleanup). Each call's time is pushed on `steps`.
 async fn start_pod(
     mut client: Client,
     node: &Node,
     name: &str,
     handler: &str,
     command: &[&str],
+    steps: &mut Vec<Duration>,
 ) -> (Option<String>, Result<String, Failure>) {
     let config = node.pod_config(name);
     if let Err(e) = fs::create_dir_all(&config.log_directory) {
@@ -144,6 +147,7 @@ async fn start_pod(
         config: Some(config.clone()),
         runtime_handler: handler.into(),
     };
+    let t = Instant::now();
     let pod = match client.run_pod_sandbox(run).await {
         Ok(r) => r.into_inner().pod_sandbox_id,
         Err(e) => return (None, Err(Failure::call("RunPodSandbox", name, e))),
@@ -153,6 +157,8 @@ async fn start_pod(
         config: Some(node.container(command)),
         sandbox_config: Some(config),
     };
+    steps.push(t.elapsed());
+    let t = Instant::now();
     let container = match client.create_container(create).await {
         Ok(r) => r.into_inner().container_id,
         Err(e) => return (Some(pod), Err(Failure::call("CreateContainer", name, e))),
@@ -160,14 +166,23 @@ async fn start_pod(
     let start = StartContainerRequest {
         container_id: container.clone(),
     };
-    match client.start_container(start).await {
+    steps.push(t.elapsed());
+    let t = Instant::now();
+    let started = client.start_container(start).await;
+    steps.push(t.elapsed());
+    match started {
         Ok(_) => (Some(pod), Ok(container)),
         Err(e) => (Some(pod), Err(Failure::call("StartContainer", name, e))),
     }
 }
 
-/// StopPodSandbox, RemovePodSandbox.
-async fn remove_pod(mut client: Client, pod: String) -> Result<(), Failure> {
+/// StopPodSandbox, RemovePodSandbox; each call's time is pushed on `steps`.
+async fn remove_pod(
+    mut client: Client,
+    pod: String,
+    steps: &mut Vec<Duration>,
+) -> Result<(), Failure> {
+    let t = Instant::now();
     let stop = StopPodSandboxRequest {
         pod_sandbox_id: pod.clone(),
     };
@@ -175,6 +190,8 @@ async fn remove_pod(mut client: Client, pod: String) -> Result<(), Failure> {
         .stop_pod_sandbox(stop)
         .await
         .map_err(|e| Failure::call("StopPodSandbox", &pod, e))?;
+    steps.push(t.elapsed());
+    let t = Instant::now();
     let remove = RemovePodSandboxRequest {
         pod_sandbox_id: pod.clone(),
     };
@@ -182,6 +199,7 @@ async fn remove_pod(mut client: Client, pod: String) -> Result<(), Failure> {
         .remove_pod_sandbox(remove)
         .await
         .map_err(|e| Failure::call("RemovePodSandbox", &pod, e))?;
+    steps.push(t.elapsed());
     Ok(())
 }
 
@@ -219,29 +237,41 @@ async fn pods(
         for i in 0..handlers.len() {
             let handler = &handlers[(round + i) % handlers.len()];
             let name = format!("bench-{handler}-{round}");
+            let mut steps = Vec::new();
             let t0 = Instant::now();
-            let (pod, started) =
-                start_pod(client.clone(), &node, &name, handler, &["/bin/true"]).await;
+            let (pod, started) = start_pod(
+                client.clone(),
+                &node,
+                &name,
+                handler,
+                &["/bin/true"],
+                &mut steps,
+            )
+            .await;
             let started_at = t0.elapsed();
             let result = match started {
                 Ok(container) => wait_exited(&mut client.clone(), &container).await,
                 Err(e) => Err(e),
             };
             let exited_at = t0.elapsed();
+            steps.push(exited_at - started_at);
             let removed = match pod {
-                Some(pod) => remove_pod(client.clone(), pod).await,
+                Some(pod) => remove_pod(client.clone(), pod, &mut steps).await,
                 None => Ok(()),
             };
             let total = t0.elapsed();
-            result?;
-            removed?;
+            let named = |Failure(message)| Failure(format!("a {handler} pod: {message}"));
+            result.map_err(named)?;
+            removed.map_err(named)?;
             if round >= warmup {
+                let steps: Vec<String> = steps.iter().map(|d| format!("{:.3}", ms(*d))).collect();
                 println!(
-                    "{{\"handler\":\"{handler}\",\"round\":{},\"start_ms\":{:.3},\"exited_ms\":{:.3},\"total_ms\":{:.3}}}",
+                    "{{\"handler\":\"{handler}\",\"round\":{},\"start_ms\":{:.3},\"exited_ms\":{:.3},\"total_ms\":{:.3},\"steps_ms\":[{}]}}",
                     round - warmup,
                     ms(started_at),
                     ms(exited_at),
-                    ms(total)
+                    ms(total),
+                    steps.join(",")
                 );
             }
         }
@@ -332,7 +362,15 @@ async fn density(
         let (client, node, handler) = (client.clone(), node.clone(), handler.to_string());
         tasks.spawn(async move {
             let name = format!("density-{handler}-{i}");
-            start_pod(client, &node, &name, &handler, &["sleep", "3600"]).await
+            start_pod(
+                client,
+                &node,
+                &name,
+                &handler,
+                &["sleep", "3600"],
+                &mut Vec::new(),
+            )
+            .await
         });
     }
     let mut pods = Vec::new();
@@ -359,7 +397,8 @@ async fn density(
     let t1 = Instant::now();
     let mut removals = tokio::task::JoinSet::new();
     for pod in pods {
-        removals.spawn(remove_pod(client.clone(), pod));
+        let client = client.clone();
+        removals.spawn(async move { remove_pod(client, pod, &mut Vec::new()).await });
     }
     while let Some(joined) = removals.join_next().await {
         match joined {

@@ -268,8 +268,11 @@ fn serve(listener: UnixListener, path: &str, exit: Arc<ExitSignal>) -> ! {
         .map(|server| server.register_service(create_task(Arc::new(task))))
         .and_then(|mut server| server.start().map(|()| server));
     let code = match served {
-        Ok(_server) => {
+        Ok(server) => {
             exit.wait();
+            // As the shim library does: the last answers (a `kill` that ended a sandbox's
+            // `wait`) go out before the process exits.
+            server.shutdown();
             0
         }
         Err(_) => 1,
