@@ -22,6 +22,9 @@
 #        DENSITY_HANDLERS="hostprocess runc", LOG_LEVEL=info (containerd's), KEEP=1 keeps the
 #        temporary directory (containerd's log), SHIM_BIN=PATH / NULL_SHIM_BIN=PATH /
 #        CLIENT_BIN=PATH measure those builds instead of building them (release, glibc).
+#        A/B: BASE_SHIM_BIN=PATH registers another build of our shim as the handler `base`
+#        and HANDLERS="hostprocess base" runs part 1 with those two alone, interleaved
+#        (default HANDLERS="hostprocess runc null").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -29,6 +32,7 @@ rounds=${1:-100}
 warmup=${WARMUP:-5}
 density=${DENSITY:-100}
 density_handlers=${DENSITY_HANDLERS:-hostprocess runc}
+read -r -a handlers <<<"${HANDLERS:-hostprocess runc null}"
 log_level=${LOG_LEVEL:-info}
 
 HP_SHIM=containerd-shim-hostprocess-v1
@@ -83,6 +87,8 @@ mkdir -p "$results" "$work"/{root,state,opt,cni/net.d,hostprocess,bin,runc,logs}
 cp "$shim_bin" "$work/bin/$HP_SHIM"
 cp "$null_shim_bin" "$work/bin/$NULL_SHIM"
 cp "$client_bin" "$work/bin/cri-bench"
+BASE_SHIM=containerd-shim-hostprocessbase-v1
+[[ -z ${BASE_SHIM_BIN:-} ]] || cp "$BASE_SHIM_BIN" "$work/bin/$BASE_SHIM"
 
 ctr_t() { timeout 30 ctr --address "$sock" --namespace "$NS" "$@"; }
 
@@ -130,7 +136,7 @@ cleanup() {
   while read -r pid socket; do
     kill -KILL "$pid" 2>/dev/null
     [[ -S $socket ]] && rm -f "$socket"
-  done < <(shim_pids "$HP_SHIM"; shim_pids "$RUNC_SHIM"; shim_pids "$NULL_SHIM")
+  done < <(shim_pids "$HP_SHIM"; shim_pids "$RUNC_SHIM"; shim_pids "$NULL_SHIM"; shim_pids "$BASE_SHIM")
   # Whatever still runs in our pods' cgroups is ours: kill it, then remove the cgroups,
   # deepest first.
   for dir in /sys/fs/cgroup/*"$cgroup_parent" /sys/fs/cgroup/*/*"$cgroup_parent"; do
@@ -193,6 +199,10 @@ state = "$work/state"
         container_annotations = ["microsoft.com/*", "hostprocess.io/*", "io.microsoft.*"]
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.null]
         runtime_type = "io.containerd.null.v1"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.base]
+        runtime_type = "io.containerd.hostprocessbase.v1"
+        pod_annotations = ["microsoft.com/*", "hostprocess.io/*", "io.microsoft.*"]
+        container_annotations = ["microsoft.com/*", "hostprocess.io/*", "io.microsoft.*"]
 EOF
 
 echo "bench: starting a private containerd in $work" >&2
@@ -261,7 +271,7 @@ client() { "$work/bin/cri-bench" "$1" "$sock" "$IMAGE" "$cgroup_parent" "$work/l
 # ---------------------------------------------------------------- 1. pods
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "bench: $rounds rounds of one pod per handler (load $load_before)" >&2
-client pods "$rounds" "$warmup" hostprocess runc null >"$results/cri-pods.jsonl"
+client pods "$rounds" "$warmup" "${handlers[@]}" >"$results/cri-pods.jsonl"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- 2. density
@@ -293,8 +303,26 @@ pods = [json.loads(l) for l in open(f"{res}/cri-pods.jsonl") if l.strip()]
 med = {}
 for h in ("hostprocess", "runc", "null"):
     rows = [p for p in pods if p["handler"] == h]
+    if not rows:
+        med[h] = {"n": 0}
+        continue
     med[h] = {k: statistics.median(p[k] for p in rows) for k in ("start_ms", "exited_ms", "total_ms")}
     med[h]["n"] = len(rows)
+if not med["runc"]["n"]:  # A/B: two builds of our shim
+    base = {h: {k: statistics.median(p[k] for p in pods if p["handler"] == h)
+                for k in ("start_ms", "exited_ms", "total_ms")} for h in ("hostprocess", "base")}
+    out = [f"A/B, {med['hostprocess']['n']} pods each, interleaved, load {load_before} / {load_after}:"]
+    for k in ("start_ms", "exited_ms", "total_ms"):
+        out.append(f"{k}: base {base['base'][k]:.2f} ms, this build {base['hostprocess'][k]:.2f} ms "
+                   f"({base['hostprocess'][k] - base['base'][k]:+.2f} ms)")
+    if all("steps_ms" in p for p in pods):
+        for i in range(6):
+            m = {h: statistics.median(p["steps_ms"][i] for p in pods if p["handler"] == h)
+                 for h in ("hostprocess", "base")}
+            out.append(f"step {i}: base {m['base']:.2f} ms, this build {m['hostprocess']:.2f} ms")
+    open(f"{res}/cri-ab.md", "w").write("\n".join(out) + "\n")
+    print("\n".join(out))
+    sys.exit(0)
 hp, runc, null = med["hostprocess"], med["runc"], med["null"]
 out = [f"# CRI pods ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
        f"{hp['n']} pods per handler, interleaved; load {load_before} before, {load_after} after.", "",

@@ -10,7 +10,8 @@ use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::util::write_address;
 use containerd_shim::{
-    spawn, Config, DeleteResponse, Error as ShimError, ExitSignal, Flags, Shim, StartOpts,
+    socket_address, spawn, Config, DeleteResponse, Error as ShimError, ExitSignal, Flags, Shim,
+    StartOpts,
 };
 use hostprocess_engine::annotations::{CRI_SANDBOX_ID, RUNC_GROUP};
 use hostprocess_engine::plan::PlanOptions;
@@ -100,6 +101,14 @@ impl Shim for Service {
             .map(|spec| spec.annotations)
             .unwrap_or_default();
         let grouping = group(&opts.id, &annotations);
+        // A pod's later containers: its shim already serves the group's socket. Answer that
+        // address, as runc's shim does, instead of spawning a serving shim that would start,
+        // find the socket taken and exit (an `exec` and a shim start-up per container).
+        let address = socket_address(&opts.address, &opts.namespace, &grouping);
+        if sys::is_served(&address) {
+            write_address(&address)?;
+            return Ok(address);
+        }
         let (_, address) = spawn(opts, &grouping, Vec::new())?;
         write_address(&address)?;
         Ok(address)
