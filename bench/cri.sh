@@ -18,7 +18,9 @@
 # cri-density.jsonl) and appends a line to bench/results/cri-history.md.
 #
 # Usage: bench/cri.sh [ROUNDS]    (pods per handler for part 1, default 100)
-# Env:   WARMUP=5 (rounds not counted), DENSITY=100 (pods per handler for part 2; 0 skips it),
+# Env:   WARMUP=5 (rounds not counted), GAP_MS=200 (idle time before each pod: what containerd
+#        and the shims do after a pod's last call — snapshot removal, a shim's exit — would
+#        otherwise land in the next pod, whichever handler's it is), DENSITY=100 (pods per handler for part 2; 0 skips it),
 #        DENSITY_HANDLERS="hostprocess runc", LOG_LEVEL=info (containerd's), KEEP=1 keeps the
 #        temporary directory (containerd's log), SHIM_BIN=PATH / NULL_SHIM_BIN=PATH /
 #        CLIENT_BIN=PATH measure those builds instead of building them (release, glibc).
@@ -32,6 +34,7 @@ rounds=${1:-100}
 warmup=${WARMUP:-5}
 density=${DENSITY:-100}
 density_handlers=${DENSITY_HANDLERS:-hostprocess runc}
+gap_ms=${GAP_MS:-200}
 read -r -a handlers <<<"${HANDLERS:-hostprocess runc null}"
 log_level=${LOG_LEVEL:-info}
 
@@ -271,7 +274,7 @@ client() { "$work/bin/cri-bench" "$1" "$sock" "$IMAGE" "$cgroup_parent" "$work/l
 # ---------------------------------------------------------------- 1. pods
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "bench: $rounds rounds of one pod per handler (load $load_before)" >&2
-client pods "$rounds" "$warmup" "${handlers[@]}" >"$results/cri-pods.jsonl"
+client pods "$rounds" "$warmup" "$gap_ms" "${handlers[@]}" >"$results/cri-pods.jsonl"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- 2. density

@@ -1,8 +1,10 @@
 //! The CRI benchmark's client (`bench/cri.sh` runs it): kubelet-style pods through containerd's
 //! CRI socket, timed from the client side, one JSON object per measurement on stdout.
 //!
-//! `cri-bench pods SOCKET IMAGE CGROUP_PARENT LOG_DIR ROUNDS WARMUP HANDLER...`
-//!   Each round runs one pod per handler, the handlers' order rotating from round to round:
+//! `cri-bench pods SOCKET IMAGE CGROUP_PARENT LOG_DIR ROUNDS WARMUP GAP_MS HANDLER...`
+//!   Each round runs one pod per handler, the handlers' order rotating from round to round,
+//!   GAP_MS idle before each pod (the work containerd and a shim leave behind a pod, such as
+//!   snapshot removal and the shim's exit, is then not charged to the next pod):
 //!   RunPodSandbox (host network) → CreateContainer (`/bin/true`) → StartContainer → the
 //!   container exits (ContainerStatus polled every millisecond) → StopPodSandbox →
 //!   RemovePodSandbox. Prints `{"handler", "round", "start_ms", "exited_ms", "total_ms"}` per
@@ -231,12 +233,14 @@ async fn pods(
     node: Node,
     rounds: usize,
     warmup: usize,
+    gap: Duration,
     handlers: &[String],
 ) -> Result<(), Failure> {
     for round in 0..warmup + rounds {
         for i in 0..handlers.len() {
             let handler = &handlers[(round + i) % handlers.len()];
             let name = format!("bench-{handler}-{round}");
+            tokio::time::sleep(gap).await;
             let mut steps = Vec::new();
             let t0 = Instant::now();
             let (pod, started) = start_pod(
@@ -429,7 +433,7 @@ async fn density(
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage =
-        "usage: cri-bench pods SOCKET IMAGE CGROUP_PARENT LOG_DIR ROUNDS WARMUP HANDLER... \
+        "usage: cri-bench pods SOCKET IMAGE CGROUP_PARENT LOG_DIR ROUNDS WARMUP GAP_MS HANDLER... \
                  | density SOCKET IMAGE CGROUP_PARENT LOG_DIR HANDLER PODS CONTAINERD_PID SHIM";
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -449,13 +453,22 @@ fn main() {
             .collect::<Vec<_>>()
             .as_slice()
         {
-            ["pods", socket, image, cgroup, logs, rounds, warmup, handlers @ ..]
+            ["pods", socket, image, cgroup, logs, rounds, warmup, gap, handlers @ ..]
                 if !handlers.is_empty() =>
             {
                 let node = node(image, cgroup, logs);
                 let client = connect(socket.into()).await?;
                 let handlers: Vec<String> = handlers.iter().map(|h| h.to_string()).collect();
-                pods(client, node, number(rounds)?, number(warmup)?, &handlers).await
+                let gap = Duration::from_millis(number(gap)? as u64);
+                pods(
+                    client,
+                    node,
+                    number(rounds)?,
+                    number(warmup)?,
+                    gap,
+                    &handlers,
+                )
+                .await
             }
             ["density", socket, image, cgroup, logs, handler, count, pid, shim] => {
                 let node = node(image, cgroup, logs);
