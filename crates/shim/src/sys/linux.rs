@@ -112,7 +112,12 @@ impl ProcessIo {
                 // A process reading a FIFO that has no writer yet would see EOF at once: the
                 // process reads a pipe, which gets EOF only when containerd closes stdin.
                 let (read, write) = pipe()?;
-                stdin_pump = Some(Pump::start("stdin", source, File::from(write))?);
+                stdin_pump = Some(Pump::start(
+                    "stdin",
+                    source,
+                    File::from(write),
+                    OnStop::Deliver,
+                )?);
                 stdio.stdin = Some(read);
             } else {
                 stdio.stdin = Some(source.into());
@@ -145,10 +150,20 @@ impl ProcessIo {
             None
         } else {
             let source = open_stdin(&paths.stdin)?;
-            Some(Pump::start("stdin", source, console.try_clone()?)?)
+            Some(Pump::start(
+                "stdin",
+                source,
+                console.try_clone()?,
+                OnStop::Deliver,
+            )?)
         };
         let output = match open_output(&paths.stdout, &mut readers)? {
-            Some(destination) => Some(Pump::start("console", console.try_clone()?, destination)?),
+            Some(destination) => Some(Pump::start(
+                "console",
+                console.try_clone()?,
+                destination,
+                OnStop::Discard,
+            )?),
             None => None,
         };
         let stdio = Stdio {
@@ -315,6 +330,21 @@ fn openpty() -> io::Result<(File, OwnedFd)> {
     Ok((File::from(controller), follower))
 }
 
+/// What a pump does with what its source already holds when it is stopped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnStop {
+    /// Copies it first (at most [`DELIVER_LIMIT`]): containerd closes its end of the stdin FIFO,
+    /// then calls `CloseIO`, and what it wrote just before must still reach the process (the
+    /// end of an archive `kubectl cp` sends to `tar xf -`).
+    Deliver,
+    /// Stops at once.
+    Discard,
+}
+
+/// The most a stopped pump still delivers: more than a pipe buffers, so a writer that goes on
+/// writing cannot keep it copying.
+const DELIVER_LIMIT: usize = 1 << 20;
+
 /// A thread copying `source` to `destination` until the source ends or `stop` is called; the
 /// destination is closed when it finishes (so a pipe's reader sees EOF).
 struct Pump {
@@ -322,12 +352,17 @@ struct Pump {
 }
 
 impl Pump {
-    fn start(name: &'static str, source: File, mut destination: File) -> io::Result<Pump> {
+    fn start(
+        name: &'static str,
+        source: File,
+        mut destination: File,
+        on_stop: OnStop,
+    ) -> io::Result<Pump> {
         let (stop_read, stop_write) = pipe()?;
         std::thread::Builder::new()
             .name(format!("io-{name}"))
             .spawn(move || {
-                if let Err(e) = copy(&source, &stop_read, &mut destination) {
+                if let Err(e) = copy(&source, &stop_read, &mut destination, on_stop) {
                     debug!("{name} copy ended: {e}");
                 }
             })?;
@@ -342,7 +377,7 @@ impl Pump {
     }
 }
 
-fn copy(source: &File, stop: &OwnedFd, destination: &mut File) -> io::Result<()> {
+fn copy(source: &File, stop: &OwnedFd, destination: &mut File, on_stop: OnStop) -> io::Result<()> {
     let mut buf = vec![0u8; 32 * 1024];
     let mut source = source;
     loop {
@@ -367,7 +402,10 @@ fn copy(source: &File, stop: &OwnedFd, destination: &mut File) -> io::Result<()>
             return Err(e);
         }
         if fds[1].revents != 0 {
-            return Ok(());
+            return match on_stop {
+                OnStop::Deliver => deliver_buffered(source, &mut buf, destination),
+                OnStop::Discard => Ok(()),
+            };
         }
         if fds[0].revents & libc::POLLNVAL != 0 {
             return Ok(());
@@ -388,6 +426,34 @@ fn copy(source: &File, stop: &OwnedFd, destination: &mut File) -> io::Result<()>
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Copies what `source` holds now, without waiting for more (at most [`DELIVER_LIMIT`]).
+fn deliver_buffered(mut source: &File, buf: &mut [u8], destination: &mut File) -> io::Result<()> {
+    let mut delivered = 0;
+    while delivered < DELIVER_LIMIT {
+        let mut fd = libc::pollfd {
+            fd: source.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll(2) on one valid pollfd entry, without waiting.
+        if unsafe { libc::poll(&mut fd, 1, 0) } <= 0 || fd.revents & libc::POLLIN == 0 {
+            return Ok(());
+        }
+        match source.read(buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                destination.write_all(&buf[..n])?;
+                delivered += n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -445,6 +511,35 @@ mod tests {
         let (_dir, _fifo, mut io, process_stdin) = open_stdin_fifo();
         io.close_stdin();
         assert_eq!(read_with_timeout(process_stdin, Duration::from_secs(5)), "");
+    }
+
+    #[test]
+    fn close_stdin_still_delivers_what_the_writer_wrote_before_closing() {
+        let (_dir, fifo, mut io, process_stdin) = open_stdin_fifo();
+        // More than the process's pipe, the copy buffer and nothing else can hold: once the
+        // writer is done, part of it waits in the FIFO while the copy is blocked on the pipe.
+        let data: Vec<u8> = (0..128 * 1024).map(|i| (i % 251) as u8).collect();
+        let writer = {
+            let (fifo, data) = (fifo.clone(), data.clone());
+            std::thread::spawn(move || {
+                let mut writer = OpenOptions::new().write(true).open(&fifo).unwrap();
+                writer.write_all(&data).unwrap();
+            })
+        };
+        writer.join().unwrap();
+        // containerd closed its end of the FIFO, then calls CloseIO.
+        io.close_stdin();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut read = Vec::new();
+            let _ = (&process_stdin).read_to_end(&mut read);
+            let _ = tx.send(read);
+        });
+        let read = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the process got EOF");
+        assert_eq!(read.len(), data.len());
+        assert!(read == data, "the bytes differ");
     }
 
     /// A `stdout` FIFO in `dir` with a client reading it, as containerd's would.
