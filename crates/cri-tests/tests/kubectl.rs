@@ -21,10 +21,13 @@ use k8s_cri::v1::{
     AttachRequest, ContainerConfig, ContainerState, ExecRequest, LinuxContainerResources,
     NamespaceMode,
 };
-use kubelet::{assert_nothing_left, container, processes_in_cgroups_of, Node};
+use kubelet::{assert_nothing_left, container, processes_in_cgroups_of, with_annotation, Node};
 use stream::{Stream, CHANNEL, STDIN, STDOUT, V4_CHANNEL};
 use support::image::{HELLO_PATH, HELLO_TEXT};
 use support::{text, wait_until};
+
+/// The pod or container annotation choosing the container volume's layout.
+const VOLUME_LAYOUT: &str = "hostprocess.io/volume-layout";
 
 /// The status the error channel carries when a command exits 0.
 const SUCCESS: &str = r#"{"metadata":{},"status":"Success"}"#;
@@ -549,53 +552,63 @@ fn a_crashed_container_restarts_as_attempt_one_with_a_fresh_volume() {
         .run_pod(node.host_network_pod("restart"))
         .unwrap_or_else(|e| panic!("RunPodSandbox: {e}"));
     let script = r#"v="$CONTAINER_SANDBOX_MOUNT_POINT"; if test -e "$v/left-by-attempt"; then echo "volume has $(cat "$v/left-by-attempt")"; else echo fresh-volume; fi; echo "$ATTEMPT" > "$v/left-by-attempt"; exit 1"#;
-    let attempt = |n: u32| {
-        let mut config = container("crasher", script);
-        if let Some(metadata) = config.metadata.as_mut() {
-            metadata.attempt = n;
-        }
-        config.log_path = format!("crasher-{n}.log");
-        config.envs.push(k8s_cri::v1::KeyValue {
-            key: "ATTEMPT".into(),
-            value: n.to_string(),
-        });
-        config
-    };
+    let mut ids = Vec::new();
+    // Both volume layouts: a private view with the volume at /hpc, and a host path per
+    // container.
+    for layout in ["bind", "symlink"] {
+        let name = format!("crasher-{layout}");
+        let attempt = |n: u32| {
+            let mut config = with_annotation(container(&name, script), VOLUME_LAYOUT, layout);
+            if let Some(metadata) = config.metadata.as_mut() {
+                metadata.attempt = n;
+            }
+            config.log_path = format!("{name}-{n}.log");
+            config.envs.push(k8s_cri::v1::KeyValue {
+                key: "ATTEMPT".into(),
+                value: n.to_string(),
+            });
+            config
+        };
+        let first = pod.start(&attempt(0));
+        let status = node.cri.wait_for_state(
+            &first,
+            ContainerState::ContainerExited,
+            Duration::from_secs(30),
+        );
+        assert_eq!(status.exit_code, 1, "{status:?}");
+        // The kubelet keeps the crashed container (its logs) and makes the next attempt.
+        let second = pod.start(&attempt(1));
+        let status = node.cri.wait_for_state(
+            &second,
+            ContainerState::ContainerExited,
+            Duration::from_secs(30),
+        );
+        assert_eq!(status.exit_code, 1, "{status:?}");
+        assert_eq!(status.metadata.map(|m| m.attempt), Some(1));
+        assert_eq!(pod.log_lines(&format!("{name}-0")), ["fresh-volume"]);
+        assert_eq!(
+            pod.log_lines(&format!("{name}-1")),
+            ["fresh-volume"],
+            "{layout} layout"
+        );
 
-    let first = pod.start(&attempt(0));
-    let status = node.cri.wait_for_state(
-        &first,
-        ContainerState::ContainerExited,
-        Duration::from_secs(30),
-    );
-    assert_eq!(status.exit_code, 1, "{status:?}");
-    // The kubelet keeps the crashed container (its logs) and makes the next attempt.
-    let second = pod.start(&attempt(1));
-    let status = node.cri.wait_for_state(
-        &second,
-        ContainerState::ContainerExited,
-        Duration::from_secs(30),
-    );
-    assert_eq!(status.exit_code, 1, "{status:?}");
-    assert_eq!(status.metadata.map(|m| m.attempt), Some(1));
-    assert_eq!(pod.log_lines("crasher-0"), ["fresh-volume"]);
-    assert_eq!(pod.log_lines("crasher-1"), ["fresh-volume"]);
-
-    // The kubelet's garbage collection removes the old attempt; the new one stays.
-    node.cri
-        .remove_container(&first)
-        .unwrap_or_else(|e| panic!("RemoveContainer: {e}"));
-    let left: Vec<String> = node
-        .cri
-        .list_containers(&pod.id)
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
-    assert_eq!(left, std::slice::from_ref(&second));
+        // The kubelet's garbage collection removes the old attempt; the new one stays.
+        node.cri
+            .remove_container(&first)
+            .unwrap_or_else(|e| panic!("RemoveContainer: {e}"));
+        let left: Vec<String> = node
+            .cri
+            .list_containers(&pod.id)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert!(left.contains(&second) && !left.contains(&first), "{left:?}");
+        ids.extend([first, second]);
+    }
 
     let pod_id = pod.id.clone();
     pod.remove();
-    assert_nothing_left(&node, &pod_id, &[first, second]);
+    assert_nothing_left(&node, &pod_id, &ids);
 }
 
 #[test]
