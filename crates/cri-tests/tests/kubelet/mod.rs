@@ -2,6 +2,8 @@
 //! socket, synchronous for tests) that runs pods with the `hostprocess` runtime handler the way
 //! the kubelet builds its requests, and a [`Pod`] that stops and removes its sandbox in `Drop`.
 
+#![allow(dead_code)] // each test binary uses a different part of the kubelet
+
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -49,7 +51,11 @@ pub struct Node {
 
 impl Node {
     pub fn start() -> Node {
-        let containerd = Containerd::start();
+        Node::on(Containerd::start())
+    }
+
+    /// A node around a containerd the test started itself (e.g. after `node install`).
+    pub fn on(containerd: Containerd) -> Node {
         containerd.import_pause(K8S_NAMESPACE);
         containerd.import_busybox(K8S_NAMESPACE);
         let cri = Cri::connect(containerd.socket());

@@ -33,11 +33,20 @@ pub struct Containerd {
 }
 
 impl Containerd {
-    /// Installs containerd when it is missing, then starts a private instance and waits until it
-    /// answers.
+    /// Installs containerd when it is missing, then starts a private instance with the shipped
+    /// runtime handler and the built shim, and waits until it answers.
     pub fn start() -> Containerd {
+        let mut containerd = Containerd::prepare(true);
+        let shim = shim_binary();
+        let shim_dir = shim.parent().expect("the shim binary has a directory");
+        containerd.launch(shim_dir);
+        containerd
+    }
+
+    /// Makes the instance's directories and configuration (with the runtime handler or without,
+    /// for tests that register it themselves) and starts nothing yet: see [`Containerd::launch`].
+    pub fn prepare(with_handler: bool) -> Containerd {
         ensure_installed(|| on_path("runc"), &["runc"]);
-        let release = Release::get();
         let dir = std::env::temp_dir().join(unique_id("hpc-ctrd"));
         let _ = fs::remove_dir_all(&dir);
         for sub in [
@@ -52,23 +61,33 @@ impl Containerd {
                 .unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.join(sub).display()));
         }
         install_fake_cni(&dir.join("cni"));
-        let mut containerd = Containerd {
+        let containerd = Containerd {
             socket: dir.join("containerd.sock"),
             shim_root: dir.join("hostprocess"),
             dir,
             child: None,
         };
-        let config = containerd.dir.join("containerd.toml");
-        fs::write(&config, containerd.config())
+        let config = containerd.config_path();
+        fs::write(&config, containerd.config(with_handler))
             .unwrap_or_else(|e| panic!("write {}: {e}", config.display()));
-        let log_path = containerd.log_path();
+        containerd
+    }
+
+    /// The configuration file this instance starts with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("containerd.toml")
+    }
+
+    /// Starts the prepared instance with `shim_dir` first on its `PATH` (after the release's
+    /// own binaries) and waits until it answers.
+    pub fn launch(&mut self, shim_dir: &Path) {
+        let release = Release::get();
+        let log_path = self.log_path();
         let log = fs::File::create(&log_path)
             .unwrap_or_else(|e| panic!("create {}: {e}", log_path.display()));
         let log_err = log
             .try_clone()
             .unwrap_or_else(|e| panic!("dup {}: {e}", log_path.display()));
-        let shim = shim_binary();
-        let shim_dir = shim.parent().expect("the shim binary has a directory");
         // The release's own shims (runc's) before the machine's.
         let release_dir = release
             .bin_dir
@@ -82,26 +101,33 @@ impl Containerd {
         );
         let child = Command::new(release.binary("containerd"))
             .arg("--config")
-            .arg(&config)
+            .arg(self.config_path())
             .env("PATH", path)
-            .env(SHIM_ROOT_ENV, &containerd.shim_root)
+            .env(SHIM_ROOT_ENV, &self.shim_root)
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
             .spawn()
             .unwrap_or_else(|e| panic!("start containerd: {e}"));
-        containerd.child = Some(child);
-        containerd.wait_ready();
-        containerd
+        self.child = Some(child);
+        self.wait_ready();
     }
 
     /// The configuration of this instance, in the config version of the containerd under test.
-    fn config(&self) -> String {
-        match Release::get().config_version {
+    fn config(&self, with_handler: bool) -> String {
+        let mut config = match Release::get().config_version {
             3 => self.config_v3(),
             _ => self.config_v2(),
+        };
+        if with_handler {
+            let version = Release::get().config_version;
+            config.push_str(&format!(
+                "\n# The CRI runtime handler \"hostprocess\", as deploy/ ships it:\n{}\n",
+                shipped_runtime_handler(version)
+            ));
         }
+        config
     }
 
     /// containerd 2.x: CRI split into plugins `io.containerd.cri.v1.images` (the sandbox image
@@ -143,11 +169,8 @@ state = "{d}/state"
       [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
         runtime_type = "io.containerd.runc.v2"
 # hostprocess state root of this instance: {shim_root}
-
-# The CRI runtime handler "hostprocess", as deploy/ ships it:
-{handler}"#,
+"#,
             pause = image::PAUSE_IMAGE,
-            handler = shipped_runtime_handler(3),
         )
     }
 
@@ -184,11 +207,8 @@ state = "{d}/state"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
         runtime_type = "io.containerd.runc.v2"
 # hostprocess state root of this instance: {shim_root}
-
-# The CRI runtime handler "hostprocess", as deploy/ ships it:
-{handler}"#,
+"#,
             pause = image::PAUSE_IMAGE,
-            handler = shipped_runtime_handler(2),
         )
     }
 

@@ -190,13 +190,15 @@ fn resolve_name(name: &AccountName) -> Result<Resolution> {
     ))
 }
 
-fn claims_dir() -> PathBuf {
+/// The directory of ephemeral uid claims (one file per claimed uid).
+pub fn claims_dir() -> PathBuf {
     std::env::var_os(EPHEMERAL_CLAIMS_ENV)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(EPHEMERAL_CLAIMS_DIR))
 }
 
-fn uid_range() -> (u32, u32) {
+/// The reserved range of ephemeral uids, first and last.
+pub fn uid_range() -> (u32, u32) {
     std::env::var(EPHEMERAL_UIDS_ENV)
         .ok()
         .and_then(|v| {
