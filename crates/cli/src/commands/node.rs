@@ -48,6 +48,10 @@ pub struct TargetArgs {
     /// config's `version`, else from `containerd --version`.
     #[arg(long = "config-version", value_parser = clap::value_parser!(u8).range(2..=3))]
     pub config_version: Option<u8>,
+    /// Leave the binaries alone (a package installed them): only register or unregister the
+    /// runtime handler.
+    #[arg(long = "config-only")]
+    pub config_only: bool,
     /// Print what would change and change nothing.
     #[arg(long = "dry-run")]
     pub dry_run: bool,
@@ -210,7 +214,7 @@ fn install(args: &InstallArgs) -> Result<()> {
     }
 
     let mut config_changed = false;
-    if !dry {
+    if !dry && !binaries.is_empty() {
         std::fs::create_dir_all(&target.prefix)
             .with_context(|| format!("create '{}'", target.prefix.display()))?;
     }
@@ -267,7 +271,7 @@ fn install(args: &InstallArgs) -> Result<()> {
         config_changed = true;
     }
     let path = node_check::containerd_path_of(&target.config);
-    if !path.is_empty() && !path.contains(&target.prefix) {
+    if !target.config_only && !path.is_empty() && !path.contains(&target.prefix) {
         println!(
             "warning: '{}' is not on the running containerd's PATH; containerd will not find {SHIM_BINARY} there",
             target.prefix.display()
@@ -287,7 +291,12 @@ fn uninstall(args: &TargetArgs) -> Result<()> {
     let original = read_optional(&args.config)?;
     let plan = node_config::plan_uninstall(original.as_deref(), &drop_in_dir);
     let mut config_changed = false;
-    for name in [CLI_BINARY, SHIM_BINARY] {
+    let binaries: &[&str] = if args.config_only {
+        &[]
+    } else {
+        &[CLI_BINARY, SHIM_BINARY]
+    };
+    for name in binaries {
         let dest = args.prefix.join(name);
         if dest.exists() {
             if !dry {
