@@ -173,9 +173,11 @@ fn report(dry_run: bool, action: &str) {
     }
 }
 
-fn install(args: &InstallArgs) -> Result<()> {
-    let target = &args.target;
-    let dry = target.dry_run;
+/// The binaries to install and their names in the prefix (none with --config-only).
+fn binary_sources(args: &InstallArgs) -> Result<Vec<(PathBuf, &'static str)>> {
+    if args.target.config_only {
+        return Ok(Vec::new());
+    }
     let running = std::env::current_exe().context("the running hostprocess binary's path")?;
     let cli = args.hostprocess_binary.clone().unwrap_or(running.clone());
     let shim = match &args.shim_binary {
@@ -191,7 +193,12 @@ fn install(args: &InstallArgs) -> Result<()> {
                 )
             })?,
     };
+    Ok(vec![(cli, CLI_BINARY), (shim, SHIM_BINARY)])
+}
 
+fn install(args: &InstallArgs) -> Result<()> {
+    let target = &args.target;
+    let dry = target.dry_run;
     // Decide everything before the first change.
     let original = read_optional(&target.config)?;
     let version = target.config_version(original.as_deref())?;
@@ -205,9 +212,9 @@ fn install(args: &InstallArgs) -> Result<()> {
         },
     )?;
     let mut binaries = Vec::new();
-    for (source, name) in [(&cli, CLI_BINARY), (&shim, SHIM_BINARY)] {
+    for (source, name) in binary_sources(args)? {
         let bytes =
-            std::fs::read(source).with_context(|| format!("read '{}'", source.display()))?;
+            std::fs::read(&source).with_context(|| format!("read '{}'", source.display()))?;
         let dest = target.prefix.join(name);
         let current = std::fs::read(&dest).ok();
         binaries.push((dest, bytes, current));

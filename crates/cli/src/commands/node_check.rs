@@ -6,6 +6,7 @@ use std::process::Command;
 
 use anyhow::Result;
 use hostprocess_engine::sys::linux::account;
+use nix::sys::statfs::{statfs, FsType, CGROUP2_SUPER_MAGIC, TMPFS_MAGIC};
 use serde::Serialize;
 
 use super::node::{CheckArgs, CheckFormat, SHIM_BINARY};
@@ -19,8 +20,6 @@ const ANNOTATIONS: [&str; 3] = [
     "hostprocess.io/run-as-user",
     "io.microsoft.container.memory.sizeinmb",
 ];
-const CGROUP2_MAGIC: i64 = 0x6367_7270;
-const TMPFS_MAGIC: i64 = 0x0102_1994;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -111,16 +110,14 @@ fn kernel() -> Finding {
     }
 }
 
-fn fs_type(path: &str) -> Option<i64> {
-    nix::sys::statfs::statfs(path)
-        .ok()
-        .map(|s| s.filesystem_type().0)
+fn fs_type(path: &str) -> Option<FsType> {
+    statfs(path).ok().map(|s| s.filesystem_type())
 }
 
 fn cgroups() -> Finding {
-    let mode = if fs_type("/sys/fs/cgroup") == Some(CGROUP2_MAGIC) {
+    let mode = if fs_type("/sys/fs/cgroup") == Some(CGROUP2_SUPER_MAGIC) {
         "v2 (unified)"
-    } else if fs_type("/sys/fs/cgroup/unified") == Some(CGROUP2_MAGIC) {
+    } else if fs_type("/sys/fs/cgroup/unified") == Some(CGROUP2_SUPER_MAGIC) {
         "hybrid (v1 controllers, cgroup2 at /sys/fs/cgroup/unified)"
     } else if Path::new("/sys/fs/cgroup/memory").is_dir() {
         "v1"
