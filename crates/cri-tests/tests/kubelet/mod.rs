@@ -75,7 +75,12 @@ impl Node {
 
     /// RunPodSandbox with the hostprocess handler; the pod is removed when dropped.
     pub fn run_pod(&self, config: PodSandboxConfig) -> Result<Pod<'_>, Status> {
-        let id = self.cri.run_pod_sandbox(&config)?;
+        self.run_pod_with(config, HANDLER)
+    }
+
+    /// RunPodSandbox with another runtime handler (e.g. `runc`, containerd's default).
+    pub fn run_pod_with(&self, config: PodSandboxConfig, handler: &str) -> Result<Pod<'_>, Status> {
+        let id = self.cri.run_pod_sandbox(&config, handler)?;
         Ok(Pod {
             node: self,
             id,
@@ -288,10 +293,14 @@ impl Cri {
         }
     }
 
-    pub fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> Result<String, Status> {
+    pub fn run_pod_sandbox(
+        &self,
+        config: &PodSandboxConfig,
+        handler: &str,
+    ) -> Result<String, Status> {
         let request = RunPodSandboxRequest {
             config: Some(config.clone()),
-            runtime_handler: HANDLER.into(),
+            runtime_handler: handler.into(),
         };
         self.call("RunPodSandbox", |mut c| async move {
             c.run_pod_sandbox(request).await
