@@ -15,9 +15,10 @@ use super::node::{CheckArgs, CheckFormat, SHIM_BINARY};
 const MIN_KERNEL: (u32, u32) = (5, 14);
 const RUNTIME_TYPE: &str = "io.containerd.hostprocess.v1";
 /// One annotation of each family the shim reads; CRI must let each through.
-const ANNOTATIONS: [&str; 3] = [
+const ANNOTATIONS: [&str; 4] = [
     "microsoft.com/hostprocess-container",
     "hostprocess.io/run-as-user",
+    "run-as-user.hostprocess.io/agent",
     "io.microsoft.container.memory.sizeinmb",
 ];
 
@@ -446,7 +447,7 @@ fn containerd_config(containerd: &Containerd, handler: &str) -> Vec<Finding> {
                 "annotations",
                 Verdict::Warn,
                 format!("{key} of \"{handler}\" blocks {}", blocked.join(", ")),
-                format!("add \"microsoft.com/hostprocess-*\", \"hostprocess.io/*\", \"io.microsoft.container.*\" to {key}"),
+                format!("add \"microsoft.com/hostprocess-*\", \"hostprocess.io/*\", \"run-as-user.hostprocess.io/*\", \"io.microsoft.container.*\" to {key}"),
             ));
         }
     }
