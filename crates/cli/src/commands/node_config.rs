@@ -97,9 +97,45 @@ pub fn drop_in_paths(dir: &Path) -> Vec<PathBuf> {
     vec![dir.join(DROP_IN_NAME)]
 }
 
-/// Whether a drop-in is exactly what install wrote (so uninstall may remove it).
+/// Whether a drop-in holds the hostprocess runtime handler and nothing else (what install of
+/// this or any release wrote, so uninstall may remove it).
 pub fn is_our_drop_in(text: &str) -> bool {
-    text == SHIPPED_V2 || text == SHIPPED_V3
+    let Ok(doc) = parse(text) else {
+        return false;
+    };
+    let top = doc.as_table();
+    if top
+        .iter()
+        .any(|(key, _)| key != "version" && key != "plugins")
+    {
+        return false;
+    }
+    [ConfigVersion::V2, ConfigVersion::V3]
+        .iter()
+        .any(|version| {
+            let plugin = only(top.get("plugins"), version.runtime_plugin());
+            let runtimes = only(only(plugin, "containerd"), "runtimes");
+            only(runtimes, HANDLER).is_some()
+        })
+}
+
+/// The item under `key` of a table that has no other key.
+fn only<'a>(item: Option<&'a toml_edit::Item>, key: &str) -> Option<&'a toml_edit::Item> {
+    let table = item?.as_table_like()?;
+    if table.len() == 1 {
+        table.get(key)
+    } else {
+        None
+    }
+}
+
+/// Where the marked block install appended (this or any release's) is in a config.
+fn block_range(text: &str) -> Option<std::ops::Range<usize>> {
+    let begin = format!("\n{BLOCK_BEGIN}\n");
+    let end = format!("\n{BLOCK_END}\n");
+    let start = text.find(&begin)?;
+    let stop = start + 1 + text[start + 1..].find(&end)? + end.len();
+    Some(start..stop)
 }
 
 /// What install changes: a drop-in to write, the config's new text, and what changed in it.
@@ -123,8 +159,17 @@ pub fn plan_install(
         plan.changes
             .push(format!("create it (config version {})", version.number()));
     }
-    if text.contains(BLOCK_BEGIN) {
-        // Installed inline before: nothing more to do.
+    if let Some(range) = block_range(text) {
+        // Installed inline before: bring the block to this release's.
+        let block = inline_block();
+        if text[range.clone()] != block {
+            let mut config = text.to_string();
+            config.replace_range(range, &block);
+            plan.config = Some(config);
+            plan.changes.push(format!(
+                "update the runtime handler \"{HANDLER}\" it appended"
+            ));
+        }
         return Ok(plan);
     }
     let doc = parse(text)?;
@@ -195,9 +240,8 @@ pub fn plan_uninstall(original: Option<&str>, drop_in_dir: &Path) -> Uninstall {
     };
     let mut config = text.to_string();
     let mut changes = Vec::new();
-    let block = inline_block();
-    if let Some(start) = config.find(&block) {
-        config.replace_range(start..start + block.len(), "");
+    if let Some(range) = block_range(&config) {
+        config.replace_range(range, "");
         changes.push(format!(
             "remove the runtime handler \"{HANDLER}\" it appended"
         ));
@@ -441,6 +485,35 @@ mod tests {
             install(Some(&config), ConfigVersion::V2),
             InstallPlan::default()
         );
+    }
+
+    #[test]
+    fn another_releases_block_is_updated_by_install_and_removed_by_uninstall() {
+        let original = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n";
+        let older = format!(
+            "{original}\n{BLOCK_BEGIN}\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.hostprocess]\n  runtime_type = \"io.containerd.hostprocess.v1\"\n{BLOCK_END}\n"
+        );
+        let updated = install(Some(&older), ConfigVersion::V2).config.unwrap();
+        assert_eq!(updated, format!("{original}{}", inline_block()));
+        let Uninstall::Rewrite { config, .. } = plan_uninstall(Some(&older), Path::new(DIR)) else {
+            panic!("uninstall left another release's block");
+        };
+        assert_eq!(config, original);
+    }
+
+    #[test]
+    fn a_drop_in_is_ours_when_it_holds_only_the_handler() {
+        assert!(is_our_drop_in(SHIPPED_V2));
+        assert!(is_our_drop_in(SHIPPED_V3));
+        let edited = SHIPPED_V3.replace("\"hostprocess.io/*\", ", "");
+        assert!(is_our_drop_in(&edited));
+        let more = format!(
+            "{SHIPPED_V3}\n[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.other]\n"
+        );
+        assert!(!is_our_drop_in(&more));
+        assert!(!is_our_drop_in(&format!(
+            "{SHIPPED_V3}\n[debug]\n  level = \"info\"\n"
+        )));
     }
 
     #[test]
