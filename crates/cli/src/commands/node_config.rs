@@ -195,6 +195,11 @@ pub fn plan_install(
             );
         }
     }
+    if doc.get("version").is_none() && plugin("cri").is_some() {
+        bail!(
+            "it is a version 1 config (a plugins.cri table and no `version`): rewrite it as version 2 first (`containerd config dump` prints it so)"
+        );
+    }
     let mut config = text.to_string();
     if version == ConfigVersion::V2 && plugin(ConfigVersion::V2.runtime_plugin()).is_some() {
         config.push_str(&inline_block());
@@ -544,6 +549,13 @@ mod tests {
         let original = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.hostprocess]\n  runtime_type = \"x\"\n";
         let err = plan_install(Some(original), ConfigVersion::V2, Path::new(DIR)).unwrap_err();
         assert!(err.to_string().contains("already registers"), "{err}");
+    }
+
+    #[test]
+    fn a_version_1_config_is_refused() {
+        let original = "[plugins.cri]\n  sandbox_image = \"p\"\n";
+        let err = plan_install(Some(original), ConfigVersion::V2, Path::new(DIR)).unwrap_err();
+        assert!(err.to_string().contains("version 1"), "{err}");
     }
 
     #[test]
