@@ -65,7 +65,7 @@ fn not_ok(
 pub fn run(args: &CheckArgs) -> Result<u8> {
     let containerd = Containerd::find(&args.config);
     let mut findings = vec![kernel(), cgroups(), overlayfs(), run_on_tmpfs()];
-    findings.extend(service_accounts());
+    findings.extend(service_accounts(&containerd));
     findings.push(ephemeral_uids());
     findings.push(shim_on_path(&containerd));
     findings.extend(containerd_config(&containerd, &args.handler));
@@ -168,31 +168,51 @@ fn run_on_tmpfs() -> Finding {
     }
 }
 
-/// The accounts `NT AUTHORITY\LOCAL SERVICE` and `NETWORK SERVICE` map to.
-fn service_accounts() -> Vec<Finding> {
-    let mut names: Vec<(String, &str)> = Vec::new();
-    for env in [account::LOCAL_SERVICE_ENV, account::NETWORK_SERVICE_ENV] {
-        let name = std::env::var(env)
-            .ok()
+/// The accounts `NT AUTHORITY\LOCAL SERVICE` and `NETWORK SERVICE` map to: the shim inherits
+/// containerd's environment, so its settings count first, then this command's.
+fn service_accounts(containerd: &Containerd) -> Vec<Finding> {
+    let containerd_env = containerd.environment();
+    // (account name, the Windows accounts that map to it, the settings that name it)
+    let mut names: Vec<(String, Vec<&str>, Vec<&str>)> = Vec::new();
+    for (env, windows) in [
+        (account::LOCAL_SERVICE_ENV, "NT AUTHORITY\\LOCAL SERVICE"),
+        (
+            account::NETWORK_SERVICE_ENV,
+            "NT AUTHORITY\\NETWORK SERVICE",
+        ),
+    ] {
+        let name = containerd_env
+            .iter()
+            .find(|(key, _)| key == env)
+            .map(|(_, value)| value.clone())
+            .or_else(|| std::env::var(env).ok())
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "nobody".to_string());
-        if !names.iter().any(|(n, _)| *n == name) {
-            names.push((name, env));
+        match names.iter_mut().find(|(n, _, _)| *n == name) {
+            Some((_, accounts, envs)) => {
+                accounts.push(windows);
+                envs.push(env);
+            }
+            None => names.push((name, vec![windows], vec![env])),
         }
     }
     names
         .into_iter()
-        .map(|(name, env)| {
+        .map(|(name, accounts, envs)| {
+            let accounts = accounts.join(" and ");
             match nix::unistd::User::from_name(&name).ok().flatten() {
                 Some(user) => ok(
                     "service account",
-                    format!("{name} (uid {}) for the NT AUTHORITY service accounts", user.uid),
+                    format!("{name} (uid {}) for {accounts}", user.uid),
                 ),
                 None => not_ok(
                     "service account",
                     Verdict::Fail,
-                    format!("no account {name} (NT AUTHORITY\\LOCAL SERVICE and NETWORK SERVICE run as it)"),
-                    format!("create it (useradd --system {name}) or name another account in {env}"),
+                    format!("no account {name} (the account of {accounts})"),
+                    format!(
+                        "create it (useradd --system {name}) or name another account in {}",
+                        envs.join(" / ")
+                    ),
                 ),
             }
         })
@@ -254,6 +274,11 @@ impl Containerd {
             .unwrap_or_else(|| PathBuf::from("containerd"))
     }
 
+    /// The running containerd's environment (empty when none runs).
+    fn environment(&self) -> Vec<(String, String)> {
+        self.pid.map(environment_of).unwrap_or_default()
+    }
+
     /// `ctr` of the same release.
     fn ctr(&self) -> PathBuf {
         let binary = self.binary();
@@ -300,22 +325,29 @@ fn containerd_pid(config: &Path) -> Option<i32> {
         })
 }
 
+/// The environment of a process (empty when it cannot be read).
+fn environment_of(pid: i32) -> Vec<(String, String)> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter_map(|var| {
+            let var = String::from_utf8_lossy(var);
+            let (key, value) = var.split_once('=')?;
+            Some((key.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
 /// The directories of the `PATH` of the running containerd that reads `config` (empty when
 /// none runs).
 pub fn containerd_path_of(config: &Path) -> Vec<PathBuf> {
     let Some(pid) = containerd_pid(config) else {
         return Vec::new();
     };
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-    environ
-        .split(|b| *b == 0)
-        .find_map(|var| var.strip_prefix(b"PATH="))
-        .map(|path| {
-            String::from_utf8_lossy(path)
-                .split(':')
-                .map(PathBuf::from)
-                .collect()
-        })
+    environment_of(pid)
+        .into_iter()
+        .find(|(key, _)| key == "PATH")
+        .map(|(_, path)| path.split(':').map(PathBuf::from).collect())
         .unwrap_or_default()
 }
 
