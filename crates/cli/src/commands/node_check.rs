@@ -220,7 +220,17 @@ fn service_accounts(containerd: &Containerd) -> Vec<Finding> {
 }
 
 fn ephemeral_uids() -> Finding {
-    let (first, last) = account::uid_range();
+    let (first, last) = match account::uid_range() {
+        Ok(range) => range,
+        Err(e) => {
+            return not_ok(
+                "ephemeral uids",
+                Verdict::Fail,
+                e.to_string(),
+                format!("fix or unset {}", account::EPHEMERAL_UIDS_ENV),
+            )
+        }
+    };
     let claims = account::claims_dir();
     let free = (first..=last)
         .filter(|uid| !claims.join(uid.to_string()).exists())
