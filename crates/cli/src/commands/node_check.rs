@@ -427,13 +427,40 @@ fn containerd_config(containerd: &Containerd, handler: &str) -> Vec<Finding> {
             )]
         }
     };
-    let Ok(doc) = toml_edit::Document::parse(dump.as_str()) else {
-        return vec![not_ok(
-            "handler",
-            Verdict::Fail,
-            "containerd's config dump is not TOML",
-            "check containerd's installation",
-        )];
+    let loaded = loaded_config(&dump, handler);
+    let mut findings = loaded.findings;
+    if loaded.parsed {
+        findings.push(sandbox_image(
+            containerd,
+            loaded.sandbox.as_deref(),
+            loaded.address.as_deref(),
+        ));
+    }
+    findings
+}
+
+/// What the configuration containerd loads (its `config dump`) says about the handler.
+struct LoadedConfig {
+    findings: Vec<Finding>,
+    /// Whether the dump was TOML at all.
+    parsed: bool,
+    sandbox: Option<String>,
+    address: Option<String>,
+}
+
+fn loaded_config(dump: &str, handler: &str) -> LoadedConfig {
+    let Ok(doc) = toml_edit::Document::parse(dump) else {
+        return LoadedConfig {
+            findings: vec![not_ok(
+                "handler",
+                Verdict::Fail,
+                "containerd's config dump is not TOML",
+                "check containerd's installation",
+            )],
+            parsed: false,
+            sandbox: None,
+            address: None,
+        };
     };
     let root = doc.as_item();
     let v3 = at(root, &["plugins", "io.containerd.cri.v1.runtime"]).is_some();
@@ -509,10 +536,14 @@ fn containerd_config(containerd: &Containerd, handler: &str) -> Vec<Finding> {
             &["plugins", "io.containerd.grpc.v1.cri", "sandbox_image"],
         )
     };
-    let sandbox = sandbox.and_then(|s| s.as_str());
-    let address = at(root, &["grpc", "address"]).and_then(|a| a.as_str());
-    findings.push(sandbox_image(containerd, sandbox, address));
-    findings
+    LoadedConfig {
+        findings,
+        parsed: true,
+        sandbox: sandbox.and_then(|s| s.as_str()).map(str::to_string),
+        address: at(root, &["grpc", "address"])
+            .and_then(|a| a.as_str())
+            .map(str::to_string),
+    }
 }
 
 fn sandbox_image(containerd: &Containerd, image: Option<&str>, address: Option<&str>) -> Finding {
@@ -593,6 +624,54 @@ fn wildcard_matches(pattern: &str, value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn verdicts(dump: &str) -> Vec<(&'static str, Verdict)> {
+        loaded_config(dump, "hostprocess")
+            .findings
+            .iter()
+            .map(|f| (f.check, f.status))
+            .collect()
+    }
+
+    #[test]
+    fn the_shipped_handlers_pass_in_the_config_containerd_loads() {
+        use super::super::node_config::{SHIPPED_V2, SHIPPED_V3};
+        let v2 = format!("[grpc]\n  address = \"/s\"\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"p:1\"\n{SHIPPED_V2}").replace("version = 2\n", "");
+        let loaded = loaded_config(&v2, "hostprocess");
+        assert_eq!(loaded.sandbox.as_deref(), Some("p:1"));
+        assert_eq!(loaded.address.as_deref(), Some("/s"));
+        assert_eq!(
+            verdicts(&v2),
+            [
+                ("handler", Verdict::Ok),
+                ("annotations", Verdict::Ok),
+                ("annotations", Verdict::Ok)
+            ]
+        );
+        let v3 = format!("[plugins.\"io.containerd.cri.v1.images\".pinned_images]\n  sandbox = \"p:2\"\n{SHIPPED_V3}").replace("version = 3\n", "");
+        assert_eq!(
+            loaded_config(&v3, "hostprocess").sandbox.as_deref(),
+            Some("p:2")
+        );
+        assert_eq!(verdicts(&v3)[0], ("handler", Verdict::Ok));
+    }
+
+    #[test]
+    fn a_missing_or_foreign_handler_fails_and_narrow_annotations_warn() {
+        let none = "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n";
+        assert_eq!(verdicts(none), [("handler", Verdict::Fail)]);
+        let runc = "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.hostprocess]\n  runtime_type = \"io.containerd.runc.v2\"\n";
+        assert_eq!(verdicts(runc)[0], ("handler", Verdict::Fail));
+        let narrow = "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.hostprocess]\n  runtime_type = \"io.containerd.hostprocess.v1\"\n  pod_annotations = [\"hostprocess.io/*\"]\n  container_annotations = [\"*\"]\n";
+        assert_eq!(
+            verdicts(narrow),
+            [
+                ("handler", Verdict::Ok),
+                ("annotations", Verdict::Warn),
+                ("annotations", Verdict::Ok)
+            ]
+        );
+    }
 
     #[test]
     fn annotation_patterns_match_like_containerds() {
