@@ -164,6 +164,13 @@ fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         .with_context(|| format!("write '{}'", path.display()))
 }
 
+/// The permissions a rewritten config keeps: its own (it may hold registry credentials), or
+/// containerd's usual 0644 for a new one.
+fn config_mode(config: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(config).map_or(0o644, |m| m.permissions().mode() & 0o7777)
+}
+
 /// Says what was (or, with --dry-run, would be) done.
 fn report(dry_run: bool, action: &str) {
     if dry_run {
@@ -261,7 +268,11 @@ fn install(args: &InstallArgs) -> Result<()> {
                     write_atomically(&backup, original.as_bytes(), 0o600)?;
                 }
             }
-            write_atomically(&target.config, config.as_bytes(), 0o644)?;
+            write_atomically(
+                &target.config,
+                config.as_bytes(),
+                config_mode(&target.config),
+            )?;
         }
         for change in &plan.changes {
             report(
@@ -335,7 +346,7 @@ fn uninstall(args: &TargetArgs) -> Result<()> {
         node_config::Uninstall::Unchanged => {}
         node_config::Uninstall::Rewrite { config, changes } => {
             if !dry {
-                write_atomically(&args.config, config.as_bytes(), 0o644)?;
+                write_atomically(&args.config, config.as_bytes(), config_mode(&args.config))?;
             }
             for change in &changes {
                 report(
@@ -376,6 +387,20 @@ fn uninstall(args: &TargetArgs) -> Result<()> {
             );
             config_changed = true;
         }
+    }
+    // The drop-in directory, when it is left empty and the config no longer names it.
+    let still_named = read_optional(&args.config)?
+        .is_some_and(|text| text.contains(&*drop_in_dir.to_string_lossy()));
+    let empty = std::fs::read_dir(&drop_in_dir).is_ok_and(|mut d| d.next().is_none());
+    if config_changed && empty && !still_named {
+        if !dry {
+            std::fs::remove_dir(&drop_in_dir)
+                .with_context(|| format!("remove '{}'", drop_in_dir.display()))?;
+        }
+        report(
+            dry,
+            &format!("remove the empty '{}'", drop_in_dir.display()),
+        );
     }
     if config_changed {
         println!(
