@@ -146,8 +146,8 @@ impl Platform for Linux {
 
     fn prepare(plan: &ContainerPlan, state_dir: &Path) -> Result<Record> {
         let relative = job_relative_path(plan)?;
-        let hierarchy = cgroup::Hierarchy::detect()?;
-        let cgroup = cgroup::plan_record(&hierarchy, &relative, &plan.resources);
+        let layout = cgroup::Layout::detect()?;
+        let cgroup = cgroup::plan_record(&layout, &relative, &plan.resources);
         if cgroup.unified.is_none() && cgroup.v1.is_empty() {
             return Err(Error::container(
                 &plan.id,
@@ -280,8 +280,8 @@ impl Platform for Linux {
     }
 
     fn update(record: &mut Record, resources: &ResourceRequest) -> Result<()> {
-        let hierarchy = cgroup::Hierarchy::detect()?;
-        let wanted = cgroup::plan_record(&hierarchy, &record.cgroup.relative, resources);
+        let layout = cgroup::Layout::detect()?;
+        let wanted = cgroup::plan_record(&layout, &record.cgroup.relative, resources);
         cgroup::join_missing(&mut record.cgroup, &wanted)?;
         cgroup::apply(
             &record.cgroup,
