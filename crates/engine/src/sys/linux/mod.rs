@@ -73,13 +73,15 @@ pub fn host_cpus() -> u64 {
     }
 }
 
+/// The job's path below each hierarchy's root: `linux.cgroupsPath` as a cgroupfs path, or
+/// systemd's `slice:prefix:name` expanded as runc's systemd driver expands it (made directly in
+/// cgroupfs, so a node's tools find the layout they expect).
 fn job_relative_path(plan: &ContainerPlan) -> Result<String> {
     match &plan.job_path {
         None => Ok(format!("/hostprocess/{}", plan.id)),
-        Some(path) if path.contains(':') => Err(Error::Spec(format!(
-            "linux.cgroupsPath {path:?} is in systemd's slice:prefix:name form, which is not supported; give a cgroupfs path such as /k8s.io/{}",
-            plan.id
-        ))),
+        Some(path) if cgroup::systemd::is_systemd_path(path) => cgroup::systemd::Unit::parse(path)
+            .map(|unit| unit.relative_path())
+            .map_err(|e| Error::Spec(format!("linux.cgroupsPath {path:?}: {e}"))),
         Some(path) if path.split('/').any(|c| c == "..") => Err(Error::Spec(format!(
             "linux.cgroupsPath {path:?} must not contain '..'"
         ))),

@@ -3,11 +3,12 @@
 //! and `cgroup.events` when it is mounted).
 //!
 //! `layout` says how the host mounts cgroups, `settings` turns limits into file writes,
-//! `stats` reads the figures back; this file names the job's directories and acts on them.
+//! `stats` reads the figures back, `systemd` reads systemd's `slice:prefix:name` paths; this file names the job's directories and acts on them.
 
 pub mod layout;
 pub mod settings;
 pub mod stats;
+pub mod systemd;
 
 use std::fs;
 use std::io::ErrorKind;
