@@ -149,7 +149,8 @@ impl Platform for Linux {
     fn prepare(plan: &ContainerPlan, state_dir: &Path) -> Result<Record> {
         let relative = job_relative_path(plan)?;
         let layout = cgroup::Layout::detect()?;
-        let cgroup = cgroup::plan_record(&layout, &relative, &plan.resources);
+        let mut cgroup = cgroup::plan_record(&layout, &relative, &plan.resources);
+        cgroup.made = state_dir.join("cgroups-made");
         if cgroup.unified.is_none() && cgroup.v1.is_empty() {
             return Err(Error::container(
                 &plan.id,
@@ -345,7 +346,8 @@ impl Platform for Linux {
     }
 
     fn destroy(record: &Record) -> Result<()> {
-        if !cgroup::is_empty(&record.cgroup)? {
+        // A job this container did not make (it lost the race for the path) is another's.
+        if cgroup::owns_job(&record.cgroup) && !cgroup::is_empty(&record.cgroup)? {
             // A frozen job cannot die: thaw it after the kill is queued.
             cgroup::signal_all(&record.cgroup, SIGKILL)?;
             if cgroup::is_frozen(&record.cgroup) {

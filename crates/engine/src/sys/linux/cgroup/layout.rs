@@ -12,8 +12,10 @@ use crate::error::{Error, Result};
 /// common limits. `cpu` joins only for CPU limits, `cpuset` for cpusets, and `freezer` only
 /// where the v2 tree has no `cgroup.freeze`: every hierarchy joined costs a mkdir, a write and
 /// an rmdir on the start path.
-pub const V1_CONTROLLERS: &[&str] = &["memory", "pids", "blkio"];
-pub const V1_OPTIONAL: &[&str] = &["cpu", "cpuacct", "cpuset", "freezer"];
+/// `cpuacct` joins on hybrid hosts too, although the v2 tree's `cpu.stat` has the job's CPU
+/// time: tools that read v1 `cpuacct.usage` must find the job's own figure, not the root's.
+pub const V1_CONTROLLERS: &[&str] = &["memory", "pids", "blkio", "cpuacct"];
+pub const V1_OPTIONAL: &[&str] = &["cpu", "cpuset", "freezer"];
 /// Where cgroup filesystems are mounted on every distribution a node runs.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 

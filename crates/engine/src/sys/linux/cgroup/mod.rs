@@ -11,7 +11,8 @@ pub mod stats;
 pub mod systemd;
 
 use std::fs;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,12 @@ pub struct CgroupRecord {
     pub unified: Option<PathBuf>,
     /// v1 controller name → the job's directory in that hierarchy.
     pub v1: Vec<(String, PathBuf)>,
+    /// The file (in the container's state directory) that lists each job directory this
+    /// container made, written as it makes them: it signals and removes only those, never a
+    /// directory of the same name another container made first. Empty in a record written
+    /// before the runtime noted ownership: then every directory counts as made.
+    #[serde(default)]
+    pub made: PathBuf,
 }
 
 /// Names the job's directories (nothing is made).
@@ -46,8 +53,6 @@ pub fn plan_record(layout: &Layout, relative: &str, request: &ResourceRequest) -
     for (controller, mount) in layout.v1() {
         let wanted = match controller.as_str() {
             "cpu" => request.cpu_cap.is_some() || request.cpu_weight.is_some(),
-            // The v2 tree's cpu.stat has the job's CPU time without any controller.
-            "cpuacct" => layout.unified().is_none(),
             "cpuset" => request.cpuset_cpus.is_some() || request.cpuset_mems.is_some(),
             // cgroup.freeze exists in every non-root v2 cgroup since Linux 5.2.
             "freezer" => layout.unified().is_none() || !kernel_at_least(5, 2),
@@ -57,11 +62,20 @@ pub fn plan_record(layout: &Layout, relative: &str, request: &ResourceRequest) -
             v1.push((controller.clone(), mount.join(relative)));
         }
     }
+    // A controller co-mounted with a joined one (cpu,cpuacct) is joined with it: it is the
+    // same directory, which a later join could not make again.
+    for (controller, mount) in layout.v1() {
+        let dir = mount.join(relative);
+        if v1.iter().any(|(_, d)| *d == dir) && !v1.iter().any(|(c, _)| c == controller) {
+            v1.push((controller.clone(), dir));
+        }
+    }
     CgroupRecord {
         relative: relative.to_string(),
         layout: layout.kind(),
         unified: layout.unified().map(|u| u.join(relative)),
         v1,
+        made: PathBuf::new(),
     }
 }
 
@@ -86,7 +100,7 @@ pub fn dirs(record: &CgroupRecord) -> Vec<&Path> {
 pub fn create(record: &CgroupRecord, request: &ResourceRequest, host_cpus: u64) -> Result<()> {
     for dir in dirs(record) {
         let is_cpuset = record.v1.iter().any(|(c, d)| c == "cpuset" && d == dir);
-        make_dir(dir, is_cpuset)?;
+        make_dir(dir, is_cpuset, &record.made)?;
     }
     if record.layout == Kind::V2 {
         if let Some(leaf) = &record.unified {
@@ -122,16 +136,21 @@ pub fn delegate_controllers(leaf: &Path, relative: &str) -> Result<()> {
     Ok(())
 }
 
-/// Makes the job's own directory, which must be new, and any missing ancestor (which may
-/// exist, or be made meanwhile by another container): one mkdir in the usual case.
-fn make_dir(dir: &Path, is_cpuset: bool) -> Result<()> {
+/// Makes the job's own directory, which must be new: the mkdir that succeeds is this
+/// container's claim on the path, noted in `made` before anything else happens. Any missing
+/// ancestor is made too (it may exist, or be made meanwhile by another container): one mkdir
+/// in the usual case.
+fn make_dir(dir: &Path, is_cpuset: bool, made: &Path) -> Result<()> {
     match fs::create_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {
             return Err(Error::io(
                 "create cgroup",
                 dir,
-                std::io::Error::new(ErrorKind::AlreadyExists, "a cgroup of that name exists"),
+                std::io::Error::new(
+                    ErrorKind::AlreadyExists,
+                    "a cgroup of that name exists: another container uses it",
+                ),
             ))
         }
         Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -142,7 +161,45 @@ fn make_dir(dir: &Path, is_cpuset: bool) -> Result<()> {
         }
         Err(e) => return Err(Error::io("create cgroup", dir, e)),
     }
+    if let Err(e) = note_made(made, dir) {
+        let _ = fs::remove_dir(dir);
+        return Err(e);
+    }
     inherit_cpuset(dir, is_cpuset)
+}
+
+/// Appends `dir` to the list of directories this container made (one write of one line).
+fn note_made(made: &Path, dir: &Path) -> Result<()> {
+    if made.as_os_str().is_empty() {
+        return Ok(());
+    }
+    let mut line = dir.as_os_str().as_encoded_bytes().to_vec();
+    line.push(b'\n');
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(made)
+        .and_then(|mut file| file.write_all(&line))
+        .map_err(|e| Error::io("write", made, e))
+}
+
+/// Whether this container made `dir` (see [`CgroupRecord::made`]).
+fn is_made(record: &CgroupRecord, dir: &Path) -> bool {
+    if record.made.as_os_str().is_empty() {
+        return true;
+    }
+    let Ok(text) = fs::read(&record.made) else {
+        return false;
+    };
+    text.split(|b| *b == b'\n')
+        .any(|line| line == dir.as_os_str().as_encoded_bytes())
+}
+
+/// Whether every directory of the job is this container's: only then are its processes this
+/// container's to signal.
+pub fn owns_job(record: &CgroupRecord) -> bool {
+    dirs(record).into_iter().all(|dir| is_made(record, dir))
 }
 
 fn make_ancestor(dir: &Path, is_cpuset: bool) -> Result<()> {
@@ -191,7 +248,7 @@ pub fn join_missing(record: &mut CgroupRecord, wanted: &CgroupRecord) -> Result<
     }
     let result = (|| -> Result<()> {
         for (controller, dir) in &missing {
-            make_dir(dir, controller == "cpuset")?;
+            make_dir(dir, controller == "cpuset", &record.made)?;
             record.v1.push((controller.clone(), dir.clone()));
             for pid in pids(record)? {
                 match fs::write(dir.join("cgroup.procs"), pid.to_string()) {
@@ -387,9 +444,13 @@ pub fn is_frozen(record: &CgroupRecord) -> bool {
         .is_some_and(|s| s.trim() != "THAWED")
 }
 
-/// Removes the job's directories; they must be empty of processes. Missing ones are skipped.
+/// Removes the job's directories this container made; they must be empty of processes.
+/// Missing ones are skipped.
 pub fn destroy(record: &CgroupRecord) -> Result<()> {
     for dir in dirs(record) {
+        if !is_made(record, dir) {
+            continue;
+        }
         let mut tries = 0;
         loop {
             match fs::remove_dir(dir) {
@@ -427,6 +488,59 @@ mod tests {
             .v1
             .iter()
             .any(|(c, d)| c == "cpuset" && d == Path::new("/sys/fs/cgroup/cpuset/hostprocess/c1")));
+    }
+
+    #[test]
+    fn a_hybrid_job_joins_v1_cpuacct_and_what_is_co_mounted_with_it() {
+        let hybrid = Layout::from_mountinfo(HYBRID);
+        let record = plan_record(&hybrid, "/hostprocess/c1", &ResourceRequest::default());
+        assert!(
+            record.v1.iter().any(|(c, _)| c == "cpuacct"),
+            "v1 cpuacct.usage must be the job's own: {record:?}"
+        );
+        let co_mounted = Layout::from_mountinfo(
+            "35 25 0:30 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+             36 25 0:31 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct",
+        );
+        let record = plan_record(&co_mounted, "/hostprocess/c1", &ResourceRequest::default());
+        let dir = Path::new("/sys/fs/cgroup/cpu,cpuacct/hostprocess/c1");
+        for controller in ["cpu", "cpuacct"] {
+            assert!(
+                record.v1.iter().any(|(c, d)| c == controller && d == dir),
+                "{controller} shares the directory: {record:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_directories_a_container_made_are_its_own() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mine = tmp.path().join("memory/job");
+        let theirs = tmp.path().join("pids/job");
+        fs::create_dir_all(&theirs).unwrap();
+        let record = CgroupRecord {
+            v1: vec![
+                ("memory".into(), mine.clone()),
+                ("pids".into(), theirs.clone()),
+            ],
+            made: tmp.path().join("made"),
+            ..CgroupRecord::default()
+        };
+        make_dir(&mine, false, &record.made).unwrap();
+        let err = make_dir(&theirs, false, &record.made).unwrap_err();
+        assert!(
+            err.to_string().contains("another container uses it"),
+            "{err}"
+        );
+        assert!(!owns_job(&record), "half the job is another container's");
+        destroy(&record).unwrap();
+        assert!(!mine.exists(), "what it made is removed");
+        assert!(theirs.exists(), "what it did not make is left alone");
+        let legacy = CgroupRecord {
+            made: PathBuf::new(),
+            ..record
+        };
+        assert!(owns_job(&legacy), "a record without the list owns its job");
     }
 
     #[test]
