@@ -126,6 +126,11 @@ impl Layout {
     }
 }
 
+/// This host's kind of layout (v1 when it cannot be read).
+pub fn this_hosts_kind() -> Kind {
+    Layout::detect().map(|l| l.kind()).unwrap_or_default()
+}
+
 fn root_filesystem() -> Option<nix::sys::statfs::FsType> {
     nix::sys::statfs::statfs(CGROUP_ROOT)
         .ok()

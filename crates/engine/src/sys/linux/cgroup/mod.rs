@@ -32,7 +32,9 @@ use layout::{kernel_at_least, V1_CONTROLLERS};
 pub struct CgroupRecord {
     /// The job's path below each hierarchy's root.
     pub relative: String,
-    /// The kind of host the job was made on.
+    /// The kind of host the job was made on (a record written before it was noted was made
+    /// on this host: then it is this host's).
+    #[serde(default = "layout::this_hosts_kind")]
     pub layout: Kind,
     /// The job's directory in the v2 tree (on a pure v2 host, where limits go too).
     pub unified: Option<PathBuf>,
