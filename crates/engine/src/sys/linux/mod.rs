@@ -75,17 +75,17 @@ pub fn host_cpus() -> u64 {
 
 /// The job's path below each hierarchy's root: `linux.cgroupsPath` as a cgroupfs path, or
 /// systemd's `slice:prefix:name` expanded as runc's systemd driver expands it (made directly in
-/// cgroupfs, so a node's tools find the layout they expect).
-fn job_relative_path(plan: &ContainerPlan) -> Result<String> {
+/// cgroupfs, so a node's tools find the layout they expect), with its systemd unit.
+fn job_path(plan: &ContainerPlan) -> Result<(String, Option<cgroup::systemd::Unit>)> {
     match &plan.job_path {
-        None => Ok(format!("/hostprocess/{}", plan.id)),
+        None => Ok((format!("/hostprocess/{}", plan.id), None)),
         Some(path) if cgroup::systemd::is_systemd_path(path) => cgroup::systemd::Unit::parse(path)
-            .map(|unit| unit.relative_path())
+            .map(|unit| (unit.relative_path(), Some(unit)))
             .map_err(|e| Error::Spec(format!("linux.cgroupsPath {path:?}: {e}"))),
         Some(path) if path.split('/').any(|c| c == "..") => Err(Error::Spec(format!(
             "linux.cgroupsPath {path:?} must not contain '..'"
         ))),
-        Some(path) => Ok(path.clone()),
+        Some(path) => Ok((path.clone(), None)),
     }
 }
 
@@ -147,10 +147,11 @@ impl Platform for Linux {
     type Stdio = Stdio;
 
     fn prepare(plan: &ContainerPlan, state_dir: &Path) -> Result<Record> {
-        let relative = job_relative_path(plan)?;
+        let (relative, unit) = job_path(plan)?;
         let layout = cgroup::Layout::detect()?;
         let mut cgroup = cgroup::plan_record(&layout, &relative, &plan.resources);
         cgroup.made = state_dir.join("cgroups-made");
+        cgroup.unit = unit;
         if cgroup.unified.is_none() && cgroup.v1.is_empty() {
             return Err(Error::container(
                 &plan.id,
@@ -211,6 +212,17 @@ impl Platform for Linux {
         let launch = launch(plan, record, resolved, &plan.process, fifo)?;
         let init = process::spawn(&launch, stdio)?;
         record.init = Some(init);
+        if let (Some(unit), Some(bus)) = (&record.cgroup.unit, cgroup::scope::connect_to_systemd())
+        {
+            let properties = cgroup::scope::scope_properties(
+                &unit.slice,
+                init.pid,
+                record.cgroup.layout,
+                &plan.resources,
+                host_cpus(),
+            );
+            cgroup::scope::start(&bus, &unit.name, &properties)?;
+        }
         Ok(init)
     }
 
@@ -289,7 +301,14 @@ impl Platform for Linux {
         cgroup::apply(
             &record.cgroup,
             &cgroup::update_settings(&record.cgroup, resources, host_cpus()),
-        )
+        )?;
+        if let (Some(unit), Some(bus)) = (&record.cgroup.unit, cgroup::scope::connect_to_systemd())
+        {
+            let limits =
+                cgroup::scope::limit_properties(record.cgroup.layout, resources, host_cpus());
+            cgroup::scope::set_limits(&bus, &unit.name, &limits)?;
+        }
+        Ok(())
     }
 
     fn stats(record: &Record) -> Result<JobStats> {
@@ -355,8 +374,13 @@ impl Platform for Linux {
             }
             cgroup::wait_empty(&record.cgroup, Duration::from_secs(10))?;
         }
+        let scope = match (&record.cgroup.unit, cgroup::owns_job(&record.cgroup)) {
+            (Some(unit), true) => cgroup::scope::connect_to_systemd()
+                .map_or(Ok(()), |bus| cgroup::scope::stop(&bus, &unit.name)),
+            _ => Ok(()),
+        };
         let volume = volume::destroy(&record.volume);
-        let job = cgroup::destroy(&record.cgroup);
+        let job = scope.and(cgroup::destroy(&record.cgroup));
         let account = match (&record.resolution, &record.account) {
             (
                 _,

@@ -3,9 +3,11 @@
 //! and `cgroup.events` when it is mounted).
 //!
 //! `layout` says how the host mounts cgroups, `settings` turns limits into file writes,
-//! `stats` reads the figures back, `systemd` reads systemd's `slice:prefix:name` paths; this file names the job's directories and acts on them.
+//! `stats` reads the figures back, `systemd` reads systemd's `slice:prefix:name` paths and
+//! `scope` registers such a job with systemd where it is init; this file names the job's directories and acts on them.
 
 pub mod layout;
+pub mod scope;
 pub mod settings;
 pub mod stats;
 pub mod systemd;
@@ -46,6 +48,10 @@ pub struct CgroupRecord {
     /// before the runtime noted ownership: then every directory counts as made.
     #[serde(default)]
     pub made: PathBuf,
+    /// The systemd unit of a job given as `slice:prefix:name`: where systemd is init, the job
+    /// is also that transient scope.
+    #[serde(default)]
+    pub unit: Option<systemd::Unit>,
 }
 
 /// Names the job's directories (nothing is made).
@@ -78,6 +84,7 @@ pub fn plan_record(layout: &Layout, relative: &str, request: &ResourceRequest) -
         unified: layout.unified().map(|u| u.join(relative)),
         v1,
         made: PathBuf::new(),
+        unit: None,
     }
 }
 

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// The slice a unit goes in when the path names none.
 const DEFAULT_SLICE: &str = "system.slice";
 const SLICE: &str = ".slice";
@@ -12,7 +14,7 @@ const SCOPE: &str = ".scope";
 const MAX_UNIT_NAME: usize = 255;
 
 /// A job's unit and where it sits in the slice tree.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unit {
     /// The parent slice as the path gave it (`system.slice` when it gave none).
     pub slice: String,
