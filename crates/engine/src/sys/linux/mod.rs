@@ -366,7 +366,8 @@ impl Platform for Linux {
 
     fn destroy(record: &Record) -> Result<()> {
         // A job this container did not make (it lost the race for the path) is another's.
-        if cgroup::owns_job(&record.cgroup) && !cgroup::is_empty(&record.cgroup)? {
+        let owned = cgroup::owns_job(&record.cgroup);
+        if owned && !cgroup::is_empty(&record.cgroup)? {
             // A frozen job cannot die: thaw it after the kill is queued.
             cgroup::signal_all(&record.cgroup, SIGKILL)?;
             if cgroup::is_frozen(&record.cgroup) {
@@ -374,7 +375,7 @@ impl Platform for Linux {
             }
             cgroup::wait_empty(&record.cgroup, Duration::from_secs(10))?;
         }
-        let scope = match (&record.cgroup.unit, cgroup::owns_job(&record.cgroup)) {
+        let scope = match (&record.cgroup.unit, owned) {
             (Some(unit), true) => cgroup::scope::connect_to_systemd()
                 .map_or(Ok(()), |bus| cgroup::scope::stop(&bus, &unit.name)),
             _ => Ok(()),
