@@ -4,7 +4,7 @@
 //! (cgroup directories, mounts, state, ephemeral uid claims, processes), even when the test
 //! fails.
 
-#![allow(dead_code, unused_imports)]
+#![allow(dead_code)]
 
 use std::ffi::OsString;
 use std::fs;
