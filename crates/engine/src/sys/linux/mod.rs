@@ -206,7 +206,7 @@ impl Platform for Linux {
             plan,
             &record.volume,
             owner,
-            || cgroup::create(&record.cgroup, &plan.resources, host_cpus()),
+            || cgroup::create(&mut record.cgroup, &plan.resources, host_cpus()),
             || resolve_in_view(plan, &plan.process),
         )?;
         let launch = launch(plan, record, resolved, &plan.process, fifo)?;

@@ -14,6 +14,7 @@ pub mod systemd;
 
 use std::fs;
 use std::io::{ErrorKind, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -48,6 +49,11 @@ pub struct CgroupRecord {
     /// before the runtime noted ownership: then every directory counts as made.
     #[serde(default)]
     pub made: PathBuf,
+    /// What this process made, when it is the one creating or updating the job: the truth
+    /// about ownership, which the list on disk may lack after a crash between a `mkdir` and
+    /// its note.
+    #[serde(skip)]
+    pub made_now: Option<Vec<PathBuf>>,
     /// The systemd unit of a job given as `slice:prefix:name`: where systemd is init, the job
     /// is also that transient scope.
     #[serde(default)]
@@ -84,6 +90,7 @@ pub fn plan_record(layout: &Layout, relative: &str, request: &ResourceRequest) -
         unified: layout.unified().map(|u| u.join(relative)),
         v1,
         made: PathBuf::new(),
+        made_now: None,
         unit: None,
     }
 }
@@ -106,11 +113,19 @@ pub fn dirs(record: &CgroupRecord) -> Vec<&Path> {
 
 /// Makes the directories and applies the limits. A v1 cpuset directory gets its parent's CPUs
 /// and memory nodes first, as the kernel refuses tasks in an empty cpuset.
-pub fn create(record: &CgroupRecord, request: &ResourceRequest, host_cpus: u64) -> Result<()> {
-    for dir in dirs(record) {
-        let is_cpuset = record.v1.iter().any(|(c, d)| c == "cpuset" && d == dir);
-        make_dir(dir, is_cpuset, &record.made)?;
-    }
+pub fn create(record: &mut CgroupRecord, request: &ResourceRequest, host_cpus: u64) -> Result<()> {
+    record.made_now = Some(Vec::new());
+    let made_path = record.made.clone();
+    let mut made = MadeList::open(&made_path)?;
+    let result = (|| -> Result<()> {
+        for dir in dirs(record) {
+            let is_cpuset = record.v1.iter().any(|(c, d)| c == "cpuset" && d == dir);
+            make_dir(dir, is_cpuset, &mut made)?;
+        }
+        Ok(())
+    })();
+    record.made_now = Some(made.dirs);
+    result?;
     if record.layout == Kind::V2 {
         if let Some(leaf) = &record.unified {
             delegate_controllers(leaf, &record.relative)?;
@@ -149,7 +164,7 @@ pub fn delegate_controllers(leaf: &Path, relative: &str) -> Result<()> {
 /// container's claim on the path, noted in `made` before anything else happens. Any missing
 /// ancestor is made too (it may exist, or be made meanwhile by another container): one mkdir
 /// in the usual case.
-fn make_dir(dir: &Path, is_cpuset: bool, made: &Path) -> Result<()> {
+fn make_dir(dir: &Path, is_cpuset: bool, made: &mut MadeList) -> Result<()> {
     match fs::create_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {
@@ -170,45 +185,82 @@ fn make_dir(dir: &Path, is_cpuset: bool, made: &Path) -> Result<()> {
         }
         Err(e) => return Err(Error::io("create cgroup", dir, e)),
     }
-    if let Err(e) = note_made(made, dir) {
+    if let Err(e) = made.note(dir) {
         let _ = fs::remove_dir(dir);
         return Err(e);
     }
     inherit_cpuset(dir, is_cpuset)
 }
 
-/// Appends `dir` to the list of directories this container made (one write of one line).
-fn note_made(made: &Path, dir: &Path) -> Result<()> {
-    if made.as_os_str().is_empty() {
-        return Ok(());
-    }
-    let mut line = dir.as_os_str().as_encoded_bytes().to_vec();
-    line.push(b'\n');
-    fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(made)
-        .and_then(|mut file| file.write_all(&line))
-        .map_err(|e| Error::io("write", made, e))
+/// The list of job directories a container made, open for appending while it makes them.
+struct MadeList<'a> {
+    path: &'a Path,
+    /// None for a record without a list (see [`CgroupRecord::made`]).
+    file: Option<fs::File>,
+    /// What was noted through this list.
+    dirs: Vec<PathBuf>,
 }
 
-/// Whether this container made `dir` (see [`CgroupRecord::made`]).
-fn is_made(record: &CgroupRecord, dir: &Path) -> bool {
-    if record.made.as_os_str().is_empty() {
-        return true;
+impl MadeList<'_> {
+    fn open(path: &Path) -> Result<MadeList<'_>> {
+        let file = if path.as_os_str().is_empty() {
+            None
+        } else {
+            let file = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| Error::io("open", path, e))?;
+            Some(file)
+        };
+        Ok(MadeList {
+            path,
+            file,
+            dirs: Vec::new(),
+        })
     }
-    let Ok(text) = fs::read(&record.made) else {
-        return false;
-    };
-    text.split(|b| *b == b'\n')
-        .any(|line| line == dir.as_os_str().as_encoded_bytes())
+
+    /// Appends `dir` (one write of one line).
+    fn note(&mut self, dir: &Path) -> Result<()> {
+        self.dirs.push(dir.to_path_buf());
+        let Some(mut file) = self.file.as_ref() else {
+            return Ok(());
+        };
+        let mut line = dir.as_os_str().as_encoded_bytes().to_vec();
+        line.push(b'\n');
+        file.write_all(&line)
+            .map_err(|e| Error::io("write", self.path, e))
+    }
+}
+
+/// The directories the container made; None for a record without a list (all of them).
+fn made_dirs(record: &CgroupRecord) -> Option<Vec<PathBuf>> {
+    if let Some(now) = &record.made_now {
+        return Some(now.clone());
+    }
+    if record.made.as_os_str().is_empty() {
+        return None;
+    }
+    let text = fs::read(&record.made).unwrap_or_default();
+    Some(
+        text.split(|b| *b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| PathBuf::from(std::ffi::OsStr::from_bytes(line)))
+            .collect(),
+    )
+}
+
+fn is_made(made: &Option<Vec<PathBuf>>, dir: &Path) -> bool {
+    made.as_ref()
+        .is_none_or(|made| made.iter().any(|d| d == dir))
 }
 
 /// Whether every directory of the job is this container's: only then are its processes this
 /// container's to signal.
 pub fn owns_job(record: &CgroupRecord) -> bool {
-    dirs(record).into_iter().all(|dir| is_made(record, dir))
+    let made = made_dirs(record);
+    dirs(record).into_iter().all(|dir| is_made(&made, dir))
 }
 
 fn make_ancestor(dir: &Path, is_cpuset: bool) -> Result<()> {
@@ -255,9 +307,11 @@ pub fn join_missing(record: &mut CgroupRecord, wanted: &CgroupRecord) -> Result<
     if !was_frozen {
         set_frozen(record, true)?;
     }
+    let made_path = record.made.clone();
+    let mut made = MadeList::open(&made_path)?;
     let result = (|| -> Result<()> {
         for (controller, dir) in &missing {
-            make_dir(dir, controller == "cpuset", &record.made)?;
+            make_dir(dir, controller == "cpuset", &mut made)?;
             record.v1.push((controller.clone(), dir.clone()));
             for pid in pids(record)? {
                 match fs::write(dir.join("cgroup.procs"), pid.to_string()) {
@@ -270,6 +324,9 @@ pub fn join_missing(record: &mut CgroupRecord, wanted: &CgroupRecord) -> Result<
         }
         Ok(())
     })();
+    if let Some(now) = &mut record.made_now {
+        now.append(&mut made.dirs);
+    }
     if !was_frozen {
         set_frozen(record, false)?;
     }
@@ -456,8 +513,16 @@ pub fn is_frozen(record: &CgroupRecord) -> bool {
 /// Removes the job's directories this container made; they must be empty of processes.
 /// Missing ones are skipped.
 pub fn destroy(record: &CgroupRecord) -> Result<()> {
+    let made = made_dirs(record);
+    // Read back after a crash: a directory the create made but had no time to note (killed
+    // in its mkdir) is removed too while it is empty of processes, which a running job's
+    // never is; nothing is killed for it.
+    let after_a_crash = record.made_now.is_none() && made.is_some();
     for dir in dirs(record) {
-        if !is_made(record, dir) {
+        if !is_made(&made, dir) {
+            if after_a_crash {
+                let _ = fs::remove_dir(dir);
+            }
             continue;
         }
         let mut tries = 0;
@@ -527,7 +592,7 @@ mod tests {
         let mine = tmp.path().join("memory/job");
         let theirs = tmp.path().join("pids/job");
         fs::create_dir_all(&theirs).unwrap();
-        let record = CgroupRecord {
+        let mut record = CgroupRecord {
             v1: vec![
                 ("memory".into(), mine.clone()),
                 ("pids".into(), theirs.clone()),
@@ -535,19 +600,35 @@ mod tests {
             made: tmp.path().join("made"),
             ..CgroupRecord::default()
         };
-        make_dir(&mine, false, &record.made).unwrap();
-        let err = make_dir(&theirs, false, &record.made).unwrap_err();
+        let mut made = MadeList::open(&record.made).unwrap();
+        make_dir(&mine, false, &mut made).unwrap();
+        let err = make_dir(&theirs, false, &mut made).unwrap_err();
         assert!(
             err.to_string().contains("another container uses it"),
             "{err}"
         );
+        record.made_now = Some(made.dirs);
         assert!(!owns_job(&record), "half the job is another container's");
         destroy(&record).unwrap();
         assert!(!mine.exists(), "what it made is removed");
         assert!(theirs.exists(), "what it did not make is left alone");
+
+        // Read back after a crash: the list on disk names what was noted; a directory made
+        // but not noted yet goes only while empty (a file stands in for processes here).
+        fs::create_dir(&mine).unwrap();
+        fs::write(theirs.join("cgroup.procs"), "1").unwrap();
+        let crashed = CgroupRecord {
+            made_now: None,
+            ..record.clone()
+        };
+        assert!(!owns_job(&crashed));
+        destroy(&crashed).unwrap();
+        assert!(!mine.exists(), "an empty job directory is removed");
+        assert!(theirs.exists(), "a populated one is left alone");
+
         let legacy = CgroupRecord {
             made: PathBuf::new(),
-            ..record
+            ..crashed
         };
         assert!(owns_job(&legacy), "a record without the list owns its job");
     }
