@@ -78,10 +78,12 @@ fn v2(s: &mut JobStats, dir: &Path) {
 }
 
 fn v1_stats(s: &mut JobStats, unified: Option<&Path>, v1: impl Fn(&str) -> Option<PathBuf>) {
+    // The v2 tree's cpu.stat counts user and system time in µs where cpuacct.stat counts
+    // clock ticks: it is read wherever it exists (a hybrid job is in v1 cpuacct too, for the
+    // tools that read it there).
     if let Some(dir) = unified {
         v2_cpu(s, dir);
-    }
-    if let Some(dir) = v1("cpuacct") {
+    } else if let Some(dir) = v1("cpuacct") {
         s.cpu_usage_ns = read_u64(&dir.join("cpuacct.usage"));
         let ticks = clock_ticks();
         s.cpu_user_ns = keyed(&dir.join("cpuacct.stat"), "user") * 1_000_000_000 / ticks;
