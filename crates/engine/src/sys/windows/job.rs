@@ -14,11 +14,12 @@ use windows_sys::Win32::Foundation::{
 };
 use windows_sys::Win32::System::JobObjects::{
     CreateJobObjectW, JobObjectAssociateCompletionPortInformation,
-    JobObjectBasicAndIoAccountingInformation, JobObjectBasicProcessIdList,
-    JobObjectCpuRateControlInformation, JobObjectCreateSilo, JobObjectExtendedLimitInformation,
-    OpenJobObjectW, QueryInformationJobObject, SetInformationJobObject,
-    SetIoRateControlInformationJobObject, TerminateJobObject, JOBOBJECTINFOCLASS,
-    JOBOBJECT_ASSOCIATE_COMPLETION_PORT, JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION,
+    JobObjectBasicAccountingInformation, JobObjectBasicAndIoAccountingInformation,
+    JobObjectBasicProcessIdList, JobObjectCpuRateControlInformation, JobObjectCreateSilo,
+    JobObjectExtendedLimitInformation, OpenJobObjectW, QueryInformationJobObject,
+    SetInformationJobObject, SetIoRateControlInformationJobObject, TerminateJobObject,
+    JOBOBJECTINFOCLASS, JOBOBJECT_ASSOCIATE_COMPLETION_PORT,
+    JOBOBJECT_BASIC_ACCOUNTING_INFORMATION, JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION,
     JOBOBJECT_BASIC_PROCESS_ID_LIST, JOBOBJECT_CPU_RATE_CONTROL_INFORMATION,
     JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JOBOBJECT_IO_ATTRIBUTION_CONTROL_ENABLE,
     JOBOBJECT_IO_ATTRIBUTION_INFORMATION, JOBOBJECT_IO_RATE_CONTROL_INFORMATION,
@@ -292,14 +293,15 @@ impl Job {
         }
     }
 
-    fn accounting(&self) -> Result<JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION> {
-        self.query(JobObjectBasicAndIoAccountingInformation)
+    /// CPU times and process counts: class 1, what the reference queries (and all Wine has).
+    fn accounting(&self) -> Result<JOBOBJECT_BASIC_ACCOUNTING_INFORMATION> {
+        self.query(JobObjectBasicAccountingInformation)
             .map_err(|e| Error::sys(self.op("query job accounting"), e))
     }
 
     /// Processes still running in the job.
     pub fn active_processes(&self) -> Result<u32> {
-        Ok(self.accounting()?.BasicInfo.ActiveProcesses)
+        Ok(self.accounting()?.ActiveProcesses)
     }
 
     /// Terminates every process of the job.
@@ -343,9 +345,8 @@ impl Job {
 
     /// Usage figures: CPU time, job commit (now and peak), active processes, storage I/O.
     pub fn stats(&self) -> Result<JobStats> {
-        let accounting = self.accounting()?;
+        let basic = &self.accounting()?;
         let limits = self.extended()?;
-        let basic = &accounting.BasicInfo;
         let user = basic.TotalUserTime.max(0) as u64 * 100;
         let kernel = basic.TotalKernelTime.max(0) as u64 * 100;
         let mut stats = JobStats {
@@ -379,12 +380,16 @@ impl Job {
                 stats.io_write_bytes = io_info.WriteStats.TotalSize;
             }
             Err(_) => {
-                // Without storage attribution: all of the job's I/O.
-                let counters = &accounting.IoInfo;
-                stats.io_read_ops = counters.ReadOperationCount;
-                stats.io_read_bytes = counters.ReadTransferCount;
-                stats.io_write_ops = counters.WriteOperationCount;
-                stats.io_write_bytes = counters.WriteTransferCount;
+                // Without storage attribution: all of the job's I/O, where the host has it.
+                if let Ok(accounting) = self.query::<JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION>(
+                    JobObjectBasicAndIoAccountingInformation,
+                ) {
+                    let counters = &accounting.IoInfo;
+                    stats.io_read_ops = counters.ReadOperationCount;
+                    stats.io_read_bytes = counters.ReadTransferCount;
+                    stats.io_write_ops = counters.WriteOperationCount;
+                    stats.io_write_bytes = counters.WriteTransferCount;
+                }
             }
         }
         Ok(stats)
