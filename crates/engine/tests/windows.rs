@@ -19,6 +19,9 @@ use hostprocess_engine::{Container, CreateOptions, Engine, Status};
 use windows_sys::Win32::System::JobObjects::OpenJobObjectW;
 use windows_sys::Win32::System::Threading::{OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION};
 
+/// The runtime's `PATH` in these tests.
+const RUNTIME_PATH: &str = r"C:\runtime-only\bin";
+
 /// The exit code of a terminated process (the reference's).
 const TERMINATED: u32 = 1;
 
@@ -50,7 +53,10 @@ impl Fixture {
             "annotations": annotations,
         });
         std::fs::write(bundle.join("config.json"), spec.to_string()).expect("config.json");
-        let engine = Engine::new(PlanOptions::new(tmp.path().join("state")));
+        let mut options = PlanOptions::new(tmp.path().join("state"));
+        // The runtime's own PATH, which must never replace the account's.
+        options.host_path = Some(RUNTIME_PATH.to_string());
+        let engine = Engine::new(options);
         Fixture {
             tmp,
             bundle,
@@ -263,7 +269,8 @@ fn args_and_environment_are_as_planned_with_the_mount_point_and_path() {
         )),
         "{path}"
     );
-    assert!(!path.contains('/') && !path.contains(":/"), "{path}");
+    assert!(!path.contains(RUNTIME_PATH), "{path}");
+    assert!(!path.contains('/'), "{path}");
 }
 
 #[test]

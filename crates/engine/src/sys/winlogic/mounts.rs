@@ -218,11 +218,9 @@ pub fn rebase_text(text: &str, from: &str, to: &str) -> String {
         return text.to_string();
     }
     let operator = |c: char| matches!(c, '&' | '|' | '<' | '>' | '(' | ')' | ',');
-    let starts =
-        |c: char| c.is_whitespace() || operator(c) || matches!(c, '=' | ';' | '"' | '\'');
-    let ends = |c: char| {
-        c.is_whitespace() || operator(c) || matches!(c, '\\' | '/' | ';' | '"' | '\'')
-    };
+    let starts = |c: char| c.is_whitespace() || operator(c) || matches!(c, '=' | ';' | '"' | '\'');
+    let ends =
+        |c: char| c.is_whitespace() || operator(c) || matches!(c, '\\' | '/' | ';' | '"' | '\'');
     let mut out = String::with_capacity(text.len() + to.len());
     let mut rest = text;
     let mut previous: Option<char> = None;
