@@ -220,6 +220,23 @@ fn a_held_init_runs_on_start_and_reports_its_output_and_exit_code() {
 }
 
 #[test]
+fn a_released_init_that_is_paused_is_not_taken_for_a_held_one() {
+    // A start that released init and died before it saved the new phase, then a pause: the
+    // suspended main thread must not make init look held.
+    let fixture = Fixture::new("released", probe(&["sleep"]), serde_json::json!({}));
+    let (stdio, mut output) = piped();
+    let container = fixture.create(stdio);
+    let record = container.record();
+    assert!(Windows::is_held(record));
+    Windows::release(record).expect("release");
+    assert_eq!(output.line(), "ready");
+    Windows::set_frozen(record, true).expect("freeze");
+    assert!(!Windows::is_held(record));
+    assert_eq!(container.status(), Status::Paused);
+    Windows::set_frozen(record, false).expect("thaw");
+}
+
+#[test]
 fn args_and_environment_are_as_planned_with_the_mount_point_and_path() {
     let fixture = Fixture::new(
         "env",

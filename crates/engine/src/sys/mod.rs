@@ -84,7 +84,8 @@ pub trait Platform {
     /// Lets a held init run its command.
     fn release(record: &Self::Record) -> Result<()>;
 
-    /// Is init still held (created, not yet released)? Decided from the process itself, so a
+    /// Is init still held (created, not yet released)? Decided from what the release itself
+    /// left (Linux: the process; Windows: a marker made once the thread is resumed), so a
     /// `start` that died half-way is seen for what it did.
     fn is_held(record: &Self::Record) -> bool;
 

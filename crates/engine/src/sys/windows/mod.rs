@@ -60,6 +60,16 @@ pub struct Windows;
 
 /// Where the threads suspended by `pause` are listed, in the container's state directory.
 const FROZEN_FILE: &str = "frozen.json";
+/// Made once init's main thread has been released, in the container's state directory: whether
+/// init is held is the runtime's knowledge, not something to learn by suspending the thread.
+const RELEASED_FILE: &str = "released";
+
+/// Notes that init has been released. Written after the thread is resumed: a crash in between
+/// leaves init looking held, and a second `start` resumes a running thread, which is harmless.
+fn mark_released(record: &Record) -> Result<()> {
+    let marker = record.state_dir.join(RELEASED_FILE);
+    std::fs::write(&marker, b"").map_err(|e| Error::io("write", marker, e))
+}
 
 /// Everything made for one container, named before it is made.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -475,6 +485,7 @@ impl Platform for Windows {
         job.duplicate_into(raw(&launched.process), JOB_OBJECT_QUERY)?;
         if !hold {
             process::resume_thread(launched.info.pid, launched.thread_id)?;
+            mark_released(record)?;
         }
         let info = launched.info;
         live::add_process(&record.id, launched);
@@ -495,13 +506,12 @@ impl Platform for Windows {
                 format!("init process {} has exited", init.pid),
             ));
         }
-        process::resume_thread(init.pid, init.thread_id)
+        process::resume_thread(init.pid, init.thread_id)?;
+        mark_released(record)
     }
 
     fn is_held(record: &Record) -> bool {
-        record
-            .init
-            .is_some_and(|init| process::is_thread_suspended(init.pid, init.thread_id))
+        record.init.is_some() && !record.state_dir.join(RELEASED_FILE).exists()
     }
 
     fn exec(
@@ -635,9 +645,11 @@ impl Platform for Windows {
         if let Some(user) = account::ephemeral_user(&record.account) {
             note(account::delete_ephemeral(&record.id, user));
         }
-        let marker = record.state_dir.join(FROZEN_FILE);
-        if marker.exists() {
-            note(std::fs::remove_file(&marker).map_err(|e| Error::io("remove", &marker, e)));
+        for name in [FROZEN_FILE, RELEASED_FILE] {
+            let marker = record.state_dir.join(name);
+            if marker.exists() {
+                note(std::fs::remove_file(&marker).map_err(|e| Error::io("remove", &marker, e)));
+            }
         }
         // Closing this process's job handle: KILL_ON_JOB_CLOSE ends anything still left once no
         // other handle is open.

@@ -586,33 +586,6 @@ pub fn resume_thread(pid: u32, thread_id: u32) -> Result<()> {
     Ok(())
 }
 
-/// Whether the main thread of a process is still suspended (a held init): suspending it once
-/// more returns the previous count, which is then restored.
-pub fn is_thread_suspended(pid: u32, thread_id: u32) -> bool {
-    // SAFETY: plain call.
-    let Some(thread) = owned(unsafe {
-        OpenThread(
-            THREAD_SUSPEND_RESUME | THREAD_QUERY_LIMITED_INFORMATION,
-            0,
-            thread_id,
-        )
-    }) else {
-        return false;
-    };
-    // SAFETY: a valid thread handle.
-    if unsafe { GetProcessIdOfThread(raw(&thread)) } != pid {
-        return false;
-    }
-    // SAFETY: a valid thread handle with THREAD_SUSPEND_RESUME; the suspension is undone.
-    let previous = unsafe { SuspendThread(raw(&thread)) };
-    if previous == u32::MAX {
-        return false;
-    }
-    // SAFETY: as above.
-    unsafe { ResumeThread(raw(&thread)) };
-    previous > 0
-}
-
 /// The threads of the given processes, from one snapshot.
 fn threads_of(pids: &HashSet<u32>) -> Result<Vec<(u32, u32)>> {
     // SAFETY: plain call.
