@@ -482,10 +482,16 @@ impl Platform for Windows {
             thread_id: launched.thread_id,
             start_time: launched.info.start_time,
         });
-        job.duplicate_into(raw(&launched.process), JOB_OBJECT_QUERY)?;
-        if !hold {
-            process::resume_thread(launched.info.pid, launched.thread_id)?;
-            mark_released(record)?;
+        let handed = job
+            .duplicate_into(raw(&launched.process), JOB_OBJECT_QUERY)
+            .and_then(|()| match hold {
+                true => Ok(()),
+                false => process::resume_thread(launched.info.pid, launched.thread_id)
+                    .and_then(|()| mark_released(record)),
+            });
+        if let Err(e) = handed {
+            process::abandon(raw(&launched.process));
+            return Err(e);
         }
         let info = launched.info;
         live::add_process(&record.id, launched);

@@ -328,7 +328,7 @@ pub fn launch(launch: Launch<'_>) -> Result<Launched> {
         owned(info.hProcess).ok_or_else(|| Error::sys("CreateProcessAsUserW", last_error()))?;
     // The main thread is resumed by id (possibly from another process): no handle is kept.
     drop(owned(info.hThread));
-    let start_time = creation_time(raw(&process))?;
+    let start_time = creation_time(raw(&process)).inspect_err(|_| abandon(raw(&process)))?;
     Ok(Launched {
         info: ProcessInfo {
             pid: info.dwProcessId,
@@ -338,6 +338,18 @@ pub fn launch(launch: Launch<'_>) -> Result<Launched> {
         process,
         console,
     })
+}
+
+/// Ends a process just created whose launch failed in a later step, so that no process the
+/// caller was told failed is left in the job (suspended, or running unasked).
+pub fn abandon(process: HANDLE) {
+    // SAFETY: a valid process handle with PROCESS_TERMINATE (the creator's handle has all rights).
+    if unsafe { TerminateProcess(process, TERMINATED_EXIT_CODE) } == 0 && !has_exited(process) {
+        log::warn!(
+            "a process whose launch failed could not be terminated: {}",
+            last_error()
+        );
+    }
 }
 
 fn process_times(process: HANDLE) -> Result<[FILETIME; 4]> {
