@@ -477,3 +477,45 @@ fn the_volume_is_reachable_at_its_mount_point() {
     assert_eq!(wait(&init), Some(0));
     assert_eq!(output.rest().trim(), "from the image");
 }
+
+#[test]
+fn a_terminal_without_stdin_runs() {
+    let fixture = Fixture::new(
+        "tty",
+        serde_json::json!({ "args": ["cmd.exe", "/c", "exit /b 5"], "terminal": true }),
+        serde_json::json!({}),
+    );
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    let stdio = Stdio {
+        stdout: Some(writer.into()),
+        terminal: true,
+        ..Stdio::default()
+    };
+    let created = fixture.engine.create(
+        &fixture.id,
+        &fixture.bundle,
+        CreateOptions {
+            stdio,
+            ..CreateOptions::default()
+        },
+    );
+    let mut container = match created {
+        Err(e) if e.to_string().contains("CreatePseudoConsole") => {
+            testkit::kernel::skipped("a_terminal_without_stdin_runs", &e.to_string());
+            return;
+        }
+        created => created.expect("create with a terminal and no stdin"),
+    };
+    // The console's output is drained so that it never blocks (Wine's ConPTY writes none).
+    let drain = std::thread::spawn(move || {
+        let mut reader = reader;
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+    });
+    let init = container.init().expect("init");
+    container.start().expect("start");
+    assert_eq!(wait(&init), Some(5));
+    // Closes the console, whose output pipe the drain reads to its end (the state directory's
+    // removal is `delete_leaves_no_job_process_or_state`'s).
+    let _ = fixture.engine.delete(&fixture.id, true);
+    let _ = drain.join();
+}

@@ -113,8 +113,8 @@ pub struct Stdio {
     pub stdout: Option<OwnedHandle>,
     pub stderr: Option<OwnedHandle>,
     /// Run under a pseudo console (ConPTY): `stdin` is the read end of the console's input
-    /// pipe, `stdout` the write end of its output pipe; `stderr` is unused (a console merges
-    /// it into its output).
+    /// pipe, `stdout` the write end of its output pipe (without them: no input, output to
+    /// `NUL`); `stderr` is unused (a console merges it into its output).
     pub terminal: bool,
     /// The console's (width, height); the process's console size, else 80x25, when `None`.
     pub console_size: Option<(u16, u16)>,
@@ -242,11 +242,20 @@ fn start_process(
     let application = view.to_host(&resolved.application);
 
     let io = if stdio.terminal {
-        let (Some(input), Some(output)) = (&stdio.stdin, &stdio.stdout) else {
-            return Err(Error::container(
-                &record.id,
-                "a terminal needs the console's pipes: stdin (the read end of its input) and stdout (the write end of its output)",
-            ));
+        // A terminal without stdin (Kubernetes allows it) reads from a pipe with no writer, and
+        // one without stdout writes to NUL.
+        let input = match stdio.stdin {
+            Some(input) => input,
+            None => {
+                let (reader, writer) = std::io::pipe()
+                    .map_err(|e| Error::sys("create the console's input pipe", e))?;
+                drop(writer);
+                reader.into()
+            }
+        };
+        let output = match stdio.stdout {
+            Some(output) => output,
+            None => process::null_device()?,
         };
         let (width, height) = stdio
             .console_size
@@ -254,7 +263,7 @@ fn start_process(
             .filter(|(w, h)| *w > 0 && *h > 0)
             .unwrap_or(console::DEFAULT_SIZE);
         ProcessIo::Console(console::PseudoConsole::create(
-            input, output, width, height,
+            &input, &output, width, height,
         )?)
     } else {
         ProcessIo::Handles {

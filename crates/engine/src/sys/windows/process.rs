@@ -172,7 +172,7 @@ fn inheritable(handle: HANDLE) -> Result<OwnedHandle> {
 }
 
 /// An inheritable handle to `NUL`.
-fn null_device() -> Result<OwnedHandle> {
+pub fn null_device() -> Result<OwnedHandle> {
     let name = wide("NUL");
     let security = SECURITY_ATTRIBUTES {
         nLength: size_of::<SECURITY_ATTRIBUTES>() as u32,
