@@ -35,7 +35,7 @@ use windows_sys::Win32::System::IO::{
 
 use super::win::{last_error, owned, raw, wide};
 use crate::error::{Error, Result};
-use crate::sys::winlogic::limits::{CpuControl, JobLimits};
+use crate::sys::winlogic::limits::{io_rate_to_set, CpuControl, IoLimit, JobLimits};
 use crate::sys::JobStats;
 
 /// `JOB_OBJECT_ALL_ACCESS`.
@@ -168,8 +168,9 @@ impl Job {
     }
 
     /// Sets the job to `limits`, keeping `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE` (the reference's
-    /// "parity with process isolated containers"): limits not in `limits` are cleared.
-    pub fn apply(&self, limits: &JobLimits) -> Result<()> {
+    /// "parity with process isolated containers"): limits not in `limits` are cleared, including
+    /// the I/O cap set before (`io_before`, which the runtime keeps: Wine has no call to read it).
+    pub fn apply(&self, limits: &JobLimits, io_before: Option<IoLimit>) -> Result<()> {
         let mut info = self.extended()?;
         let basic = &mut info.BasicLimitInformation;
         basic.LimitFlags &= !(JOB_OBJECT_LIMIT_JOB_MEMORY
@@ -213,7 +214,7 @@ impl Job {
                 .map_err(|e| Error::sys(self.op("set job CPU rate control"), e))?;
         }
 
-        if let Some(io_limit) = limits.io {
+        if let Some(io_limit) = io_rate_to_set(io_before, limits.io) {
             let info = JOBOBJECT_IO_RATE_CONTROL_INFORMATION {
                 MaxIops: io_limit.max_iops,
                 MaxBandwidth: io_limit.max_bandwidth,

@@ -40,7 +40,7 @@ use crate::sys::winlogic::cmdline::{
     self, command_line_from_args, to_backslashes, FileSystem, Kind, SearchPaths,
 };
 use crate::sys::winlogic::env::{container_environment, env_value};
-use crate::sys::winlogic::limits::{job_limits, JobLimits};
+use crate::sys::winlogic::limits::{job_limits, IoLimit, JobLimits};
 use crate::sys::winlogic::mounts::{
     choose_layout, is_under, mount_destination, mount_point_env, rebase_text, silo_bindings,
     volume_attach, volume_links, working_directory, Binding, ContainerView, ViewFs, VolumeAttach,
@@ -96,6 +96,9 @@ pub struct Record {
     pub links: Vec<VolumeLink>,
     pub account: AccountPlan,
     pub init: Option<InitRecord>,
+    /// The job's I/O cap as last set, so that an `update` without one clears it.
+    #[serde(default)]
+    pub io_limit: Option<IoLimit>,
 }
 
 /// The init process, with its main thread, which `release` resumes.
@@ -445,6 +448,7 @@ impl Platform for Windows {
             mounts,
             account,
             init: None,
+            io_limit: None,
         })
     }
 
@@ -456,7 +460,8 @@ impl Platform for Windows {
     ) -> Result<ProcessInfo> {
         let limits = limits_for(&record.id, &plan.resources)?;
         let job = Arc::new(Job::create(&record.job_name)?);
-        job.apply(&limits)?;
+        job.apply(&limits, None)?;
+        record.io_limit = limits.io;
         if let Err(e) = job.enable_io_attribution() {
             log::debug!("container {}: {e}", record.id);
         }
@@ -615,7 +620,9 @@ impl Platform for Windows {
     fn update(record: &mut Record, resources: &ResourceRequest) -> Result<()> {
         let limits = limits_for(&record.id, resources)?;
         let (job, _) = job_for(record)?.ok_or_else(|| stopped(record))?;
-        job.apply(&limits)
+        job.apply(&limits, record.io_limit)?;
+        record.io_limit = limits.io;
+        Ok(())
     }
 
     fn stats(record: &Record) -> Result<JobStats> {
