@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Foundation::{
     DuplicateHandle, SetLastError, ERROR_ABANDONED_WAIT_0, ERROR_ALREADY_EXISTS,
-    ERROR_FILE_NOT_FOUND, ERROR_INVALID_HANDLE, ERROR_MORE_DATA, ERROR_PATH_NOT_FOUND, HANDLE,
+    ERROR_FILE_NOT_FOUND, ERROR_MORE_DATA, ERROR_PATH_NOT_FOUND, HANDLE,
 };
 use windows_sys::Win32::System::JobObjects::{
     CreateJobObjectW, JobObjectAssociateCompletionPortInformation,
@@ -476,15 +476,14 @@ fn drain(port: OwnedHandle, events: Arc<(Mutex<u64>, Condvar)>) {
                 INFINITE,
             )
         };
-        if ok == 0 {
-            let code = last_error().raw_os_error().map(|c| c as u32);
-            if matches!(
-                code,
-                Some(ERROR_ABANDONED_WAIT_0) | Some(ERROR_INVALID_HANDLE)
-            ) {
-                return;
+        if ok == 0 && overlapped.is_null() {
+            // Nothing was dequeued: the port itself failed (closed, or an error that a retry
+            // would only repeat, spinning). Waiters fall back to polling.
+            let error = last_error();
+            if error.raw_os_error() != Some(ERROR_ABANDONED_WAIT_0 as i32) {
+                log::debug!("job events: the completion port failed: {error}");
             }
-            continue;
+            return;
         }
         if key == STOP_KEY {
             return;
@@ -519,5 +518,52 @@ pub fn wait_empty(job: &Job, notifier: Option<&Notifier>, timeout: Duration) -> 
             }
             None => std::thread::sleep(slice),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_event_reader_stops_on_a_port_that_keeps_failing() {
+        // A handle to a completion port without the right to dequeue: every dequeue fails at
+        // once with "access denied".
+        // SAFETY: a new port, not tied to a file.
+        let port = owned(unsafe {
+            CreateIoCompletionPort(
+                windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE,
+                std::ptr::null_mut(),
+                0,
+                1,
+            )
+        })
+        .expect("a completion port");
+        let mut weak: HANDLE = std::ptr::null_mut();
+        // SAFETY: duplicating a valid handle within this process, with SYNCHRONIZE only.
+        let ok = unsafe {
+            DuplicateHandle(
+                GetCurrentProcess(),
+                raw(&port),
+                GetCurrentProcess(),
+                &mut weak,
+                windows_sys::Win32::Storage::FileSystem::SYNCHRONIZE,
+                0,
+                0,
+            )
+        };
+        assert_ne!(ok, 0, "duplicate the port");
+        let weak = owned(weak).expect("the duplicate");
+        let events = Arc::new((Mutex::new(0u64), Condvar::new()));
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drain(weak, events);
+            let _ = done.send(());
+        });
+        // Generous: the reader either returns at once or retries forever.
+        assert!(
+            finished.recv_timeout(Duration::from_secs(30)).is_ok(),
+            "the reader keeps retrying a failing port"
+        );
     }
 }
