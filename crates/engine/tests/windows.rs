@@ -180,6 +180,26 @@ fn job_goes(id: &str) -> bool {
     false
 }
 
+/// Does this host report a process's private working set (Windows 10 1809 and later)?
+fn reports_private_working_sets() -> bool {
+    use windows_sys::Win32::System::ProcessStatus::{
+        K32GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS_EX2,
+    };
+    let mut counters = PROCESS_MEMORY_COUNTERS_EX2 {
+        cb: std::mem::size_of::<PROCESS_MEMORY_COUNTERS_EX2>() as u32,
+        ..Default::default()
+    };
+    // SAFETY: this process's pseudo handle and a structure of the size given.
+    let ok = unsafe {
+        K32GetProcessMemoryInfo(
+            windows_sys::Win32::System::Threading::GetCurrentProcess(),
+            &mut counters as *mut PROCESS_MEMORY_COUNTERS_EX2 as *mut _,
+            counters.cb,
+        )
+    };
+    ok != 0 && counters.PrivateWorkingSetSize > 0
+}
+
 fn pid_exists(pid: u32) -> bool {
     // SAFETY: plain call.
     let handle = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
@@ -321,12 +341,22 @@ fn exec_runs_in_the_same_job_and_pids_list_a_grandchild() {
 }
 
 #[test]
-fn pause_suspends_the_job_and_resume_lets_it_run() {
+fn stats_count_the_processes_working_sets_and_pause_and_resume_work() {
     let fixture = Fixture::new("pause", probe(&["sleep"]), serde_json::json!({}));
     let (stdio, mut output) = piped();
     let mut container = fixture.create(stdio);
     container.start().expect("start");
     assert_eq!(output.line(), "ready");
+    let stats = container.stats().expect("stats");
+    assert!(stats.pids_current >= 1, "{stats:?}");
+    if reports_private_working_sets() {
+        assert!(stats.memory_private_working_set_bytes > 0, "{stats:?}");
+    } else {
+        testkit::kernel::skipped(
+            "stats_count_the_processes_working_sets_and_pause_and_resume_work (working set)",
+            "this host reports no private working set (PROCESS_MEMORY_COUNTERS_EX2; Wine 8)",
+        );
+    }
     container.pause().expect("pause");
     assert_eq!(container.status(), Status::Paused);
     container.resume().expect("resume");

@@ -51,6 +51,10 @@ pub struct JobStats {
     pub memory_peak_bytes: u64,
     pub memory_limit_bytes: u64,
     pub memory_cache_bytes: u64,
+    /// Windows: the private working sets of the job's processes, summed (as the reference
+    /// reports them); zero elsewhere.
+    #[serde(default)]
+    pub memory_private_working_set_bytes: u64,
     pub oom_kills: u64,
     pub pids_current: u64,
     pub pids_limit: u64,

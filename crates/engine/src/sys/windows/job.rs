@@ -28,7 +28,12 @@ use windows_sys::Win32::System::JobObjects::{
     JOB_OBJECT_LIMIT_ACTIVE_PROCESS, JOB_OBJECT_LIMIT_AFFINITY, JOB_OBJECT_LIMIT_JOB_MEMORY,
     JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
 };
-use windows_sys::Win32::System::Threading::{GetCurrentProcess, INFINITE};
+use windows_sys::Win32::System::ProcessStatus::{
+    K32GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS_EX2,
+};
+use windows_sys::Win32::System::Threading::{
+    GetCurrentProcess, OpenProcess, INFINITE, PROCESS_QUERY_LIMITED_INFORMATION,
+};
 use windows_sys::Win32::System::IO::{
     CreateIoCompletionPort, GetQueuedCompletionStatus, PostQueuedCompletionStatus, OVERLAPPED,
 };
@@ -344,6 +349,34 @@ impl Job {
         Ok(())
     }
 
+    /// The private working sets of the job's processes, summed, as the reference reports the
+    /// container's memory; a process that exits meanwhile counts as nothing.
+    fn private_working_set(&self) -> u64 {
+        let Ok(pids) = self.pids() else {
+            return 0;
+        };
+        pids.into_iter()
+            .filter_map(|pid| {
+                // SAFETY: plain call.
+                let process =
+                    owned(unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) })?;
+                let mut counters = PROCESS_MEMORY_COUNTERS_EX2 {
+                    cb: size_of::<PROCESS_MEMORY_COUNTERS_EX2>() as u32,
+                    ..Default::default()
+                };
+                // SAFETY: a valid handle and a structure of the size given.
+                let ok = unsafe {
+                    K32GetProcessMemoryInfo(
+                        raw(&process),
+                        &mut counters as *mut PROCESS_MEMORY_COUNTERS_EX2 as *mut _,
+                        counters.cb,
+                    )
+                };
+                (ok != 0).then_some(counters.PrivateWorkingSetSize as u64)
+            })
+            .sum()
+    }
+
     /// Usage figures: CPU time, job commit (now and peak), active processes, storage I/O.
     pub fn stats(&self) -> Result<JobStats> {
         let basic = &self.accounting()?;
@@ -369,6 +402,7 @@ impl Job {
             stats.memory_usage_bytes = memory.job_memory;
             stats.memory_peak_bytes = memory.peak_job_memory_used;
         }
+        stats.memory_private_working_set_bytes = self.private_working_set();
         let mut io_info = JOBOBJECT_IO_ATTRIBUTION_INFORMATION {
             ControlFlags: JOBOBJECT_IO_ATTRIBUTION_CONTROL_ENABLE as u32,
             ..Default::default()
