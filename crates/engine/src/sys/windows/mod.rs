@@ -1,11 +1,12 @@
 //! Windows: the job is a named job object, the view a silo with bind-filter mappings (or the
-//! fallback layout without the bind filter), the volume a directory the snapshotter provides,
-//! the account a logon token. The decisions live in `sys::winlogic`; this module makes the
-//! system calls.
+//! fallback layout without the bind filter), the volume a directory or the image's layers
+//! mounted through the HCS storage API, the account a logon token. The decisions live in
+//! `sys::winlogic`; this module makes the system calls.
 //!
-//! Container volumes are directories: containerd's Windows snapshotter provides them (an
-//! `ImageSource::Directory`, or `ImageSource::Layers` whose first lower directory is the
-//! volume). Mounting image layers (WCIFS, CIM) is the snapshotter's part and is not done here.
+//! Container volumes: an `ImageSource::Directory` (or a single layer directory) is used as it
+//! is; containerd's `windows-layer` mount (`ImageSource::Layers`: the scratch layer, then its
+//! parents) is activated and prepared as the reference does for process-isolated containers,
+//! and the volume it becomes is mounted at the mount point.
 //!
 //! Process creation differs from the reference in one place: on silo hosts the reference starts
 //! every command as `cmd /c <command>` because `CreateProcess` looks the image up from the
@@ -16,6 +17,7 @@
 mod account;
 mod console;
 mod job;
+mod layers;
 mod live;
 mod process;
 mod supervisor;
@@ -40,6 +42,7 @@ use crate::sys::winlogic::cmdline::{
     self, command_line_from_args, to_backslashes, FileSystem, Kind, SearchPaths,
 };
 use crate::sys::winlogic::env::{container_environment, env_value};
+use crate::sys::winlogic::layers::{volume_source, LayerMount, VolumeSource};
 use crate::sys::winlogic::limits::{job_limits, IoLimit, JobLimits};
 use crate::sys::winlogic::mounts::{
     choose_layout, is_under, mount_destination, mount_point_env, rebase_text, silo_bindings,
@@ -99,6 +102,10 @@ pub struct Record {
     /// The job's I/O cap as last set, so that an `update` without one clears it.
     #[serde(default)]
     pub io_limit: Option<IoLimit>,
+    /// The image layers `create` mounts as the volume (the volume's path is known once they are
+    /// mounted).
+    #[serde(default)]
+    pub layers: Option<LayerMount>,
 }
 
 /// The init process, with its main thread, which `release` resumes.
@@ -132,32 +139,56 @@ fn limits_for(id: &str, resources: &ResourceRequest) -> Result<JobLimits> {
     Ok(limits)
 }
 
-fn image_volume(plan: &ContainerPlan) -> Result<String> {
-    let path = match &plan.volume.image {
-        ImageSource::Directory(path) => path.clone(),
+/// Where the volume comes from: a directory, or image layers to mount at `create`.
+fn volume_source_of(plan: &ContainerPlan) -> Result<VolumeSource> {
+    let source = match &plan.volume.image {
+        ImageSource::Directory(path) => {
+            VolumeSource::Directory(to_backslashes(&path.to_string_lossy()))
+        }
         ImageSource::Layers { lower, upper, work } => {
             if upper.is_some() || work.is_some() {
                 log::debug!(
-                    "container {}: upper and work directories are not used on Windows: the first layer directory is the volume",
+                    "container {}: upper and work directories are not used on Windows",
                     plan.id
                 );
             }
-            lower.first().cloned().ok_or_else(|| {
-                Error::container(
-                    &plan.id,
-                    "the rootfs names no layer directory: the snapshotter's volume is missing",
-                )
-            })?
+            let lower: Vec<String> = lower
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect();
+            volume_source(&lower).map_err(|e| Error::container(&plan.id, e.to_string()))?
         }
     };
-    match std::fs::metadata(&path) {
-        Ok(meta) if meta.is_dir() => Ok(to_backslashes(&path.to_string_lossy())),
-        Ok(_) => Err(Error::container(
-            &plan.id,
-            format!("the container volume {} is not a directory", path.display()),
-        )),
-        Err(e) => Err(Error::io("open the container volume", path, e)),
+    if let VolumeSource::Directory(path) = &source {
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::container(
+                    &plan.id,
+                    format!("the container volume {path} is not a directory"),
+                ))
+            }
+            Err(e) => return Err(Error::io("open the container volume", path, e)),
+        }
     }
+    Ok(source)
+}
+
+/// Makes `volume` the container's volume: how it is attached, the links and the silo's mappings
+/// all follow from its path.
+fn place_volume(record: &mut Record, volume: String) {
+    record.links = volume_links(&volume, &record.mounts);
+    record.volume_attach = volume_attach(&volume);
+    record.bindings = match record.layout {
+        VolumeLayout::Silo => silo_bindings(
+            &record.mount_point,
+            &volume,
+            record.volume_read_only,
+            &record.mounts,
+        ),
+        VolumeLayout::Fallback => Vec::new(),
+    };
+    record.volume = volume;
 }
 
 /// The job, from this process's own handle or opened by name; `None` when it is gone.
@@ -379,7 +410,7 @@ impl Platform for Windows {
         if plan.volume.layout == Layout::Bind && layout == VolumeLayout::Fallback {
             log::warn!("container {id}: the bind filter (bindfltapi.dll) is not on this host: the volume is at {mount_point} without a private view");
         }
-        let volume = image_volume(plan)?;
+        let source = volume_source_of(plan)?;
         if layout == VolumeLayout::Fallback && plan.volume.read_only {
             log::warn!("container {id}: root.readonly cannot be enforced without the bind filter");
         }
@@ -411,12 +442,6 @@ impl Platform for Windows {
                 read_only: mount.read_only,
             });
         }
-        let bindings = match layout {
-            VolumeLayout::Silo => {
-                silo_bindings(&mount_point, &volume, plan.volume.read_only, &mounts)
-            }
-            VolumeLayout::Fallback => Vec::new(),
-        };
         if layout == VolumeLayout::Fallback && std::fs::symlink_metadata(&mount_point).is_ok() {
             return Err(Error::container(
                 id,
@@ -433,23 +458,31 @@ impl Platform for Windows {
         };
         limits_for(id, &plan.resources)?;
 
-        Ok(Record {
+        let mut record = Record {
             id: id.clone(),
             state_dir: state_dir.to_path_buf(),
             job_name: format!("JobContainer_{id}"),
             layout,
-            links: volume_links(&volume, &mounts),
-            volume_attach: volume_attach(&volume),
+            links: Vec::new(),
+            volume_attach: VolumeAttach::default(),
             mount_point,
             plan_mount_point,
-            volume,
+            volume: String::new(),
             volume_read_only: plan.volume.read_only,
-            bindings,
+            bindings: Vec::new(),
             mounts,
             account,
             init: None,
             io_limit: None,
-        })
+            layers: None,
+        };
+        match source {
+            VolumeSource::Directory(volume) => place_volume(&mut record, volume),
+            // Mounted by `create`, which then places the volume; named here so that `delete`
+            // unmounts them after any crash.
+            VolumeSource::Layers(layers) => record.layers = Some(layers),
+        }
+        Ok(record)
     }
 
     fn create(
@@ -476,6 +509,10 @@ impl Platform for Windows {
             }
         };
         live::insert(&record.id, Arc::clone(&job), notifier);
+        if let Some(layers) = &record.layers {
+            let volume = layers::mount(layers)?;
+            place_volume(record, volume);
+        }
         volume::setup(record, &job)?;
 
         account::enable_process_privileges();
@@ -664,6 +701,9 @@ impl Platform for Windows {
             }
         }
         note(volume::teardown(record, job.as_deref()));
+        if let Some(layers) = &record.layers {
+            note(layers::unmount(layers));
+        }
         if let Some(user) = account::ephemeral_user(&record.account) {
             note(account::delete_ephemeral(&record.id, user));
         }
