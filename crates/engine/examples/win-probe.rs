@@ -5,7 +5,9 @@
 //! - `stubborn MARKER`: on CTRL_SHUTDOWN writes `MARKER` and never exits (a workload that
 //!   ignores the event, which the grace period ends);
 //! - `parent`: starts `win-probe sleep` (a grandchild of the container's init), prints its pid
-//!   and waits.
+//!   and waits; `parent-exit` does the same and exits;
+//! - `runtime STATE BUNDLE ID`: a runtime that creates and starts container `ID` (its stdio this
+//!   program's) and exits without deleting it.
 //!
 //! Each prints `ready` (or the pid) once its handler is installed.
 
@@ -77,7 +79,30 @@ mod probe {
                 say("ready");
                 wait_forever()
             }
-            ["parent"] => {
+            ["runtime", state, bundle, id] => {
+                use hostprocess_engine::plan::PlanOptions;
+                use hostprocess_engine::sys::windows::Stdio;
+                use hostprocess_engine::{CreateOptions, Engine};
+                use std::os::windows::io::AsHandle;
+                let stdout = std::io::stdout()
+                    .as_handle()
+                    .try_clone_to_owned()
+                    .unwrap_or_else(|e| fail(&format!("standard output: {e}")));
+                let engine = Engine::new(PlanOptions::new(state));
+                let options = CreateOptions {
+                    stdio: Stdio {
+                        stdout: Some(stdout),
+                        ..Stdio::default()
+                    },
+                    start_now: true,
+                    ..CreateOptions::default()
+                };
+                if let Err(e) = engine.create(id, std::path::Path::new(bundle), options) {
+                    fail(&format!("create: {e}"));
+                }
+                std::process::exit(0)
+            }
+            [role @ ("parent" | "parent-exit")] => {
                 let exe = std::env::current_exe().unwrap_or_else(|e| fail(&e.to_string()));
                 match std::process::Command::new(exe)
                     .arg("sleep")
@@ -86,6 +111,9 @@ mod probe {
                 {
                     Ok(child) => say(&child.id().to_string()),
                     Err(e) => fail(&format!("start the grandchild: {e}")),
+                }
+                if role == "parent-exit" {
+                    std::process::exit(0);
                 }
                 wait_forever()
             }

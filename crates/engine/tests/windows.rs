@@ -469,6 +469,41 @@ fn delete_leaves_no_job_process_or_state() {
     assert!(!state.exists(), "the state directory is gone");
 }
 
+#[test]
+fn the_job_is_killed_when_its_last_handle_closes() {
+    // A runtime starts a container whose init starts a grandchild and exits, and the runtime
+    // exits without deleting it: once neither holds the job, KILL_ON_JOB_CLOSE ends the rest.
+    let fixture = Fixture::new("close", probe(&["parent-exit"]), serde_json::json!({}));
+    let mut runtime = std::process::Command::new(probe_exe())
+        .arg("runtime")
+        .arg(fixture.engine.root())
+        .arg(&fixture.bundle)
+        .arg(&fixture.id)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the runtime");
+    let mut line = String::new();
+    BufReader::new(runtime.stdout.take().expect("the runtime's output"))
+        .read_line(&mut line)
+        .expect("read the grandchild's pid");
+    let grandchild: u32 = line.trim().parse().expect("the grandchild's pid");
+    assert!(runtime.wait().expect("the runtime's exit").success());
+    assert!(process_goes(grandchild), "the grandchild outlived its job");
+    assert!(job_goes(&fixture.id), "the job object is gone");
+}
+
+/// Whether process `pid` goes (polled, up to 10 s: Wine ends a job's processes a little after
+/// its last handle closes).
+fn process_goes(pid: u32) -> bool {
+    for _ in 0..200 {
+        if !pid_exists(pid) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
 /// Does deleting a file that is open (shared for delete) remove its name at once, as Windows 10
 /// does on NTFS (POSIX semantics)?
 fn deletes_open_files_at_once() -> bool {
