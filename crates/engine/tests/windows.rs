@@ -492,6 +492,30 @@ fn the_job_is_killed_when_its_last_handle_closes() {
     assert!(job_goes(&fixture.id), "the job object is gone");
 }
 
+#[test]
+fn a_create_that_fails_after_the_launch_leaves_no_process() {
+    // The state directory is missing, so recording that init was released fails after init was
+    // launched and resumed: the process must not be left running in the job.
+    let fixture = Fixture::new("abandon", probe(&["sleep"]), serde_json::json!({}));
+    let (_, plan) = fixture
+        .engine
+        .plan(&fixture.id, &fixture.bundle, None)
+        .expect("plan");
+    let missing = fixture.tmp.path().join("no-such-state-directory");
+    let mut record = Windows::prepare(&plan, &missing).expect("prepare");
+    struct Destroy<'a>(&'a hostprocess_engine::sys::windows::Record);
+    impl Drop for Destroy<'_> {
+        fn drop(&mut self) {
+            let _ = Windows::destroy(self.0);
+        }
+    }
+    let created = Windows::create(&plan, &mut record, Stdio::default(), false);
+    let _destroy = Destroy(&record);
+    assert!(created.is_err(), "{created:?}");
+    let init = record.init.expect("init was launched");
+    assert!(process_goes(init.pid), "init was left running");
+}
+
 /// Whether process `pid` goes (polled, up to 10 s: Wine ends a job's processes a little after
 /// its last handle closes).
 fn process_goes(pid: u32) -> bool {
