@@ -311,6 +311,21 @@ fn args_and_environment_are_as_planned_with_the_mount_point_and_path() {
 }
 
 #[test]
+fn a_command_line_runs_as_it_is() {
+    let fixture = Fixture::new(
+        "cmdline",
+        serde_json::json!({ "commandLine": r#"cmd.exe /c echo "a  b"& exit /b 6"# }),
+        serde_json::json!({}),
+    );
+    let (stdio, output) = piped();
+    let mut container = fixture.create(stdio);
+    let init = container.init().expect("init");
+    container.start().expect("start");
+    assert_eq!(wait(&init), Some(6));
+    assert_eq!(output.rest().trim(), r#""a  b""#);
+}
+
+#[test]
 fn exec_runs_in_the_same_job_and_pids_list_a_grandchild() {
     let fixture = Fixture::new("exec", probe(&["parent"]), serde_json::json!({}));
     let (stdio, mut output) = piped();
