@@ -34,6 +34,12 @@ pub fn cli(args: impl IntoIterator<Item = OsString>) -> Option<Cli> {
         },
         debug: seen.switch("debug"),
         systemd_cgroup: seen.switch("systemd-cgroup"),
+        criu: seen.value("criu").map(String::from),
+        rootless: match seen.value("rootless") {
+            None => None,
+            Some(value @ ("true" | "false" | "auto")) => Some(value.to_string()),
+            Some(_) => return None,
+        },
         command,
     })
 }
@@ -72,6 +78,8 @@ const GLOBAL: &[Flag] = &[
     valued("log-format", None),
     switch("debug", None),
     switch("systemd-cgroup", None),
+    valued("criu", None),
+    valued("rootless", None),
 ];
 
 const BUNDLE: &[Flag] = &[
@@ -255,6 +263,9 @@ mod tests {
             "--root /r --log /l --log-format json --systemd-cgroup create -b /b \
              --console-socket /s/sock --pid-file /p --no-pivot c1",
             "--root /r --log /l --log-format json start c1",
+            "--root /r --log /l --log-format json --criu /usr/sbin/criu --rootless=false \
+             kill c1 9",
+            "--rootless true --systemd-cgroup delete -f c1",
             "--root /r --log /l --log-format json kill c1 9",
             "--root /r --log /l --log-format json kill --all c1 SIGKILL",
             "--root /r --log /l --log-format json delete --force c1",
@@ -324,6 +335,7 @@ mod tests {
             "run --preserve-fds -1 c1",
             "run --preserve-fds many c1",
             "--log-format xml run c1",
+            "--rootless=maybe run c1",
             "run --unknown c1",
             "--root run c1",
             "exec c1 ls",
