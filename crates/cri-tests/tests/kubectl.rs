@@ -427,14 +427,14 @@ fn debug_adds_an_ephemeral_container_that_sees_its_target_and_takes_input() {
     let pod = node
         .run_pod(node.host_network_pod("debug"))
         .unwrap_or_else(|e| panic!("RunPodSandbox: {e}"));
-    let marker = format!("{}", 600_000 + std::process::id());
+    let marker = 600_000 + std::process::id();
     let app = pod.start(&container("app", &format!("exec sleep {marker}")));
 
     // `kubectl debug -it pod/debug --image=busybox --target=app`: the kubelet adds a container
     // to the running pod that targets app's process namespace, then attaches to it.
     let mut config = interactive(container(
         "debugger-x7k2p",
-        r#"while read l; do eval "$l"; done"#,
+        r#"while read -r l; do eval "$l"; done"#,
     ));
     let options = config
         .linux
@@ -456,15 +456,29 @@ fn debug_adds_an_ephemeral_container_that_sees_its_target_and_takes_input() {
         })
         .unwrap_or_else(|e| panic!("Attach: {e}"));
     let mut session = Stream::exec(&url, &[V4_CHANNEL]);
-    // The command line echoes on the terminal, so the answer is told apart by its digits.
+    // The debugger reads the target's process from the host's /proc (host PID).
+    let target = format!("sleep {marker}");
+    let mut target_pid = None;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            target_pid = processes_in_cgroups_of(&[&app])
+                .into_iter()
+                .find(|(_, cmdline)| *cmdline == target)
+                .map(|(pid, _)| pid);
+            target_pid.is_some()
+        }),
+        "app's process {target:?} does not run"
+    );
+    let pid = target_pid.unwrap_or_default();
+    // The command line echoes on the terminal: only the answer's line starts with "seen:".
     let command = format!(
-        "echo \"targets:$(cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | grep -a -o 'sleep {marker}' | wc -l)\" \"volume:$CONTAINER_SANDBOX_MOUNT_POINT\"\n"
+        "echo \"see\"\"n:$(tr '\\0' ' ' < /proc/{pid}/cmdline)volume:$CONTAINER_SANDBOX_MOUNT_POINT\"\n"
     );
     session.send(STDIN, command.as_bytes());
-    let output = session.read_until(STDOUT, |t| line_starting(t, "targets:1").is_some());
+    let output = session.read_until(STDOUT, |t| line_starting(t, "seen:").is_some());
     assert_eq!(
-        line_starting(&output, "targets:1"),
-        Some("targets:1 volume:/hpc"),
+        line_starting(&output, "seen:"),
+        Some(format!("seen:{target} volume:/hpc").as_str()),
         "{output:?}"
     );
     session.close();
