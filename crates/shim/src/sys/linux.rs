@@ -6,12 +6,13 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::Arc;
 
 use hostprocess_engine::sys::linux::Stdio;
 use hostprocess_engine::{Container as EngineContainer, ProcessInfo};
 use log::debug;
 
-use crate::io::{output, Output, StdioPaths};
+use crate::io::{output, CopyDone, Output, StdioPaths};
 use crate::metrics::MetricsFormat;
 
 /// Where the shim keeps the engine's state (one directory per namespace below it).
@@ -112,12 +113,7 @@ impl ProcessIo {
                 // A process reading a FIFO that has no writer yet would see EOF at once: the
                 // process reads a pipe, which gets EOF only when containerd closes stdin.
                 let (read, write) = pipe()?;
-                stdin_pump = Some(Pump::start(
-                    "stdin",
-                    source,
-                    File::from(write),
-                    OnStop::Deliver,
-                )?);
+                stdin_pump = Some(Pump::start("stdin", source, File::from(write))?);
                 stdio.stdin = Some(read);
             } else {
                 stdio.stdin = Some(source.into());
@@ -150,20 +146,10 @@ impl ProcessIo {
             None
         } else {
             let source = open_stdin(&paths.stdin)?;
-            Some(Pump::start(
-                "stdin",
-                source,
-                console.try_clone()?,
-                OnStop::Deliver,
-            )?)
+            Some(Pump::start("stdin", source, console.try_clone()?)?)
         };
         let output = match open_output(&paths.stdout, &mut readers)? {
-            Some(destination) => Some(Pump::start(
-                "console",
-                console.try_clone()?,
-                destination,
-                OnStop::Discard,
-            )?),
+            Some(destination) => Some(Pump::start("console", console.try_clone()?, destination)?),
             None => None,
         };
         let stdio = Stdio {
@@ -180,6 +166,13 @@ impl ProcessIo {
             _readers: readers,
         };
         Ok((io, stdio))
+    }
+
+    /// Set once the terminal's output has been copied to containerd whole (the process and
+    /// everything holding the terminal have ended); `None` without a terminal, whose process
+    /// writes to containerd's FIFOs itself.
+    pub fn output_copied(&self) -> Option<Arc<CopyDone>> {
+        self.output.as_ref().map(|pump| pump.done.clone())
     }
 
     /// Nothing to remember on Linux: the shim holds the pty itself.
@@ -330,44 +323,34 @@ fn openpty() -> io::Result<(File, OwnedFd)> {
     Ok((File::from(controller), follower))
 }
 
-/// What a pump does with what its source already holds when it is stopped.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum OnStop {
-    /// Copies it first (at most [`DELIVER_LIMIT`]): containerd closes its end of the stdin FIFO,
-    /// then calls `CloseIO`, and what it wrote just before must still reach the process (the
-    /// end of an archive `kubectl cp` sends to `tar xf -`).
-    Deliver,
-    /// Stops at once.
-    Discard,
-}
-
-/// The most a stopped pump still delivers: more than a pipe buffers, so a writer that goes on
-/// writing cannot keep it copying.
-const DELIVER_LIMIT: usize = 1 << 20;
-
 /// A thread copying `source` to `destination` until the source ends or `stop` is called; the
-/// destination is closed when it finishes (so a pipe's reader sees EOF).
+/// destination is closed when it finishes (so a pipe's reader sees EOF). A stopped pump still
+/// copies what the source holds already: a terminal's last output is not lost when the process
+/// exits just before the shim stops copying, and what containerd wrote to a stdin FIFO before
+/// it closed its end and called `CloseIO` still reaches the process (the end of the archive
+/// `kubectl cp` sends to `tar xf -`).
 struct Pump {
     stop: Option<OwnedFd>,
+    done: Arc<CopyDone>,
 }
 
 impl Pump {
-    fn start(
-        name: &'static str,
-        source: File,
-        mut destination: File,
-        on_stop: OnStop,
-    ) -> io::Result<Pump> {
+    fn start(name: &'static str, source: File, mut destination: File) -> io::Result<Pump> {
         let (stop_read, stop_write) = pipe()?;
+        let done = Arc::new(CopyDone::default());
+        let finished = done.clone();
         std::thread::Builder::new()
             .name(format!("io-{name}"))
             .spawn(move || {
-                if let Err(e) = copy(&source, &stop_read, &mut destination, on_stop) {
+                if let Err(e) = copy(&source, &stop_read, &mut destination) {
                     debug!("{name} copy ended: {e}");
                 }
+                drop(destination);
+                finished.finish();
             })?;
         Ok(Pump {
             stop: Some(stop_write),
+            done,
         })
     }
 
@@ -377,9 +360,10 @@ impl Pump {
     }
 }
 
-fn copy(source: &File, stop: &OwnedFd, destination: &mut File, on_stop: OnStop) -> io::Result<()> {
+fn copy(source: &File, stop: &OwnedFd, destination: &mut File) -> io::Result<()> {
     let mut buf = vec![0u8; 32 * 1024];
     let mut source = source;
+    let mut stopped = false;
     loop {
         let mut fds = [
             libc::pollfd {
@@ -393,19 +377,22 @@ fn copy(source: &File, stop: &OwnedFd, destination: &mut File, on_stop: OnStop) 
                 revents: 0,
             },
         ];
-        // SAFETY: poll(2) on two valid pollfd entries.
-        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+        // Once stopped, the pump only takes what the source holds already.
+        let (count, timeout) = if stopped { (1, 0) } else { (2, -1) };
+        // SAFETY: poll(2) on `count` valid pollfd entries.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), count, timeout) };
+        if ready < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
             return Err(e);
         }
+        if stopped && ready == 0 {
+            return Ok(());
+        }
         if fds[1].revents != 0 {
-            return match on_stop {
-                OnStop::Deliver => deliver_buffered(source, &mut buf, destination),
-                OnStop::Discard => Ok(()),
-            };
+            stopped = true;
         }
         if fds[0].revents & libc::POLLNVAL != 0 {
             return Ok(());
@@ -428,34 +415,6 @@ fn copy(source: &File, stop: &OwnedFd, destination: &mut File, on_stop: OnStop) 
     }
 }
 
-/// Copies what `source` holds now, without waiting for more (at most [`DELIVER_LIMIT`]).
-fn deliver_buffered(mut source: &File, buf: &mut [u8], destination: &mut File) -> io::Result<()> {
-    let mut delivered = 0;
-    while delivered < DELIVER_LIMIT {
-        let mut fd = libc::pollfd {
-            fd: source.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: poll(2) on one valid pollfd entry, without waiting.
-        if unsafe { libc::poll(&mut fd, 1, 0) } <= 0 || fd.revents & libc::POLLIN == 0 {
-            return Ok(());
-        }
-        match source.read(buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => {
-                destination.write_all(&buf[..n])?;
-                delivered += n;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EIO) => return Ok(()),
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,6 +422,27 @@ mod tests {
     use std::io::Read;
     use std::path::PathBuf;
     use std::time::Duration;
+
+    /// The source holds `data` and stays open; the copy's stop was signalled before it ran.
+    fn copy_stopped_early(data: &[u8]) -> String {
+        let (source, source_writer) = pipe().unwrap();
+        let mut source_writer = File::from(source_writer);
+        source_writer.write_all(data).unwrap();
+        let (stop, stop_writer) = pipe().unwrap();
+        drop(stop_writer);
+        let (copied, destination) = pipe().unwrap();
+        let mut destination = File::from(destination);
+        copy(&File::from(source), &stop, &mut destination).unwrap();
+        drop(destination);
+        let mut out = String::new();
+        File::from(copied).read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_terminals_last_output_is_copied_even_when_the_copy_is_stopped_first() {
+        assert_eq!(copy_stopped_early(b"last words\r\n"), "last words\r\n");
+    }
 
     fn mkfifo(path: &Path) {
         let c = CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
