@@ -34,6 +34,7 @@ pub fn cli(args: impl IntoIterator<Item = OsString>) -> Option<Cli> {
         },
         debug: seen.switch("debug"),
         systemd_cgroup: seen.switch("systemd-cgroup"),
+        version: (),
         command,
     })
 }
@@ -309,6 +310,8 @@ mod tests {
             "--help",
             "-h",
             "--version",
+            "-v",
+            "--root /r -v",
             "run --help",
             "run",
             "run c1 c2",

@@ -7,6 +7,7 @@ use serde_json::json;
 #[derive(clap::Args)]
 #[cfg_attr(test, derive(Debug, PartialEq))]
 pub struct Args {
+    /// Container id.
     pub id: String,
     /// Print one stats event and exit.
     #[arg(long)]
