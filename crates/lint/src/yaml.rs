@@ -104,7 +104,9 @@ pub(crate) fn documents(text: &str) -> Vec<Document> {
                 at: builder.position(error.marker()),
                 reason: error.info().to_string(),
             };
-            roots.push(Err(builder.error.unwrap_or(error)));
+            let mut error = builder.error.unwrap_or(error);
+            error.at = within(text, error.at);
+            roots.push(Err(error));
         }
         for root in roots {
             documents.push(Document {
@@ -114,6 +116,22 @@ pub(crate) fn documents(text: &str) -> Vec<Document> {
         }
     }
     documents
+}
+
+/// `at` moved back inside `text`: the scanner may report an error at the end of the input
+/// one line past the last.
+fn within(text: &str, at: Position) -> Position {
+    let lines: Vec<&str> = text.split('\n').collect();
+    let line = at.line.clamp(1, lines.len());
+    let width = lines
+        .get(line - 1)
+        .map_or(0, |l| l.trim_end_matches('\r').chars().count());
+    let column = if line < at.line {
+        width + 1
+    } else {
+        at.column.clamp(1, width + 1)
+    };
+    Position { line, column }
 }
 
 /// The text cut before each separator line (`---`, alone or before a comment), as
@@ -522,6 +540,15 @@ mod tests {
             panic!("{docs:?}")
         };
         assert_eq!(error.at.line, 4, "{error:?}");
+    }
+
+    #[test]
+    fn an_error_at_the_end_of_the_input_points_at_its_last_line() {
+        let docs = roots("a: 1\n---\nb: 2\ntrue");
+        let Some(Err(error)) = docs.last() else {
+            panic!("{docs:?}")
+        };
+        assert_eq!(error.at, at(4, 5));
     }
 
     #[test]
