@@ -25,6 +25,7 @@ const HOSTPROCESS_CONTAINER: &str = "microsoft.com/hostprocess-container";
 const INHERIT_USER: &str = "microsoft.com/hostprocess-inherit-user";
 const ROOTFS_LOCATION: &str = "microsoft.com/hostprocess-rootfs-location";
 const RUN_AS_USER: &str = "hostprocess.io/run-as-user";
+const RUN_AS_USER_OF_CONTAINER: &str = "run-as-user.hostprocess.io/";
 /// The reserved range of ephemeral uids (§4).
 const EPHEMERAL_UIDS: std::ops::RangeInclusive<u32> = 61184..=65519;
 const SERVICE_ACCOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -154,18 +155,26 @@ struct HostGroup {
 }
 
 impl HostGroup {
+    /// The name of a group that the test's workload makes; removed when the test ends.
+    fn made_by_the_test() -> HostGroup {
+        HostGroup {
+            name: format!("hpcrig{}", unique_id("g").replace('-', "")),
+        }
+    }
+
     fn new() -> HostGroup {
-        let name = format!("hpcrig{}", unique_id("g").replace('-', ""));
+        let group = HostGroup::made_by_the_test();
         let out = Command::new("groupadd")
-            .args(["--system", &name])
+            .args(["--system", &group.name])
             .output()
             .expect("run groupadd");
         assert!(
             out.status.success(),
-            "groupadd {name}: {}",
+            "groupadd {}: {}",
+            group.name,
             text(&out.stderr)
         );
-        HostGroup { name }
+        group
     }
 
     fn gid(&self) -> String {
@@ -576,4 +585,60 @@ fn pod_annotations_choose_the_account_and_the_sandbox_mount_point_of_every_conta
     let pod_id = pod.id.clone();
     pod.remove();
     assert_nothing_left(&node, &pod_id, &[id]);
+}
+
+#[test]
+fn an_init_container_as_system_makes_a_group_and_the_main_container_runs_in_it() {
+    let node = Node::start();
+    let group = HostGroup::made_by_the_test();
+    let mut config = node.host_network_pod("per-container-accounts");
+    // The pod's account is SYSTEM; the main container's own annotation names the group.
+    config
+        .annotations
+        .insert(RUN_AS_USER.into(), "NT AUTHORITY\\SYSTEM".into());
+    config.annotations.insert(
+        format!("{RUN_AS_USER_OF_CONTAINER}agent"),
+        group.name.clone(),
+    );
+    let pod = node
+        .run_pod(config)
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}"));
+
+    let setup = pod.start(&container(
+        "setup",
+        &format!(
+            "/usr/sbin/groupadd --system {} && echo \"made by $(id -u)\"",
+            group.name
+        ),
+    ));
+    let status = node.cri.wait_for_state(
+        &setup,
+        ContainerState::ContainerExited,
+        Duration::from_secs(30),
+    );
+    assert_eq!(status.exit_code, 0, "{status:?}");
+    assert_eq!(pod.log_lines("setup"), ["made by 0"]);
+
+    let agent = pod.start(&container(
+        "agent",
+        "echo \"uid $(id -u) gid $(id -g)\"; exec sleep 300",
+    ));
+    let started = wait_until(Duration::from_secs(20), || {
+        !pod.log_lines("agent").is_empty()
+    });
+    assert!(started, "agent logged nothing");
+    let uid: u32 = exec_stdout(&node, &agent, &["id", "-u"])
+        .parse()
+        .expect("a numeric uid");
+    assert!(EPHEMERAL_UIDS.contains(&uid), "{uid}");
+    assert_eq!(exec_stdout(&node, &agent, &["id", "-g"]), group.gid());
+    assert_eq!(
+        pod.log_lines("agent"),
+        [format!("uid {uid} gid {}", group.gid())]
+    );
+    assert_eq!(ephemeral_claims_of(&[&agent]).len(), 1);
+
+    let pod_id = pod.id.clone();
+    pod.remove();
+    assert_nothing_left(&node, &pod_id, &[setup, agent]);
 }

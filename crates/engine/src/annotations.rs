@@ -11,6 +11,10 @@ pub const VOLUME_LAYOUT: &str = "hostprocess.io/volume-layout";
 /// Our own: a Windows-form or Linux account name for pods that cannot carry
 /// `windowsOptions.runAsUserName` (Linux pods).
 pub const RUN_AS_USER: &str = "hostprocess.io/run-as-user";
+/// Our own, on the pod: `run-as-user.hostprocess.io/<container-name>` names one container's
+/// account and wins over [`RUN_AS_USER`] for it (the convention Kubernetes used for
+/// per-container AppArmor profiles: the kubelet passes pod annotations, not container ones).
+pub const RUN_AS_USER_OF_CONTAINER: &str = "run-as-user.hostprocess.io/";
 /// Our own: seconds between SIGTERM and SIGKILL for the rest of the job once init exits.
 pub const GRACE_PERIOD: &str = "hostprocess.io/grace-period-seconds";
 
@@ -24,4 +28,6 @@ pub const STORAGE_IOPS_MAXIMUM: &str = "io.microsoft.container.storage.qos.iopsm
 /// CRI annotations used to group a pod's containers in one shim.
 pub const CRI_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 pub const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
+/// Set by containerd's CRI on a container: its name in the pod spec.
+pub const CRI_CONTAINER_NAME: &str = "io.kubernetes.cri.container-name";
 pub const RUNC_GROUP: &str = "io.containerd.runc.v2.group";

@@ -79,12 +79,17 @@ pub fn run(args: Args, engine: &Engine) -> Result<u8> {
         args.detach,
         args.preserve_fds,
     )?;
+    let signals = if args.detach {
+        None
+    } else {
+        Some(super::ForwardedSignals::block()?)
+    };
     let info = container.exec(&process, stdio)?;
     if let Some(pid_file) = &args.pid_file {
         super::write_pid_file(pid_file, info.pid)?;
     }
-    if args.detach {
-        return Ok(0);
+    match signals {
+        Some(signals) => signals.wait(info.pid),
+        None => Ok(0),
     }
-    super::wait_forwarding_signals(info.pid)
 }

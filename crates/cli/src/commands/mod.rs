@@ -176,38 +176,52 @@ pub fn parse_signal(text: &str) -> Result<i32> {
         .map_err(|_| anyhow::anyhow!("unknown signal {text:?}"))
 }
 
-/// Waits for a child process while forwarding the usual termination signals to it; returns a
-/// shell-style exit code (128 + signal when it was killed).
-pub fn wait_forwarding_signals(pid: u32) -> Result<u8> {
-    use nix::sys::signal::{SigSet, Signal};
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    let mut set = SigSet::empty();
-    for s in [
-        Signal::SIGCHLD,
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGWINCH,
-    ] {
-        set.add(s);
-    }
-    set.thread_block().context("block signals")?;
-    let target = nix::unistd::Pid::from_raw(pid as i32);
-    loop {
-        loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(p, code)) if p == target => return Ok(code as u8),
-                Ok(WaitStatus::Signaled(p, sig, _)) if p == target => return Ok(128 + sig as u8),
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(_) => continue,
-            }
+/// The termination signals `run` and `exec` forward to the container's process. They are
+/// blocked before the process is made, so one that arrives while it starts is forwarded, not
+/// fatal to the CLI (new processes start with no signal blocked).
+pub struct ForwardedSignals(nix::sys::signal::SigSet);
+
+impl ForwardedSignals {
+    pub fn block() -> Result<ForwardedSignals> {
+        use nix::sys::signal::{SigSet, Signal};
+        let mut set = SigSet::empty();
+        for s in [
+            Signal::SIGCHLD,
+            Signal::SIGINT,
+            Signal::SIGTERM,
+            Signal::SIGHUP,
+            Signal::SIGQUIT,
+            Signal::SIGUSR1,
+            Signal::SIGUSR2,
+            Signal::SIGWINCH,
+        ] {
+            set.add(s);
         }
-        let signal = set.wait().context("wait for a signal")?;
-        if signal != Signal::SIGCHLD {
-            let _ = nix::sys::signal::kill(target, signal);
+        set.thread_block().context("block signals")?;
+        Ok(ForwardedSignals(set))
+    }
+
+    /// Waits for the child process `pid`, forwarding every other blocked signal to it; returns
+    /// a shell-style exit code (128 + signal when it was killed).
+    pub fn wait(self, pid: u32) -> Result<u8> {
+        use nix::sys::signal::Signal;
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        let target = nix::unistd::Pid::from_raw(pid as i32);
+        loop {
+            loop {
+                match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(p, code)) if p == target => return Ok(code as u8),
+                    Ok(WaitStatus::Signaled(p, sig, _)) if p == target => {
+                        return Ok(128 + sig as u8)
+                    }
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+            let signal = self.0.wait().context("wait for a signal")?;
+            if signal != Signal::SIGCHLD {
+                let _ = nix::sys::signal::kill(target, signal);
+            }
         }
     }
 }

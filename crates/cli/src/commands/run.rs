@@ -18,10 +18,13 @@ pub struct Args {
 
 pub fn run(args: Args, engine: &Engine) -> Result<u8> {
     let (plan, stdio) = args.bundle.plan(engine, args.detach)?;
-    if !args.detach {
+    let signals = if args.detach {
+        None
+    } else {
         // Daemonized descendants of the container are reaped here, not left as zombies.
         super::set_subreaper();
-    }
+        Some(super::ForwardedSignals::block()?)
+    };
     let container = engine.create_planned(
         plan,
         CreateOptions {
@@ -34,11 +37,11 @@ pub fn run(args: Args, engine: &Engine) -> Result<u8> {
     if let Some(pid_file) = &args.bundle.pid_file {
         super::write_pid_file(pid_file, init)?;
     }
-    if args.detach {
+    let Some(signals) = signals else {
         container.supervise_detached()?;
         return Ok(0);
-    }
-    let code = super::wait_forwarding_signals(init)?;
+    };
+    let code = signals.wait(init)?;
     container.terminate_rest()?;
     if !args.keep {
         container.delete(true)?;

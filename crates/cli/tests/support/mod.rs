@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tempfile::TempDir;
+// Not every test binary uses every helper (as for the rest of this module).
+#[allow(unused_imports)]
 pub use testkit::kernel::{block_io_accounting, no_active_swap, skipped};
 
 /// The CLI under test.

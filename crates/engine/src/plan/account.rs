@@ -85,7 +85,8 @@ impl fmt::Display for AccountName {
 }
 
 /// Reads the account from, in order: the inherit-user annotation, `process.user.username`,
-/// the `hostprocess.io/run-as-user` annotation, then `process.user.uid/gid/additionalGids`.
+/// the `run-as-user.hostprocess.io/<container-name>` annotation, the
+/// `hostprocess.io/run-as-user` annotation, then `process.user.uid/gid/additionalGids`.
 pub fn account_request(spec: &Spec) -> Result<AccountRequest, AccountError> {
     if spec
         .annotation(annotations::INHERIT_USER)
@@ -102,6 +103,13 @@ pub fn account_request(spec: &Spec) -> Result<AccountRequest, AccountError> {
         .username
         .as_deref()
         .filter(|n| !n.is_empty())
+        .or_else(|| {
+            let container = spec.annotation(annotations::CRI_CONTAINER_NAME)?;
+            spec.annotation(&format!(
+                "{}{container}",
+                annotations::RUN_AS_USER_OF_CONTAINER
+            ))
+        })
         .or_else(|| spec.annotation(annotations::RUN_AS_USER));
     if let Some(name) = name {
         return parse_run_as_user_name(name).map(AccountRequest::Named);
@@ -270,5 +278,53 @@ mod tests {
             account_request(&spec),
             Err(AccountError::InvalidName { .. })
         ));
+    }
+
+    fn named(annotations: &[(&str, &str)]) -> Result<AccountRequest, AccountError> {
+        let mut spec = Spec::default();
+        for (key, value) in annotations {
+            spec.annotations.insert(key.to_string(), value.to_string());
+        }
+        account_request(&spec)
+    }
+
+    fn name(user: &str) -> AccountRequest {
+        AccountRequest::Named(parse_run_as_user_name(user).unwrap())
+    }
+
+    #[test]
+    fn a_containers_own_annotation_wins_over_the_pods() {
+        let pod_wide = (annotations::RUN_AS_USER, "NT AUTHORITY\\SYSTEM");
+        let key = format!("{}agent", annotations::RUN_AS_USER_OF_CONTAINER);
+        let own = (key.as_str(), "hpc-localgroup");
+        let other_key = format!("{}init", annotations::RUN_AS_USER_OF_CONTAINER);
+        let other = (other_key.as_str(), "NT AUTHORITY\\Local service");
+        let named_agent = (annotations::CRI_CONTAINER_NAME, "agent");
+        assert_eq!(
+            named(&[pod_wide, own, other, named_agent]).unwrap(),
+            name("hpc-localgroup")
+        );
+        // Another container's key does not apply; the pod-wide annotation does.
+        assert_eq!(
+            named(&[pod_wide, other, named_agent]).unwrap(),
+            name("NT AUTHORITY\\SYSTEM")
+        );
+        // Without the CRI's container name no per-container key can apply.
+        assert_eq!(
+            named(&[pod_wide, own]).unwrap(),
+            name("NT AUTHORITY\\SYSTEM")
+        );
+        assert_eq!(named(&[own, named_agent]).unwrap(), name("hpc-localgroup"));
+    }
+
+    #[test]
+    fn a_containers_own_annotation_is_validated_like_run_as_user_name() {
+        let key = format!("{}agent", annotations::RUN_AS_USER_OF_CONTAINER);
+        let err = named(&[
+            (key.as_str(), "a\\b\\c"),
+            (annotations::CRI_CONTAINER_NAME, "agent"),
+        ])
+        .unwrap_err();
+        assert!(matches!(err, AccountError::InvalidName { .. }), "{err:?}");
     }
 }
