@@ -527,6 +527,40 @@ spec:
     }
 
     #[test]
+    fn a_containers_own_account_annotation_is_checked_and_must_name_a_container() {
+        let text = "kind: Pod\nmetadata:\n  annotations:\n    run-as-user.hostprocess.io/agent: \"a\\\\b\\\\c\"\n    run-as-user.hostprocess.io/agnet: NT AUTHORITY\\SYSTEM\nspec:\n  hostNetwork: true\n  runtimeClassName: hostprocess\n  containers: [{name: agent}]\n";
+        assert_eq!(
+            errors(text),
+            vec![
+                (
+                    "metadata.annotations[run-as-user.hostprocess.io/agent]".to_string(),
+                    r#"Invalid value: "a\\b\\c": runAsUserName cannot contain more than one backslash"#
+                        .to_string()
+                ),
+                (
+                    "metadata.annotations[run-as-user.hostprocess.io/agnet]".to_string(),
+                    r#"names no container of this pod, so no container runs as "NT AUTHORITY\\SYSTEM": the pod's containers are "agent""#
+                        .to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_containers_account_annotation_on_a_workload_does_not_reach_its_pods() {
+        let text = "kind: DaemonSet\nmetadata:\n  name: ds\n  annotations: {run-as-user.hostprocess.io/a: nobody}\nspec:\n  template:\n    spec:\n      hostNetwork: true\n      runtimeClassName: hostprocess\n      containers: [{name: a}]\n";
+        let findings = lint_documents(text, "x.yaml").unwrap_or_default();
+        let note = findings
+            .iter()
+            .find(|f| f.rule == Rule::AnnotationOnWorkload)
+            .map(|f| (f.field.as_str(), f.line, f.column));
+        assert_eq!(
+            note,
+            Some(("metadata.annotations[run-as-user.hostprocess.io/a]", 4, 17))
+        );
+    }
+
+    #[test]
     fn a_pod_level_host_process_without_containers_is_not_counted() {
         // The apiserver counts containers; a pod with none has no HostProcess container.
         let text = "kind: Pod\nspec:\n  securityContext: {windowsOptions: {hostProcess: true}}\n";

@@ -8,7 +8,7 @@ use crate::finding::Finding;
 use crate::node::Node;
 use crate::pod::{
     lint_pod, NamespacePolicy, PodTemplate, HOSTPROCESS_CONTAINER, POD_SECURITY_ENFORCE,
-    RUN_AS_USER,
+    RUN_AS_USER, RUN_AS_USER_OF_CONTAINER,
 };
 use crate::report::{Origin, Report};
 use crate::rules::Rule;
@@ -171,7 +171,20 @@ fn check_annotations_reach_pods(object: &Object<'_>, pod: &PodTemplate<'_>, repo
         .metadata
         .as_ref()
         .and_then(|m| m.value().get("annotations"));
-    for key in [HOSTPROCESS_CONTAINER, RUN_AS_USER] {
+    let per_container = annotations
+        .map(|a| match &a.data {
+            Data::Mapping(entries) => entries
+                .iter()
+                .map(|e| e.key.as_str())
+                .filter(|k| k.starts_with(RUN_AS_USER_OF_CONTAINER))
+                .collect(),
+            _ => Vec::new(),
+        })
+        .unwrap_or_default();
+    for key in [HOSTPROCESS_CONTAINER, RUN_AS_USER]
+        .into_iter()
+        .chain(per_container)
+    {
         let on_object = annotations.and_then(|a| a.entry(key));
         let on_pod = pod_annotations.and_then(|a| a.get(key)).is_some();
         if let (Some(entry), false) = (on_object, on_pod) {

@@ -8,11 +8,12 @@ use crate::rules::Rule;
 use crate::LintOptions;
 use hostprocess_engine::plan::run_as_user_name::run_as_user_name_errors;
 
-/// Pod annotation that marks a pod as a HostProcess pod (set by containerd's CRI on Windows;
-/// set by hand for our runtime on Linux).
-pub(crate) const HOSTPROCESS_CONTAINER: &str = "microsoft.com/hostprocess-container";
-/// Pod annotation naming the account of a Linux HostProcess pod, in `runAsUserName` syntax.
-pub(crate) const RUN_AS_USER: &str = "hostprocess.io/run-as-user";
+// The pod annotations the runtime reads: the marker of a HostProcess pod (set by containerd's
+// CRI on Windows, by hand for our runtime on Linux), and the account of every container or of
+// one (`run-as-user.hostprocess.io/<container-name>`), in `runAsUserName` syntax.
+pub(crate) use hostprocess_engine::annotations::{
+    HOSTPROCESS_CONTAINER, RUN_AS_USER, RUN_AS_USER_OF_CONTAINER,
+};
 /// The Pod Security admission label that decides which pods a namespace admits.
 pub(crate) const POD_SECURITY_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
 
@@ -158,6 +159,9 @@ pub(crate) fn lint_pod(
     }
     if let Some((path, name)) = &run_as_user {
         check_run_as_user_name(path, name, report);
+    }
+    if let Some(annotations) = &annotations {
+        check_container_accounts(annotations, &containers, report);
     }
     if is_hostprocess {
         check_run_as_non_root(&pod_security, report);
@@ -316,6 +320,50 @@ fn read_flag(node: &Node<'_>, report: &mut Report) -> Option<bool> {
             invalid(go_quote(text), "must be \"true\" or \"false\""),
         );
         None
+    }
+}
+
+/// `run-as-user.hostprocess.io/<container-name>`: the name follows the `runAsUserName` rules,
+/// and the container exists (the runtime ignores a key that names none: a typo would leave
+/// the container under the pod-wide account without a word).
+fn check_container_accounts(
+    annotations: &Node<'_>,
+    containers: &[Container<'_>],
+    report: &mut Report,
+) {
+    let keys: Vec<&str> = annotations
+        .mapping(report)
+        .unwrap_or_default()
+        .iter()
+        .map(|e| e.key.as_str())
+        .filter(|k| k.starts_with(RUN_AS_USER_OF_CONTAINER))
+        .collect();
+    for key in keys {
+        let Some(node) = annotations.entry(key, report) else {
+            continue;
+        };
+        let Some(name) = node.string(report) else {
+            continue;
+        };
+        check_run_as_user_name(node.path(), name, report);
+        let container = &key[RUN_AS_USER_OF_CONTAINER.len()..];
+        if !containers.iter().any(|c| c.name == container) {
+            let names: Vec<String> = containers.iter().map(|c| go_quote(c.name)).collect();
+            report.error(
+                Rule::RunAsUserContainer,
+                node.path(),
+                format!(
+                    "names no container of this pod, so no container runs as {}: the pod's \
+                     containers are {}",
+                    go_quote(name),
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            );
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub enum Rule {
     HostProcessAllContainers,
     HostNetwork,
     RunAsUserName,
+    RunAsUserContainer,
     RunAsNonRoot,
     HostProcessAnnotation,
     PodSecurityLevel,
@@ -17,12 +18,13 @@ pub enum Rule {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 10] = [
+    pub const ALL: [Rule; 11] = [
         Rule::FieldType,
         Rule::HostProcessIdentical,
         Rule::HostProcessAllContainers,
         Rule::HostNetwork,
         Rule::RunAsUserName,
+        Rule::RunAsUserContainer,
         Rule::RunAsNonRoot,
         Rule::HostProcessAnnotation,
         Rule::PodSecurityLevel,
@@ -37,6 +39,7 @@ impl Rule {
             Rule::HostProcessAllContainers => "host-process-all-containers",
             Rule::HostNetwork => "host-network",
             Rule::RunAsUserName => "run-as-user-name",
+            Rule::RunAsUserContainer => "run-as-user-container",
             Rule::RunAsNonRoot => "run-as-non-root",
             Rule::HostProcessAnnotation => "host-process-annotation",
             Rule::PodSecurityLevel => "pod-security-level",
@@ -56,6 +59,9 @@ impl Rule {
             }
             Rule::HostNetwork => "A HostProcess pod sets hostNetwork: true",
             Rule::RunAsUserName => "runAsUserName follows the apiserver's syntax rules",
+            Rule::RunAsUserContainer => {
+                "run-as-user.hostprocess.io/<name> names a container of the pod"
+            }
             Rule::RunAsNonRoot => "A HostProcess container does not set runAsNonRoot: true",
             Rule::HostProcessAnnotation => {
                 "microsoft.com/hostprocess-container is \"true\" or \"false\""
