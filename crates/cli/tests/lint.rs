@@ -78,7 +78,7 @@ fn standard_input_with_a_malformed_document_in_the_middle() {
     assert!(stdout.contains("<stdin>:9:1: Pod/c (doc 3)"), "{stdout}");
     let stderr = text(&out.stderr);
     assert!(
-        stderr.starts_with("<stdin>:6:1: document 2: invalid YAML: "),
+        stderr.starts_with("<stdin>:5:11: document 2: invalid YAML: "),
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");

@@ -297,7 +297,7 @@ spec:
             Err(error @ LintError::Parse { doc_index: 3, .. }) => {
                 let message = error.to_string();
                 assert!(
-                    message.starts_with("bad.yaml:6:1: document 3: invalid YAML: "),
+                    message.starts_with("bad.yaml:5:11: document 3: invalid YAML: "),
                     "{message}"
                 );
             }

@@ -105,7 +105,7 @@ pub(crate) fn documents(text: &str) -> Vec<Document> {
                 reason: error.info().to_string(),
             };
             let mut error = builder.error.unwrap_or(error);
-            error.at = within(text, error.at);
+            error.at = within(chunk, first_line, error.at);
             roots.push(Err(error));
         }
         for root in roots {
@@ -118,20 +118,29 @@ pub(crate) fn documents(text: &str) -> Vec<Document> {
     documents
 }
 
-/// `at` moved back inside `text`: the scanner may report an error at the end of the input
-/// one line past the last.
-fn within(text: &str, at: Position) -> Position {
-    let lines: Vec<&str> = text.split('\n').collect();
-    let line = at.line.clamp(1, lines.len());
+/// `at` moved back inside its piece of text (which starts after `first_line` lines): the
+/// scanner reports an error at the end of the input past the last character, on the next
+/// line, which is the next document's separator or no line at all.
+fn within(chunk: &str, first_line: usize, at: Position) -> Position {
+    let lines: Vec<&str> = chunk
+        .strip_suffix('\n')
+        .unwrap_or(chunk)
+        .split('\n')
+        .collect();
+    let relative = at.line.saturating_sub(first_line);
+    let line = relative.clamp(1, lines.len());
     let width = lines
         .get(line - 1)
         .map_or(0, |l| l.trim_end_matches('\r').chars().count());
-    let column = if line < at.line {
+    let column = if line < relative {
         width + 1
     } else {
         at.column.clamp(1, width + 1)
     };
-    Position { line, column }
+    Position {
+        line: first_line + line,
+        column,
+    }
 }
 
 /// The text cut before each separator line (`---`, alone or before a comment), as
@@ -539,7 +548,7 @@ mod tests {
         let Err(error) = &docs[1] else {
             panic!("{docs:?}")
         };
-        assert_eq!(error.at.line, 4, "{error:?}");
+        assert_eq!(error.at, at(3, 11), "{error:?}");
     }
 
     #[test]
@@ -549,6 +558,15 @@ mod tests {
             panic!("{docs:?}")
         };
         assert_eq!(error.at, at(4, 5));
+    }
+
+    #[test]
+    fn an_error_at_the_end_of_a_document_points_at_its_last_line_not_the_separator() {
+        let docs = roots("a: 1\n---\nb: [1\n---\nc: 3\n");
+        let Some(Err(error)) = docs.get(1) else {
+            panic!("{docs:?}")
+        };
+        assert_eq!(error.at, at(3, 6));
     }
 
     #[test]

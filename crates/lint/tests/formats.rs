@@ -175,7 +175,8 @@ fn json_has_every_finding_and_every_error_with_positions() {
     let errors = json["errors"].as_array().cloned().unwrap_or_default();
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert_eq!(errors[0]["doc_index"], 2);
-    assert_eq!(errors[0]["line"], 6);
+    assert_eq!(errors[0]["line"], 5);
+    assert_eq!(errors[0]["column"], 11);
     assert_eq!(errors[1]["file"], "/nonexistent.yaml");
     assert!(errors[1]["line"].is_null());
 }
@@ -258,6 +259,6 @@ fn sarif_results_carry_rule_level_and_region_and_errors_become_notifications() {
     assert_eq!(notification["level"], "error");
     assert_eq!(
         notification["locations"][0]["physicalLocation"]["region"]["startLine"],
-        6
+        5
     );
 }
