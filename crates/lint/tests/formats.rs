@@ -104,6 +104,23 @@ fn an_unreadable_file_does_not_stop_the_files_after_it() {
 }
 
 #[test]
+fn a_file_that_is_not_utf8_is_unreadable_and_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("latin1.yaml");
+    fs::write(&path, b"kind: Pod\nmetadata: {name: caf\xe9}\n").expect("write");
+    let outcome = lint(&[path.clone()], "");
+    let (_, err) = output(&outcome, Format::Text);
+    assert_eq!(
+        err,
+        format!(
+            "read '{}': stream did not contain valid UTF-8\n",
+            path.display()
+        )
+    );
+    assert_eq!(outcome.exit_code(), 2);
+}
+
+#[test]
 fn exit_codes_are_0_clean_1_rule_broken_2_unreadable() {
     assert_eq!(lint(&[fixture("good")], "").exit_code(), 0);
     assert_eq!(lint(&[fixture("bad/list.yaml")], "").exit_code(), 1);
