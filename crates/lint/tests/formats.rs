@@ -108,7 +108,7 @@ fn a_file_that_is_not_utf8_is_unreadable_and_named() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("latin1.yaml");
     fs::write(&path, b"kind: Pod\nmetadata: {name: caf\xe9}\n").expect("write");
-    let outcome = lint(&[path.clone()], "");
+    let outcome = lint(std::slice::from_ref(&path), "");
     let (_, err) = output(&outcome, Format::Text);
     assert_eq!(
         err,
