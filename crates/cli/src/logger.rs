@@ -5,6 +5,8 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
+use hostprocess_engine::logfmt;
+
 use crate::LogFormat;
 
 struct Logger {
@@ -34,7 +36,10 @@ impl log::Log for Logger {
             LogFormat::Text if self.out.lock().is_ok_and(|o| o.is_none()) => {
                 format!("hostprocess: {}", record.args())
             }
-            LogFormat::Text => format!("time=\"{time}\" level={level} msg=\"{}\"", record.args()),
+            LogFormat::Text => format!(
+                "time=\"{time}\" level={level} msg={}",
+                logfmt::quoted(&record.args().to_string())
+            ),
         };
         let Ok(mut out) = self.out.lock() else { return };
         match out.as_mut() {

@@ -57,6 +57,12 @@ struct Cli {
     /// Accepted for runc compatibility; cgroups are managed through cgroupfs.
     #[arg(long = "systemd-cgroup", global = true, hide = true)]
     systemd_cgroup: bool,
+    /// Accepted for runc compatibility (go-runc passes it); checkpoints are not supported.
+    #[arg(long, global = true, hide = true)]
+    criu: Option<String>,
+    /// Accepted for runc compatibility: a HostProcess container runs with the caller's rights.
+    #[arg(long, global = true, hide = true, value_parser = ["true", "false", "auto"])]
+    rootless: Option<String>,
     #[command(subcommand)]
     command: commands::Command,
 }
@@ -70,6 +76,12 @@ pub enum LogFormat {
 fn main() -> ExitCode {
     let cli = quick_parse::cli(std::env::args_os()).unwrap_or_else(Cli::parse);
     logger::init(cli.log.as_deref(), cli.log_format, cli.debug);
+    if let Some(criu) = &cli.criu {
+        log::debug!("--criu {criu:?} ignored: checkpoints are not supported");
+    }
+    if let Some(rootless) = &cli.rootless {
+        log::debug!("--rootless={rootless} ignored: the container runs with the caller's rights");
+    }
     let engine = commands::engine(&cli.root);
     match commands::dispatch(cli.command, &engine) {
         Ok(code) => ExitCode::from(code),

@@ -35,6 +35,12 @@ pub fn cli(args: impl IntoIterator<Item = OsString>) -> Option<Cli> {
         debug: seen.switch("debug"),
         systemd_cgroup: seen.switch("systemd-cgroup"),
         version: (),
+        criu: seen.value("criu").map(String::from),
+        rootless: match seen.value("rootless") {
+            None => None,
+            Some(value @ ("true" | "false" | "auto")) => Some(value.to_string()),
+            Some(_) => return None,
+        },
         command,
     })
 }
@@ -73,6 +79,8 @@ const GLOBAL: &[Flag] = &[
     valued("log-format", None),
     switch("debug", None),
     switch("systemd-cgroup", None),
+    valued("criu", None),
+    valued("rootless", None),
 ];
 
 const BUNDLE: &[Flag] = &[
@@ -258,6 +266,9 @@ mod tests {
             "--root /r --log /l --log-format json --systemd-cgroup create -b /b \
              --console-socket /s/sock --pid-file /p --no-pivot c1",
             "--root /r --log /l --log-format json start c1",
+            "--root /r --log /l --log-format json --criu /usr/sbin/criu --rootless=false \
+             kill c1 9",
+            "--rootless true --systemd-cgroup delete -f c1",
             "--root /r --log /l --log-format json kill c1 9",
             "--root /r --log /l --log-format json kill --all c1 SIGKILL",
             "--root /r --log /l --log-format json delete --force c1",
@@ -329,6 +340,7 @@ mod tests {
             "run --preserve-fds -1 c1",
             "run --preserve-fds many c1",
             "--log-format xml run c1",
+            "--rootless=maybe run c1",
             "run --unknown c1",
             "--root run c1",
             "exec c1 ls",
@@ -380,6 +392,10 @@ mod tests {
         &["9"],
         &["SIGKILL"],
         &["c2"],
+        &["--criu", "/usr/sbin/criu"],
+        &["--rootless=false"],
+        &["--rootless", "auto"],
+        &["--rootless", "maybe"],
     ];
     const VERBS: &[&str] = &[
         "create", "start", "run", "state", "kill", "delete", "exec", "list",

@@ -106,8 +106,8 @@ fn a_group_name_gets_an_ephemeral_uid_in_the_configured_range() {
     let claim = rt.claims_dir().join(uid.to_string());
     assert_eq!(
         fs::read_to_string(&claim).unwrap_or_default(),
-        id,
-        "claim file while running"
+        format!("{id}\n{}\n", rt.root().join(&id).display()),
+        "claim file while running: the container and its state directory"
     );
     drop(guard);
     assert!(!claim.exists(), "the claim is released on delete");

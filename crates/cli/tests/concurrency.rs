@@ -103,7 +103,7 @@ fn events_streams_stats_and_reports_an_oom_kill() {
     let (_c, _pid) = rt.started(&id, &bundle);
     let dir = open_dir();
     let log = dir.path().join("events");
-    let mut cmd = rt.command(&["events", "--interval", "0.1", &id]);
+    let mut cmd = rt.command(&["events", "--interval", "100ms", &id]);
     cmd.stdout(std::fs::File::create(&log).unwrap());
     let mut child = cmd.spawn().unwrap();
     let seen = wait_until(Duration::from_secs(8), || {
@@ -113,5 +113,10 @@ fn events_streams_stats_and_reports_an_oom_kill() {
     let _ = child.wait();
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("\"type\":\"stats\""), "{text}");
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert!(
+        first["data"]["memory"]["usage"]["limit"] == 32 << 20,
+        "{text}"
+    );
     assert!(seen, "no oom event: {text}");
 }

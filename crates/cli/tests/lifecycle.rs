@@ -296,13 +296,24 @@ fn events_stats_reports_memory_cpu_and_pids() {
     assert_eq!(event["type"], "stats");
     assert_eq!(event["id"], json!(id));
     let data = &event["data"];
+    // runc's shape (libcontainer's types.Stats), which go-runc decodes.
     assert!(
-        data["memory_usage_bytes"].as_u64().unwrap() >= 8 << 20,
+        data["memory"]["usage"]["usage"].as_u64().unwrap() >= 8 << 20,
         "{data}"
     );
-    assert!(data["cpu_usage_ns"].as_u64().unwrap() > 0, "{data}");
-    assert_eq!(data["pids_current"], json!(1), "{data}");
-    assert_eq!(data["pids_limit"], json!(50), "{data}");
+    assert!(
+        data["memory"]["usage"]["max"].as_u64().unwrap()
+            >= data["memory"]["usage"]["usage"].as_u64().unwrap(),
+        "{data}"
+    );
+    let cpu = &data["cpu"]["usage"];
+    assert!(cpu["total"].as_u64().unwrap() > 0, "{data}");
+    assert!(
+        cpu["kernel"].as_u64().unwrap() + cpu["user"].as_u64().unwrap() > 0,
+        "{data}"
+    );
+    assert_eq!(data["pids"]["current"], json!(1), "{data}");
+    assert_eq!(data["pids"]["limit"], json!(50), "{data}");
 }
 
 #[test]
@@ -484,11 +495,15 @@ fn events_stats_counts_the_jobs_disk_io() {
     }));
     let out = rt.cli(&["events", "--stats", &id]).ok("events --stats");
     let event: Value = serde_json::from_str(out.stdout_text().trim()).unwrap();
-    let data = &event["data"];
-    assert!(
-        data["io_write_bytes"].as_u64().unwrap() >= 8 << 20,
-        "{data}"
-    );
-    assert!(data["io_read_bytes"].as_u64().unwrap() >= 8 << 20, "{data}");
-    assert!(data["io_write_ops"].as_u64().unwrap() > 0, "{data}");
+    let blkio = &event["data"]["blkio"];
+    let op = |list: &str, op: &str| {
+        blkio[list]
+            .as_array()
+            .and_then(|entries| entries.iter().find(|e| e["op"] == op))
+            .and_then(|e| e["value"].as_u64())
+            .unwrap_or_else(|| panic!("no {op} in {list}: {blkio}"))
+    };
+    assert!(op("ioServiceBytesRecursive", "Write") >= 8 << 20, "{blkio}");
+    assert!(op("ioServiceBytesRecursive", "Read") >= 8 << 20, "{blkio}");
+    assert!(op("ioServicedRecursive", "Write") > 0, "{blkio}");
 }

@@ -47,10 +47,14 @@ fn a_memory_hog_is_oom_killed_at_its_limit() {
     let stats: serde_json::Value =
         serde_json::from_str(events.stdout_text().lines().last().unwrap()).unwrap();
     assert!(
-        stats["data"]["oom_kills"].as_u64().unwrap() >= 1,
+        stats["data"]["memory"]["raw"]["oom_kill"].as_u64().unwrap() >= 1,
         "the OOM kill is counted: {stats}"
     );
-    assert_eq!(stats["data"]["memory_limit_bytes"], json!(64 * MIB));
+    assert_eq!(
+        stats["data"]["memory"]["usage"]["limit"],
+        json!(64 * MIB),
+        "{stats}"
+    );
 }
 
 #[test]

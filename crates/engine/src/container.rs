@@ -3,7 +3,7 @@
 //! and after any crash.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -14,6 +14,9 @@ use crate::state::{self, Phase, State, StateRoot};
 use crate::sys::{Current, JobStats, Platform, ProcessInfo, SIGKILL, SIGTERM};
 
 pub type Stdio = <Current as Platform>::Stdio;
+
+/// How often a wait for the rest of a job checks that the container is still there.
+const IDENTITY_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The live status of a container, as runc names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -162,6 +165,10 @@ impl Engine {
             match self.load(&id) {
                 Ok(c) => containers.push(c),
                 Err(e) if e.is_not_found() => {}
+                // One unreadable container hides none of the others.
+                Err(e @ Error::CorruptState { .. }) => {
+                    log::warn!("{e}; not listed (delete --force {id} removes it)")
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -180,6 +187,12 @@ impl Engine {
         match loaded {
             Ok((_lock, container)) => container.delete_locked(force),
             Err(Error::NotFound(_)) if force => self.root.remove_dir(id),
+            Err(e @ Error::CorruptState { .. }) if force => {
+                let _lock = self.root.lock(id)?;
+                log::warn!("{e}; removing what its directory holds (its job and account, named only in that file, cannot be found)");
+                Current::destroy_unrecorded(&self.root.dir(id))?;
+                self.root.remove_dir(id)
+            }
             Err(e) => Err(e),
         }
     }
@@ -296,7 +309,16 @@ impl Container {
             status => return Err(self.refuse(status, "only a created container can be started")),
         }
         self.state.phase = Phase::Running;
-        self.root.save(&self.state)
+        // The workload runs now, whatever happens to the state file: like runc, start has
+        // succeeded. The status is read from the process, so a phase left at "created" still
+        // reads as running.
+        if let Err(e) = self.root.save(&self.state) {
+            log::warn!(
+                "container {}: started, but its state could not be saved: {e}",
+                self.state.id
+            );
+        }
+        Ok(())
     }
 
     /// Runs another process in the container's job, view and account.
@@ -368,22 +390,40 @@ impl Container {
     }
 
     /// What follows the exit of init (§6): SIGTERM to the rest of the job, then SIGKILL once
-    /// the grace period is over. Returns whether anything had to be killed.
+    /// the grace period is over. Returns whether anything had to be killed. It stops as soon
+    /// as the container is no longer the one its state root holds under its id: deleted, and
+    /// the id perhaps used again, the job at its cgroup path is not this container's.
     pub fn terminate_rest(&self) -> Result<bool> {
         let record = &self.state.record;
-        if Current::job_pids(record)?.is_empty() {
+        if !self.is_current() || Current::job_pids(record)?.is_empty() {
             return Ok(false);
         }
         if Current::is_frozen(record) {
             Current::set_frozen(record, false)?;
         }
         Current::signal_job(record, SIGTERM)?;
-        if Current::wait_job_empty(record, self.state.plan.grace_period)? {
-            return Ok(false);
+        let deadline = Instant::now() + self.state.plan.grace_period;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if Current::wait_job_empty(record, left.min(IDENTITY_CHECK_INTERVAL))?
+                || !self.is_current()
+            {
+                return Ok(false);
+            }
+            if left.is_zero() {
+                break;
+            }
         }
         Current::signal_job(record, SIGKILL)?;
         Current::wait_job_empty(record, Duration::from_secs(5))?;
         Ok(true)
+    }
+
+    /// Is this container still the one its state root holds under its id (same `created`)?
+    fn is_current(&self) -> bool {
+        self.root
+            .load(&self.state.id)
+            .is_ok_and(|now| now.created == self.state.created)
     }
 
     /// Hands §6's init-exit rule to a watcher that outlives the caller (the CLI's `create`).

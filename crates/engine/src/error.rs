@@ -34,6 +34,12 @@ pub enum Error {
     },
     #[error("container {id}: {message}")]
     Container { id: String, message: String },
+    #[error("container {id}: state file '{}' is corrupt: {reason}", path.display())]
+    CorruptState {
+        id: String,
+        path: PathBuf,
+        reason: String,
+    },
     #[error(transparent)]
     Account(#[from] crate::plan::account::AccountError),
     #[error(transparent)]

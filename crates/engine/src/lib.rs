@@ -6,6 +6,7 @@
 pub mod annotations;
 pub mod container;
 pub mod error;
+pub mod logfmt;
 pub mod plan;
 pub mod spec;
 pub mod state;

@@ -15,19 +15,19 @@ use crate::error::{Error, Result};
 pub struct Spec {
     #[serde(default)]
     pub oci_version: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<Root>,
     #[serde(default)]
     pub mounts: Vec<Mount>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<Process>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linux: Option<Linux>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub windows: Option<Windows>,
 }
 
@@ -46,7 +46,7 @@ pub struct Mount {
     pub destination: String,
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     #[serde(default)]
     pub options: Vec<String>,
@@ -235,7 +235,9 @@ impl Spec {
     pub fn load(bundle: &Path) -> Result<Spec> {
         let path = bundle.join("config.json");
         let text = std::fs::read(&path).map_err(|e| Error::io("read", path.clone(), e))?;
-        Self::parse(&text).map_err(|reason| Error::InvalidSpec { path, reason })
+        Self::parse(&text)
+            .and_then(|spec| check_oci_version(&spec.oci_version).map(|()| spec))
+            .map_err(|reason| Error::InvalidSpec { path, reason })
     }
 
     /// Parses a `config.json` document; the error names the line and column at fault.
@@ -264,6 +266,30 @@ impl Spec {
     }
 }
 
+/// A spec must say which release of the OCI runtime spec it follows, and it must be one this
+/// runtime reads: 1.0.x to 1.2.x, with any pre-release or build suffix (`1.0.2-dev`,
+/// `1.1.0-rc.1`, `1.2.0+dev`), as containerd and `runc spec` write them. A spec of another
+/// major or a newer minor may mean something this runtime would silently get wrong.
+pub fn check_oci_version(version: &str) -> std::result::Result<(), String> {
+    let supported = "this runtime reads 1.0.0 to 1.2.x";
+    if version.is_empty() {
+        return Err(format!(
+            "ociVersion is missing: say which OCI runtime spec release the spec follows ({supported})"
+        ));
+    }
+    let release = version.split(['-', '+']).next().unwrap_or_default();
+    let numbers: Vec<Option<u64>> = release.split('.').map(|n| n.parse().ok()).collect();
+    match numbers.as_slice() {
+        [Some(1), Some(0..=2), Some(_)] => Ok(()),
+        [Some(_), Some(_), Some(_)] => Err(format!(
+            "ociVersion {version:?} is not supported: {supported}"
+        )),
+        _ => Err(format!(
+            "ociVersion {version:?} is not a version (major.minor.patch): {supported}"
+        )),
+    }
+}
+
 /// Helpers for the Windows layout of a `config.json` writer (`hostprocess spec`).
 pub fn example_spec(args: Vec<String>) -> Spec {
     Spec {
@@ -275,7 +301,7 @@ pub fn example_spec(args: Vec<String>) -> Spec {
         process: Some(Process {
             args,
             env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
-            cwd: String::new(),
+            cwd: "/".into(),
             user: User {
                 username: Some("NT AUTHORITY\\SYSTEM".into()),
                 ..User::default()
@@ -287,5 +313,50 @@ pub fn example_spec(args: Vec<String>) -> Spec {
             "true".to_string(),
         )]),
         ..Spec::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oci_versions_containerd_and_runc_write_are_read() {
+        for version in [
+            "1.0.0",
+            "1.0.2",
+            "1.0.2-dev",
+            "1.0.0-rc5",
+            "1.1.0",
+            "1.1.0-rc.1",
+            "1.2.0",
+            "1.2.1",
+            "1.2.0+dev",
+        ] {
+            assert_eq!(check_oci_version(version), Ok(()), "{version}");
+        }
+    }
+
+    #[test]
+    fn a_missing_or_unknown_oci_version_is_refused_clearly() {
+        assert!(check_oci_version("")
+            .unwrap_err()
+            .contains("ociVersion is missing"));
+        for version in ["2.0.0", "1.3.0", "0.5.0"] {
+            assert!(
+                check_oci_version(version)
+                    .unwrap_err()
+                    .contains("is not supported: this runtime reads 1.0.0 to 1.2.x"),
+                "{version}"
+            );
+        }
+        for version in ["1.0", "one", "1.x.0", "1.0.0.0"] {
+            assert!(
+                check_oci_version(version)
+                    .unwrap_err()
+                    .contains("is not a version"),
+                "{version}"
+            );
+        }
     }
 }

@@ -4,7 +4,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +14,14 @@ use crate::sys::{Current, Platform, ProcessInfo};
 
 const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "lock";
+/// How long an operation waits for another's lock on a container, unless
+/// `HOSTPROCESS_LOCK_TIMEOUT` (whole seconds) says otherwise.
+const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+/// The runtime's state (process environments: secrets) is root's alone, as runc keeps it. The
+/// root itself can be passed through (not listed): the symlink layout's volumes are below it.
+const ROOT_MODE: u32 = 0o711;
+const DIR_MODE: u32 = 0o700;
+const FILE_MODE: u32 = 0o600;
 
 /// The lifecycle step a container last completed, as recorded (the live status also looks at
 /// its processes).
@@ -50,11 +58,28 @@ pub struct Lock {
 #[derive(Debug, Clone)]
 pub struct StateRoot {
     root: PathBuf,
+    lock_timeout: Duration,
 }
 
 impl StateRoot {
+    /// The root at `root`; operations wait for another's lock for `HOSTPROCESS_LOCK_TIMEOUT`
+    /// seconds (default 30).
     pub fn new(root: impl Into<PathBuf>) -> StateRoot {
-        StateRoot { root: root.into() }
+        let lock_timeout = std::env::var("HOSTPROCESS_LOCK_TIMEOUT")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .map_or(DEFAULT_LOCK_TIMEOUT, Duration::from_secs);
+        StateRoot {
+            root: root.into(),
+            lock_timeout,
+        }
+    }
+
+    pub fn with_lock_timeout(self, lock_timeout: Duration) -> StateRoot {
+        StateRoot {
+            lock_timeout,
+            ..self
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -69,11 +94,14 @@ impl StateRoot {
     /// the directory exists.
     pub fn create_dir(&self, id: &str) -> Result<(PathBuf, Lock)> {
         let dir = self.dir(id);
-        let mut made = fs::create_dir(&dir);
+        let mut made = private_dir().create(&dir);
         if matches!(&made, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
             // The root exists but for the first container: make it only then.
-            fs::create_dir_all(&self.root).map_err(|e| Error::io("create", &self.root, e))?;
-            made = fs::create_dir(&dir);
+            dir_builder(ROOT_MODE)
+                .recursive(true)
+                .create(&self.root)
+                .map_err(|e| Error::io("create", &self.root, e))?;
+            made = private_dir().create(&dir);
         }
         match made {
             Ok(()) => {}
@@ -83,7 +111,7 @@ impl StateRoot {
             Err(e) => return Err(Error::io("create", &dir, e)),
         }
         let path = dir.join(LOCK_FILE);
-        let file = match OpenOptions::new().write(true).create_new(true).open(&path) {
+        let file = match private_file().write(true).create_new(true).open(&path) {
             Ok(file) => file,
             Err(e) => {
                 let _ = fs::remove_dir(&dir);
@@ -108,7 +136,7 @@ impl StateRoot {
                 std::io::ErrorKind::NotFound => Error::NotFound(id.to_string()),
                 _ => Error::io("open", &path, e),
             })?;
-        file.lock().map_err(|e| Error::io("lock", &path, e))?;
+        lock_waiting(&file, &path, id, self.lock_timeout)?;
         if !still_at(&file, &path) {
             return Err(Error::NotFound(id.to_string()));
         }
@@ -121,11 +149,10 @@ impl StateRoot {
             std::io::ErrorKind::NotFound => Error::NotFound(id.to_string()),
             _ => Error::io("read", &path, e),
         })?;
-        serde_json::from_slice(&text).map_err(|e| {
-            Error::container(
-                id,
-                format!("state file '{}' is corrupt: {e}", path.display()),
-            )
+        serde_json::from_slice(&text).map_err(|e| Error::CorruptState {
+            id: id.to_string(),
+            path,
+            reason: e.to_string(),
         })
     }
 
@@ -136,7 +163,12 @@ impl StateRoot {
         let path = dir.join(STATE_FILE);
         let text = serde_json::to_vec(state)
             .map_err(|e| Error::container(&state.id, format!("encode state: {e}")))?;
-        let mut file = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+        let mut file = private_file()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| Error::io("create", &tmp, e))?;
         file.write_all(&text)
             .map_err(|e| Error::io("write", &tmp, e))?;
         replace(&tmp, &path).map_err(|e| Error::io("rename", &path, e))
@@ -162,6 +194,92 @@ impl StateRoot {
         ids.sort();
         Ok(ids)
     }
+}
+
+/// Makes directories with `mode` (Unix; Windows has no mode bits).
+fn dir_builder(mode: u32) -> fs::DirBuilder {
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, mode);
+    #[cfg(not(unix))]
+    let _ = (&mut builder, mode);
+    builder
+}
+
+fn private_dir() -> fs::DirBuilder {
+    dir_builder(DIR_MODE)
+}
+
+fn private_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, FILE_MODE);
+    #[cfg(not(unix))]
+    let _ = (&mut options, FILE_MODE);
+    options
+}
+
+/// Takes the exclusive lock on `file`, waiting at most the lock timeout: a lock that another
+/// process holds forever (a hung call, or anyone who could open the file) must not hang every
+/// later operation. The error names the holder when the kernel says who it is.
+fn lock_waiting(file: &File, path: &Path, id: &str, timeout: Duration) -> Result<()> {
+    let mut deadline = None;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(fs::TryLockError::Error(e)) => return Err(Error::io("lock", path, e)),
+            Err(fs::TryLockError::WouldBlock) => {}
+        }
+        let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeout);
+        if Instant::now() >= deadline {
+            let holder = lock_holder(file)
+                .map(|pid| format!("process {pid} holds it"))
+                .unwrap_or_else(|| "its holder is not listed in /proc/locks".into());
+            return Err(Error::container(
+                id,
+                format!(
+                    "lock '{}' is still held after {}s ({holder}); retry once that operation has ended",
+                    path.display(),
+                    timeout.as_secs()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The pid holding a lock on `file`, from `/proc/locks` (Linux).
+#[cfg(target_os = "linux")]
+fn lock_holder(file: &File) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let md = file.metadata().ok()?;
+    let wanted = (libc::major(md.dev()), libc::minor(md.dev()), md.ino());
+    let locks = fs::read_to_string("/proc/locks").ok()?;
+    lock_holder_in(&locks, wanted)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lock_holder(_: &File) -> Option<u32> {
+    None
+}
+
+/// The holder of a lock on (major, minor, inode) in `/proc/locks` text, whose lines read
+/// `1: FLOCK  ADVISORY  WRITE 4242 00:1a:1234 0 EOF` (device numbers in hex); blocked waiters
+/// (`->` lines) and OFD locks (pid -1) name no holder.
+#[cfg(target_os = "linux")]
+fn lock_holder_in(locks: &str, (major, minor, ino): (u32, u32, u64)) -> Option<u32> {
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) == Some(&"->") {
+            return None;
+        }
+        let (pid, device) = (fields.get(4)?, fields.get(5)?);
+        let mut parts = device.split(':');
+        let same = u32::from_str_radix(parts.next()?, 16).ok()? == major
+            && u32::from_str_radix(parts.next()?, 16).ok()? == minor
+            && parts.next()?.parse::<u64>().ok()? == ino;
+        same.then(|| pid.parse::<u32>().ok()).flatten()
+    })
 }
 
 /// Removes `dir` (no error when it is gone), expecting it to hold only `files` and the empty
@@ -353,6 +471,67 @@ mod tests {
         assert!(!still_at(&held, &path));
         File::create(&path).unwrap();
         assert!(!still_at(&held, &path), "a new container's lock file");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_lock_held_elsewhere_times_out_naming_its_holder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = StateRoot::new(tmp.path()).with_lock_timeout(Duration::ZERO);
+        let (_, held) = root.create_dir("a").unwrap();
+        let message = match root.lock("a") {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("a second lock was granted while the first is held"),
+        };
+        assert!(
+            message.contains(&format!("process {} holds it", std::process::id())),
+            "{message}"
+        );
+        drop(held);
+        root.lock("a").expect("free once its holder let go");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_holder_of_a_lock_is_read_from_proc_locks() {
+        let locks = "1: FLOCK  ADVISORY  WRITE 4242 00:1a:1234 0 EOF\n\
+                     1: -> FLOCK  ADVISORY  WRITE 99 00:1a:1234 0 EOF\n\
+                     2: OFDLCK ADVISORY  READ  -1 08:01:77 0 EOF\n";
+        assert_eq!(lock_holder_in(locks, (0, 0x1a, 1234)), Some(4242));
+        assert_eq!(lock_holder_in(locks, (0, 0x1a, 1235)), None);
+        assert_eq!(lock_holder_in(locks, (8, 1, 77)), None, "OFD: no pid");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn state_is_readable_by_root_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = StateRoot::new(tmp.path().join("root"));
+        let (dir, _lock) = root.create_dir("a").unwrap();
+        root.save(&State {
+            id: "a".into(),
+            bundle: PathBuf::from("/b"),
+            created: rfc3339_now(),
+            phase: Phase::Creating,
+            init: None,
+            owner: String::new(),
+            plan: crate::plan::plan(
+                "a",
+                Path::new("/b"),
+                &crate::spec::example_spec(vec!["/bin/true".into()]),
+                &crate::plan::PlanOptions::new(tmp.path()),
+                None,
+            )
+            .unwrap(),
+            record: Default::default(),
+        })
+        .unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(root.path()), 0o711);
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(LOCK_FILE)), 0o600);
+        assert_eq!(mode(&dir.join(STATE_FILE)), 0o600);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Mutex;
 
+use hostprocess_engine::logfmt;
 use log::kv::{Key, Value, VisitSource};
 use log::{LevelFilter, Log, Metadata, Record};
 
@@ -73,7 +74,7 @@ pub fn line(time: &str, record: &Record) -> String {
         record.level().as_str().to_ascii_lowercase()
     );
     let _ = record.key_values().visit(&mut Pairs(&mut line));
-    let _ = writeln!(line, " msg=\"{}\"", record.args());
+    let _ = writeln!(line, " msg={}", logfmt::quoted(&record.args().to_string()));
     line
 }
 
@@ -81,7 +82,7 @@ struct Pairs<'a>(&'a mut String);
 
 impl<'kvs> VisitSource<'kvs> for Pairs<'_> {
     fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), log::kv::Error> {
-        let _ = write!(self.0, " {key}=\"{value}\"");
+        let _ = write!(self.0, " {key}={}", logfmt::quoted(&value.to_string()));
         Ok(())
     }
 }
@@ -129,6 +130,24 @@ mod tests {
             text,
             "time=\"2026-11-29T06:49:47.185178452Z\" level=warn id=\"c1\" \
              msg=\"container c1 exited\"\n"
+        );
+    }
+
+    #[test]
+    fn quotes_and_line_breaks_in_a_record_are_escaped_as_logrus_does() {
+        let pairs = [("path", "/a \"b\"")];
+        let text = line(
+            "2026-11-29T06:49:47.185178452Z",
+            &Record::builder()
+                .level(log::Level::Error)
+                .args(format_args!("unknown signal \"FOO\"\nsecond line"))
+                .key_values(&pairs)
+                .build(),
+        );
+        assert_eq!(
+            text,
+            "time=\"2026-11-29T06:49:47.185178452Z\" level=error path=\"/a \\\"b\\\"\" \
+             msg=\"unknown signal \\\"FOO\\\"\\nsecond line\"\n"
         );
     }
 

@@ -275,6 +275,37 @@ fn kill_all_stops_every_process_of_the_job() {
 }
 
 #[test]
+fn real_time_signals_reach_init() {
+    let containerd = containerd();
+    let id = unique_id("rtsig");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("signals");
+    let log_text = || fs::read_to_string(&log).unwrap_or_default();
+    let script = format!(
+        "trap 'echo got37 >> {log}' 37; trap 'echo got63 >> {log}' 63; echo ready >> {log}; \
+         while :; do sleep 0.05; done",
+        log = log.display()
+    );
+    success(&run(&containerd, &["-d"], &id, &["sh", "-c", &script]));
+    assert!(
+        wait_until(Duration::from_secs(10), || log_text().contains("ready")),
+        "init did not start"
+    );
+    for (signal, line) in [("SIGRTMIN+3", "got37"), ("63", "got63")] {
+        success(&containerd.ctr(&["tasks", "kill", "--signal", signal, &id]));
+        assert!(
+            wait_until(Duration::from_secs(10), || log_text().contains(line)),
+            "{signal} did not reach init: {}",
+            log_text()
+        );
+    }
+    success(&containerd.ctr(&["tasks", "kill", "--signal", "SIGKILL", &id]));
+    wait_for_status(&containerd, &id, "STOPPED");
+    remove(&containerd, &id);
+    assert_nothing_left(&containerd, &id);
+}
+
+#[test]
 fn when_init_exits_no_process_of_the_job_survives() {
     let containerd = containerd();
     let id = unique_id("orphans");

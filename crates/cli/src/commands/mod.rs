@@ -145,11 +145,50 @@ impl BundleArgs {
     }
 }
 
-/// Writes a pid file atomically, as runc does.
+/// Writes a pid file atomically, as runc does: into a new file of a fresh name beside it
+/// (`O_EXCL`, so nothing planted there is written through), then renamed over it.
 pub fn write_pid_file(path: &Path, pid: u32) -> Result<()> {
-    let tmp = path.with_extension("tmp-hostprocess");
-    std::fs::write(&tmp, pid.to_string()).with_context(|| format!("write '{}'", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("write pid file '{}'", path.display()))
+    use std::hash::{BuildHasher, Hasher};
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path
+        .file_name()
+        .with_context(|| format!("pid file '{}' names no file", path.display()))?;
+    for _ in 0..16 {
+        let mut random = std::collections::hash_map::RandomState::new().build_hasher();
+        random.write_u32(pid);
+        let tmp = path.with_file_name(format!(
+            ".{}.{:016x}",
+            name.to_string_lossy(),
+            random.finish()
+        ));
+        let mut file = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o644)
+            .open(&tmp)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("create '{}'", tmp.display())),
+        };
+        let written = file
+            .write_all(pid.to_string().as_bytes())
+            .with_context(|| format!("write '{}'", tmp.display()))
+            .and_then(|()| {
+                std::fs::rename(&tmp, path)
+                    .with_context(|| format!("write pid file '{}'", path.display()))
+            });
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        return written;
+    }
+    anyhow::bail!(
+        "write pid file '{}': no free temporary name beside it",
+        path.display()
+    )
 }
 
 /// A bundle path, defaulting to the current directory.
@@ -158,22 +197,6 @@ pub fn bundle_or_cwd(bundle: Option<PathBuf>) -> Result<PathBuf> {
         Some(b) => Ok(b),
         None => std::env::current_dir().context("current directory"),
     }
-}
-
-/// Parses a signal given as a number, `KILL` or `SIGKILL`.
-pub fn parse_signal(text: &str) -> Result<i32> {
-    if let Ok(n) = text.parse::<i32>() {
-        return Ok(n);
-    }
-    let upper = text.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    name.parse::<nix::sys::signal::Signal>()
-        .map(|s| s as i32)
-        .map_err(|_| anyhow::anyhow!("unknown signal {text:?}"))
 }
 
 /// The termination signals `run` and `exec` forward to the container's process. They are

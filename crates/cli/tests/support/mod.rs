@@ -192,6 +192,49 @@ pub fn unmount_all_under(path: &Path) {
     }
 }
 
+/// Is this ephemeral uid claim (`<id>\n<state dir>\n`) held by container `id`?
+pub fn is_claim_of(claim: &Path, id: &str) -> bool {
+    fs::read_to_string(claim).is_ok_and(|owner| owner.lines().next() == Some(id))
+}
+
+/// A small tmpfs mounted on an existing directory (a state root or claims directory that
+/// fills up), unmounted when dropped.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// `size` as mount(8) takes it (`4k`, `1m`).
+    pub fn mount(path: &Path, size: &str) -> Tmpfs {
+        nix::mount::mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(format!("size={size},mode=0755").as_str()),
+        )
+        .unwrap_or_else(|e| panic!("mount a tmpfs on '{}': {e}", path.display()));
+        Tmpfs(path.to_path_buf())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Fills it up with `filler*` files: no data block is left.
+    pub fn fill(&self) {
+        let mut n = 0;
+        while fs::write(self.0.join(format!("filler{n}")), vec![b'x'; 4096]).is_ok() {
+            n += 1;
+        }
+        let _ = fs::write(self.0.join(format!("filler{n}")), b"x");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bundles
 
@@ -668,7 +711,7 @@ impl Runtime {
         }
         if let Ok(entries) = fs::read_dir(self.claims_dir()) {
             for entry in entries.flatten() {
-                if fs::read_to_string(entry.path()).is_ok_and(|owner| owner == id) {
+                if is_claim_of(&entry.path(), id) {
                     left.push(format!("ephemeral uid claim '{}'", entry.path().display()));
                 }
             }
@@ -702,7 +745,7 @@ impl Runtime {
         let _ = fs::remove_dir(self.root().join("hpc").join(id));
         if let Ok(entries) = fs::read_dir(self.claims_dir()) {
             for entry in entries.flatten() {
-                if fs::read_to_string(entry.path()).is_ok_and(|owner| owner == id) {
+                if is_claim_of(&entry.path(), id) {
                     let _ = fs::remove_file(entry.path());
                 }
             }

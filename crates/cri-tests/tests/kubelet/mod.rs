@@ -629,6 +629,10 @@ pub fn ephemeral_claims_of(ids: &[&str]) -> Vec<PathBuf> {
     entries
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|claim| fs::read_to_string(claim).is_ok_and(|owner| ids.contains(&owner.as_str())))
+        .filter(|claim| {
+            // A claim holds the container id, then its state directory.
+            fs::read_to_string(claim)
+                .is_ok_and(|owner| owner.lines().next().is_some_and(|id| ids.contains(&id)))
+        })
         .collect()
 }

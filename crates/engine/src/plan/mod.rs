@@ -102,6 +102,31 @@ pub struct ContainerPlan {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// The longest grace period the annotation may ask for: a day. Waits are measured on the
+/// monotonic clock, which a period near 2^63 s would overflow.
+pub const MAX_GRACE_PERIOD: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Reads the grace-period annotation: whole seconds, at most [`MAX_GRACE_PERIOD`].
+fn grace_period(value: &str) -> Result<Duration> {
+    let bad = |why: &str| {
+        Error::Spec(format!(
+            "annotation {}={value:?}: {why}",
+            annotations::GRACE_PERIOD
+        ))
+    };
+    let seconds: u64 = value
+        .trim()
+        .parse()
+        .map_err(|_| bad("expected whole seconds"))?;
+    if seconds > MAX_GRACE_PERIOD.as_secs() {
+        return Err(bad(&format!(
+            "at most {} seconds (a day) are allowed",
+            MAX_GRACE_PERIOD.as_secs()
+        )));
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
 /// Container ids follow runc's rule: letters, digits, `_`, `+`, `-`, `.`; not `.` or `..`.
 pub fn validate_id(id: &str) -> Result<()> {
     let bad = |reason| Error::InvalidId {
@@ -204,12 +229,7 @@ pub fn plan(
         .ok_or_else(|| Error::Spec("process is missing".into()))?;
     let grace_period = match spec.annotation(annotations::GRACE_PERIOD) {
         None => options.grace_period,
-        Some(v) => Duration::from_secs(v.trim().parse().map_err(|_| {
-            Error::Spec(format!(
-                "annotation {}={v:?}: expected whole seconds",
-                annotations::GRACE_PERIOD
-            ))
-        })?),
+        Some(v) => grace_period(v)?,
     };
     Ok(ContainerPlan {
         id: id.to_string(),
@@ -250,6 +270,29 @@ mod tests {
                 ..Process::default()
             }),
             ..Spec::default()
+        }
+    }
+
+    #[test]
+    fn a_grace_period_beyond_a_day_is_refused() {
+        let options = PlanOptions::new("/run/hostprocess");
+        let mut s = spec();
+        for (value, ok) in [
+            ("0", true),
+            ("86400", true),
+            ("86401", false),
+            ("9223372036854775808", false),
+            ("18446744073709551615", false),
+            ("99999999999999999999", false),
+            ("-1", false),
+        ] {
+            s.annotations
+                .insert(annotations::GRACE_PERIOD.into(), value.into());
+            let planned = plan("c1", Path::new("/b"), &s, &options, None);
+            assert_eq!(planned.is_ok(), ok, "{value}: {planned:?}");
+            if let Err(e) = planned {
+                assert!(e.to_string().contains(annotations::GRACE_PERIOD), "{e}");
+            }
         }
     }
 

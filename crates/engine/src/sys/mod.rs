@@ -118,4 +118,10 @@ pub trait Platform {
     /// Kills what is left (thawing a frozen job) and removes the view, the volume, the job and
     /// any ephemeral account. Idempotent: what is already gone is skipped.
     fn destroy(record: &Self::Record) -> Result<()>;
+    /// Removes what a container's state directory itself names when its record cannot be
+    /// read (a corrupt state file): the parts kept there and at paths derived from its id.
+    /// What only the record names (the job, the account) cannot be found and is left.
+    fn destroy_unrecorded(_state_dir: &Path) -> Result<()> {
+        Ok(())
+    }
 }

@@ -5,7 +5,10 @@
 use std::ffi::CString;
 use std::fs;
 use std::io::{ErrorKind, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::unistd::{Gid, Group, Uid, User};
 use serde::{Deserialize, Serialize};
@@ -24,6 +27,13 @@ pub const NETWORK_SERVICE_ENV: &str = "HOSTPROCESS_NETWORK_SERVICE_ACCOUNT";
 pub const EPHEMERAL_UIDS_ENV: &str = "HOSTPROCESS_EPHEMERAL_UIDS";
 /// Tests point this at a private directory.
 pub const EPHEMERAL_CLAIMS_ENV: &str = "HOSTPROCESS_EPHEMERAL_UIDS_DIR";
+/// `(uid_t)-1`: to setresuid/setresgid "leave this id unchanged", never an account.
+const NO_ID: u32 = u32::MAX;
+/// The lowest uid a configured ephemeral range may start at: below are the system accounts
+/// (Debian's SYS_UID_MAX is 999), which may own files without a passwd entry.
+pub const FIRST_EPHEMERAL_UID: u32 = 1000;
+/// The 16-bit "no id" of old system calls, never handed out.
+const NO_ID_16: u32 = 65535;
 
 /// The resolved account a container's processes run as.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +121,17 @@ pub fn resolve(request: &AccountRequest) -> Result<Resolution> {
             gid,
             additional_gids,
         } => {
+            for (what, id) in [("uid", uid), ("gid", gid)]
+                .into_iter()
+                .chain(additional_gids.iter().map(|g| ("additionalGids entry", g)))
+            {
+                if *id == NO_ID {
+                    return Err(Error::Account(AccountError::Other(format!(
+                        "process.user {what} {NO_ID} is no account (the kernel reads it as \"leave unchanged\"); give a real {}",
+                        if what == "uid" { "uid" } else { "gid" }
+                    ))));
+                }
+            }
             let user = User::from_uid(Uid::from_raw(*uid)).ok().flatten();
             let mut groups = vec![*gid];
             groups.extend(additional_gids.iter().filter(|g| *g != gid));
@@ -179,6 +200,8 @@ fn resolve_name(name: &AccountName) -> Result<Resolution> {
         return Ok(Resolution::Fixed(from_user(&user)));
     }
     if let Ok(Some(group)) = Group::from_name(&name.user) {
+        // The range is checked now, before create makes anything.
+        uid_range()?;
         return Ok(Resolution::EphemeralInGroup {
             group: group.name,
             gid: group.gid.as_raw(),
@@ -196,53 +219,184 @@ fn claims_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(EPHEMERAL_CLAIMS_DIR))
 }
 
-fn uid_range() -> (u32, u32) {
-    std::env::var(EPHEMERAL_UIDS_ENV)
-        .ok()
-        .and_then(|v| {
-            let (a, b) = v.split_once('-')?;
-            Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
-        })
-        .filter(|(a, b)| a <= b)
-        .unwrap_or(EPHEMERAL_UIDS)
+/// The configured range of ephemeral uids, or the default.
+fn uid_range() -> Result<(u32, u32)> {
+    match std::env::var(EPHEMERAL_UIDS_ENV) {
+        Err(_) => Ok(EPHEMERAL_UIDS),
+        Ok(value) => parse_uid_range(&value).map_err(|why| {
+            Error::Account(AccountError::Other(format!(
+                "{EPHEMERAL_UIDS_ENV}={value:?}: {why}; give FIRST-LAST within {FIRST_EPHEMERAL_UID}-{} without {NO_ID_16} (default {}-{})",
+                NO_ID - 1,
+                EPHEMERAL_UIDS.0,
+                EPHEMERAL_UIDS.1
+            )))
+        }),
+    }
 }
 
-/// Claims the first free uid of the range for `container_id` (a file created with O_EXCL, so
-/// concurrent claims never collide) and returns the account.
-pub fn claim_ephemeral(container_id: &str, group: &str, gid: u32) -> Result<Account> {
+/// `FIRST-LAST`: decimal uids, FIRST ≤ LAST, none a system uid or a "no id" value.
+fn parse_uid_range(value: &str) -> std::result::Result<(u32, u32), &'static str> {
+    let (first, last) = value.split_once('-').ok_or("not a range")?;
+    let number = |text: &str| -> std::result::Result<u32, &'static str> {
+        let text = text.trim();
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("not a range of decimal uids");
+        }
+        text.parse().map_err(|_| "a uid is out of range")
+    };
+    let (first, last) = (number(first)?, number(last)?);
+    if first > last {
+        return Err("the first uid is above the last");
+    }
+    if first < FIRST_EPHEMERAL_UID {
+        return Err("it includes system uids");
+    }
+    if last == NO_ID || (first..=last).contains(&NO_ID_16) {
+        return Err("it includes a uid that means \"no change\"");
+    }
+    Ok((first, last))
+}
+
+/// Who holds an ephemeral uid: the container and its state directory, so the same id in
+/// another state root is another owner. A claim file holds `<id>\n<state dir>\n`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimOwner<'a> {
+    pub id: &'a str,
+    pub state_dir: &'a Path,
+}
+
+impl ClaimOwner<'_> {
+    fn content(&self) -> Vec<u8> {
+        let mut content = Vec::with_capacity(self.id.len() + 64);
+        content.extend_from_slice(self.id.as_bytes());
+        content.push(b'\n');
+        content.extend_from_slice(self.state_dir.as_os_str().as_bytes());
+        content.push(b'\n');
+        content
+    }
+}
+
+/// A claim whose owner is provably gone: an empty file (claims are written whole before they
+/// appear, so this is one a crash or a full disk cut short) or one whose container's state
+/// directory no longer exists. A claim in the older form (the id alone) proves nothing.
+fn is_stale(content: &[u8]) -> bool {
+    if content.is_empty() {
+        return true;
+    }
+    let Some(newline) = content.iter().position(|b| *b == b'\n') else {
+        return false;
+    };
+    let Some(dir) = content[newline + 1..].strip_suffix(b"\n") else {
+        return false;
+    };
+    !dir.is_empty() && !Path::new(std::ffi::OsStr::from_bytes(dir)).exists()
+}
+
+/// Holds the claims directory's lock while stale claims are judged and removed, so a claim
+/// made meanwhile is never taken for the stale one it replaced.
+fn lock_claims(dir: &Path) -> Result<fs::File> {
+    let file = fs::File::open(dir).map_err(|e| Error::io("open", dir, e))?;
+    // SAFETY: flock on a descriptor the file owns; the lock goes when the file is closed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } < 0 {
+        return Err(Error::io("lock", dir, std::io::Error::last_os_error()));
+    }
+    Ok(file)
+}
+
+/// Makes `claim` with `content`, whole: written to a file of this call's own first, then
+/// linked under the uid's name, which fails if it exists (like O_EXCL). False when it exists;
+/// a write that fails (a full /run) leaves nothing.
+fn make_claim(dir: &Path, claim: &Path, content: &[u8]) -> std::io::Result<bool> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let tmp = dir.join(format!(
+        ".claim-{}-{}.tmp",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let open = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+    };
+    let mut file = match open() {
+        // Left by a process that had this pid before and died half-way.
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            fs::remove_file(&tmp)?;
+            open()?
+        }
+        opened => opened?,
+    };
+    let made = file
+        .write_all(content)
+        .and_then(|()| fs::hard_link(&tmp, claim));
+    let _ = fs::remove_file(&tmp);
+    match made {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Claims the first free uid of the range for `owner` and returns the account. A claim whose
+/// owner is provably gone is taken over.
+pub fn claim_ephemeral(owner: ClaimOwner<'_>, group: &str, gid: u32) -> Result<Account> {
     let dir = claims_dir();
     fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
-    let (first, last) = uid_range();
+    let (first, last) = uid_range()?;
+    let content = owner.content();
+    let mut lock = None;
     for uid in first..=last {
         if User::from_uid(Uid::from_raw(uid)).ok().flatten().is_some() {
             continue;
         }
         let claim = dir.join(uid.to_string());
-        match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&claim)
-        {
-            Ok(mut file) => {
-                file.write_all(container_id.as_bytes())
-                    .map_err(|e| Error::io("write", &claim, e))?;
-                log::debug!("container {container_id}: ephemeral uid {uid} in group {group}");
-                return Ok(Account {
-                    uid,
-                    gid,
-                    groups: vec![gid],
-                    name: container_id.chars().take(20).collect(),
-                    home: String::new(),
-                    inherit: false,
-                    ephemeral_claim: Some(claim),
-                });
+        let mut retried = false;
+        loop {
+            match make_claim(&dir, &claim, &content) {
+                Ok(true) => {
+                    log::debug!(
+                        "container {}: ephemeral uid {uid} in group {group}",
+                        owner.id
+                    );
+                    return Ok(Account {
+                        uid,
+                        gid,
+                        groups: vec![gid],
+                        name: owner.id.chars().take(20).collect(),
+                        home: String::new(),
+                        inherit: false,
+                        ephemeral_claim: Some(claim),
+                    });
+                }
+                Ok(false) if !retried => {
+                    retried = true;
+                    if lock.is_none() {
+                        lock = Some(lock_claims(&dir)?);
+                    }
+                    match fs::read(&claim) {
+                        Ok(held) if is_stale(&held) => {
+                            log::debug!(
+                                "ephemeral uid {uid}: releasing the stale claim '{}'",
+                                claim.display()
+                            );
+                            fs::remove_file(&claim)
+                                .or_else(|e| match e.kind() {
+                                    ErrorKind::NotFound => Ok(()),
+                                    _ => Err(e),
+                                })
+                                .map_err(|e| Error::io("remove", &claim, e))?;
+                        }
+                        _ => break,
+                    }
+                }
+                Ok(false) => break,
+                Err(e) => return Err(Error::io("create", &claim, e)),
             }
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(Error::io("create", &claim, e)),
         }
     }
     Err(Error::container(
-        container_id,
+        owner.id,
         format!(
             "no free ephemeral uid in {first}-{last} (claims in {}); delete stopped containers or widen {EPHEMERAL_UIDS_ENV}",
             dir.display()
@@ -250,10 +404,31 @@ pub fn claim_ephemeral(container_id: &str, group: &str, gid: u32) -> Result<Acco
     ))
 }
 
-/// Releases a claim if it is this container's.
-pub fn release_claim(claim: &Path, container_id: &str) -> Result<()> {
-    match fs::read_to_string(claim) {
-        Ok(owner) if owner == container_id => fs::remove_file(claim).or_else(|e| match e.kind() {
+/// Releases the claim a container's state names, if it is `owner`'s (or, made by an older
+/// runtime, holds its id alone).
+pub fn release_claim(claim: &Path, owner: ClaimOwner<'_>) -> Result<()> {
+    release_if(claim, |held| {
+        held == owner.content().as_slice() || held == owner.id.as_bytes()
+    })
+}
+
+/// Releases every claim of `owner` (after a crash, the state may not name its claim), and
+/// only those: the same id in another state root is another container.
+pub fn sweep_claims(owner: ClaimOwner<'_>) -> Result<()> {
+    let dir = claims_dir();
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    let content = owner.content();
+    for entry in entries.flatten() {
+        release_if(&entry.path(), |held| held == content.as_slice())?;
+    }
+    Ok(())
+}
+
+fn release_if(claim: &Path, owned: impl Fn(&[u8]) -> bool) -> Result<()> {
+    match fs::read(claim) {
+        Ok(held) if owned(&held) => fs::remove_file(claim).or_else(|e| match e.kind() {
             ErrorKind::NotFound => Ok(()),
             _ => Err(Error::io("remove", claim, e)),
         }),
@@ -263,14 +438,75 @@ pub fn release_claim(claim: &Path, container_id: &str) -> Result<()> {
     }
 }
 
-/// Releases every claim of `container_id` (after a crash, the state may not name its claim).
-pub fn sweep_claims(container_id: &str) -> Result<()> {
-    let dir = claims_dir();
-    let Ok(entries) = fs::read_dir(&dir) else {
-        return Ok(());
-    };
-    for entry in entries.flatten() {
-        release_claim(&entry.path(), container_id)?;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_uid_range_must_leave_out_system_and_no_change_uids() {
+        assert_eq!(parse_uid_range("61184-65519"), Ok((61184, 65519)));
+        assert_eq!(parse_uid_range(" 70000 - 70010 "), Ok((70000, 70010)));
+        assert_eq!(parse_uid_range("1000-1000"), Ok((1000, 1000)));
+        for bad in [
+            "",
+            "61184",
+            "a-b",
+            "+5-9",
+            "70010-70000",
+            "1-1000000",
+            "999-2000",
+            "0-0",
+            "4294967000-4294967295",
+            "65000-66000",
+            "1-99999999999",
+        ] {
+            assert!(parse_uid_range(bad).is_err(), "{bad:?}");
+        }
     }
-    Ok(())
+
+    #[test]
+    fn of_threads_claiming_one_uid_exactly_one_wins_and_nothing_else_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let claim = dir.path().join("63000");
+        let won: Vec<bool> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..8)
+                .map(|n| {
+                    let (dir, claim) = (dir.path(), &claim);
+                    scope.spawn(move || {
+                        make_claim(dir, claim, format!("c{n}\n/s\n").as_bytes()).unwrap()
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+        let winner = won.iter().position(|w| *w).unwrap();
+        assert_eq!(
+            fs::read_to_string(&claim).unwrap(),
+            format!("c{winner}\n/s\n")
+        );
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("63000")]);
+    }
+
+    #[test]
+    fn a_claim_is_stale_only_when_its_owner_is_provably_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = ClaimOwner {
+            id: "c1",
+            state_dir: dir.path(),
+        };
+        let gone_dir = dir.path().join("gone");
+        let gone = ClaimOwner {
+            id: "c1",
+            state_dir: &gone_dir,
+        };
+        assert!(!is_stale(&live.content()));
+        assert!(is_stale(&gone.content()));
+        assert!(is_stale(b""));
+        assert!(!is_stale(b"c1"), "the older form proves nothing");
+    }
 }

@@ -34,6 +34,9 @@ pub struct Record {
     pub account: Option<Account>,
     pub exec_fifo: PathBuf,
     pub init: Option<ProcessInfo>,
+    /// The container's state directory: with the id, the owner of its ephemeral uid claim.
+    #[serde(default)]
+    pub state_dir: PathBuf,
 }
 
 impl Default for Record {
@@ -46,6 +49,7 @@ impl Default for Record {
             account: None,
             exec_fifo: PathBuf::new(),
             init: None,
+            state_dir: PathBuf::new(),
         }
     }
 }
@@ -84,6 +88,13 @@ fn job_relative_path(plan: &ContainerPlan) -> Result<String> {
             "linux.cgroupsPath {path:?} must not contain '..'"
         ))),
         Some(path) => Ok(path.clone()),
+    }
+}
+
+fn claim_owner(record: &Record) -> account::ClaimOwner<'_> {
+    account::ClaimOwner {
+        id: &record.id,
+        state_dir: &record.state_dir,
     }
 }
 
@@ -140,6 +151,45 @@ fn launch(
     })
 }
 
+/// The identity of the job: device and inode of each of its cgroup directories. A job made
+/// again at the same path (its id reused after a delete) has other inodes.
+fn job_identity(record: &Record) -> Vec<Option<(u64, u64)>> {
+    use std::os::unix::fs::MetadataExt;
+    cgroup::dirs(&record.cgroup)
+        .into_iter()
+        .map(|dir| std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino())))
+        .collect()
+}
+
+/// §6 for a detached watcher, once init has exited: SIGTERM to the rest of the job, SIGKILL
+/// to what is left after `grace`. Before each step it checks that the job is still the one it
+/// was made for (`identity`), and stops once it is gone or replaced: the container may have
+/// been deleted and its id (so its cgroup path) used again meanwhile.
+fn watch_after_init_exit(record: &Record, identity: &[Option<(u64, u64)>], grace: Duration) {
+    let ours = || job_identity(record) == identity;
+    if !ours() || cgroup::is_empty(&record.cgroup).unwrap_or(true) {
+        return;
+    }
+    let _ = cgroup::set_frozen(&record.cgroup, false);
+    if !ours() {
+        return;
+    }
+    let _ = cgroup::signal_all(&record.cgroup, SIGTERM);
+    let deadline = std::time::Instant::now() + grace;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let empty =
+            cgroup::wait_empty(&record.cgroup, left.min(Duration::from_millis(50))).unwrap_or(true);
+        if !ours() || empty {
+            return;
+        }
+        if left.is_zero() {
+            let _ = cgroup::signal_all(&record.cgroup, SIGKILL);
+            return;
+        }
+    }
+}
+
 impl Platform for Linux {
     type Record = Record;
     type Stdio = Stdio;
@@ -165,7 +215,7 @@ impl Platform for Linux {
                 ));
             }
         }
-        volume::check(plan)?;
+        volume::check(plan, state_dir)?;
         let resolution = account::resolve(&plan.account)?;
         Ok(Record {
             id: plan.id.clone(),
@@ -175,6 +225,7 @@ impl Platform for Linux {
             account: None,
             exec_fifo: state_dir.join("exec.fifo"),
             init: None,
+            state_dir: state_dir.to_path_buf(),
         })
     }
 
@@ -187,7 +238,7 @@ impl Platform for Linux {
         record.account = Some(match &record.resolution {
             Resolution::Fixed(account) => account.clone(),
             Resolution::EphemeralInGroup { group, gid } => {
-                account::claim_ephemeral(&plan.id, group, *gid)?
+                account::claim_ephemeral(claim_owner(record), group, *gid)?
             }
         });
         let fifo = if hold {
@@ -197,6 +248,9 @@ impl Platform for Linux {
             None
         };
         let owner = record.account.as_ref().map_or((0, 0), |a| (a.uid, a.gid));
+        if plan.volume.layout == crate::plan::Layout::Symlink {
+            volume::make_host_mount_point(plan, &mut record.volume)?;
+        }
         // The job's cgroups are made while another thread builds the view.
         let resolved = volume::build(
             plan,
@@ -246,17 +300,15 @@ impl Platform for Linux {
                 std::io::Error::from_raw_os_error(libc::ESRCH),
             ));
         }
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(process.pid as i32),
-            nix::sys::signal::Signal::try_from(signal)
-                .map_err(|e| Error::sys(format!("signal {signal}"), std::io::Error::from(e)))?,
-        )
-        .map_err(|e| {
-            Error::sys(
-                format!("signal process {}", process.pid),
-                std::io::Error::from(e),
-            )
-        })
+        // Any number the kernel takes: 0 (is it there?) and the real-time signals too.
+        // SAFETY: kill(2) has no memory effects.
+        if unsafe { libc::kill(process.pid as libc::pid_t, signal) } < 0 {
+            return Err(Error::sys(
+                format!("send signal {signal} to process {}", process.pid),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
     }
 
     fn signal_job(record: &Record, signal: i32) -> Result<()> {
@@ -294,6 +346,7 @@ impl Platform for Linux {
     }
 
     fn supervise_detached(record: &Record, init: &ProcessInfo, grace: Duration) -> Result<()> {
+        let identity = job_identity(record);
         // SAFETY: pidfd_open(2) returns a new descriptor or -1.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, init.pid as libc::pid_t, 0) };
         if fd < 0 {
@@ -321,22 +374,19 @@ impl Platform for Linux {
                     };
                     while libc::poll(&mut pfd, 1, -1) < 0 {}
                 }
-                if record
-                    .cgroup
-                    .unified
-                    .iter()
-                    .chain(record.cgroup.v1.iter().map(|(_, d)| d))
-                    .any(|d| d.exists())
-                    && !cgroup::is_empty(&record.cgroup).unwrap_or(true)
-                {
-                    let _ = cgroup::set_frozen(&record.cgroup, false);
-                    let _ = cgroup::signal_all(&record.cgroup, SIGTERM);
-                    if !cgroup::wait_empty(&record.cgroup, grace).unwrap_or(true) {
-                        let _ = cgroup::signal_all(&record.cgroup, SIGKILL);
-                    }
-                }
+                watch_after_init_exit(record, &identity, grace);
                 // SAFETY: leave without running the caller's destructors.
                 unsafe { libc::_exit(0) }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn destroy_unrecorded(state_dir: &Path) -> Result<()> {
+        volume::destroy_unrecorded(state_dir)?;
+        match std::fs::remove_file(state_dir.join("exec.fifo")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io("remove", state_dir.join("exec.fifo"), e))
             }
             _ => Ok(()),
         }
@@ -360,8 +410,8 @@ impl Platform for Linux {
                     ephemeral_claim: Some(claim),
                     ..
                 }),
-            ) => account::release_claim(claim, &record.id),
-            (Resolution::EphemeralInGroup { .. }, _) => account::sweep_claims(&record.id),
+            ) => account::release_claim(claim, claim_owner(record)),
+            (Resolution::EphemeralInGroup { .. }, _) => account::sweep_claims(claim_owner(record)),
             _ => Ok(()),
         };
         let _ = std::fs::remove_file(&record.exec_fifo);

@@ -10,6 +10,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 use crate::error::{Error, Result};
 use crate::sys::ProcessInfo;
@@ -254,7 +255,9 @@ pub fn spawn(launch: &Launch, stdio: Stdio) -> Result<ProcessInfo> {
         )?),
         None => None,
     };
+    let slot = ReportSlot::new();
     let args = ChildArgs {
+        slot: Some(&slot),
         v2_procs: None,
         v1_tasks: &v1_tasks,
         pids_files: pids_files.as_ref(),
@@ -323,35 +326,99 @@ pub fn spawn(launch: &Launch, stdio: Stdio) -> Result<ProcessInfo> {
         let step = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]);
         let errno = i32::from_ne_bytes([rest[4], rest[5], rest[6], rest[7]]);
         reap(pid);
-        let what = STEPS.get(step as usize).copied().unwrap_or("start");
-        let detail = match step {
-            STEP_CHDIR => format!("{what} '{}'", launch.cwd.display()),
-            STEP_EXEC => format!("{what} '{}'", launch.executable.display()),
-            STEP_CGROUP => format!(
-                "{what} ({})",
-                launch
-                    .v1_tasks
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            _ => what.to_string(),
-        };
-        return Err(Error::sys(detail, std::io::Error::from_raw_os_error(errno)));
+        return Err(step_failed(launch, step, errno));
+    }
+    if n == 0 {
+        // No word on the pipe: the command runs, or the child failed and its report did not
+        // get through (a memory limit too small for the pipe's page).
+        if let Some((step, errno)) = slot.report() {
+            reap(pid);
+            return Err(step_failed(launch, step, errno));
+        }
+        if launch.exec_fifo.is_some() {
+            // A held init says it is ready before it waits: it ended before.
+            let status = reap(pid);
+            return Err(Error::sys(
+                "start the container's init",
+                std::io::Error::other(format!(
+                    "it {} before it was ready (is the memory limit too small to start a process?)",
+                    describe_wait_status(status)
+                )),
+            ));
+        }
     }
     let start_time = start_time(pid).unwrap_or(0);
     Ok(ProcessInfo { pid, start_time })
 }
 
-fn reap(pid: u32) {
+/// How a process ended, from its wait status.
+fn describe_wait_status(status: libc::c_int) -> String {
+    if libc::WIFSIGNALED(status) {
+        format!("was killed by signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("exited with status {}", libc::WEXITSTATUS(status))
+    }
+}
+
+/// The error for a step of the child that failed with `errno`.
+fn step_failed(launch: &Launch, step: u32, errno: i32) -> Error {
+    let what = STEPS.get(step as usize).copied().unwrap_or("start");
+    let detail = match step {
+        STEP_CHDIR => format!("{what} '{}'", launch.cwd.display()),
+        STEP_EXEC => format!("{what} '{}'", launch.executable.display()),
+        STEP_CGROUP => format!(
+            "{what} ({})",
+            launch
+                .v1_tasks
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ => what.to_string(),
+    };
+    Error::sys(detail, std::io::Error::from_raw_os_error(errno))
+}
+
+/// Waits for our own child; its wait status.
+fn reap(pid: u32) -> libc::c_int {
     let mut status = 0;
     // SAFETY: waitpid on our own child.
     unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+    status
+}
+
+/// Where a child that shares the runtime's memory also leaves its report: writing to the
+/// pipe needs a page that the job's memory limit may refuse (ENOMEM), and the report was lost;
+/// a store to memory the runtime already has mapped needs nothing.
+struct ReportSlot {
+    step: AtomicU32,
+    errno: AtomicI32,
+}
+
+impl ReportSlot {
+    const NONE: u32 = u32::MAX;
+
+    fn new() -> ReportSlot {
+        ReportSlot {
+            step: AtomicU32::new(Self::NONE),
+            errno: AtomicI32::new(0),
+        }
+    }
+
+    fn report(&self) -> Option<(u32, i32)> {
+        match self.step.load(Ordering::Acquire) {
+            Self::NONE => None,
+            step => Some((step, self.errno.load(Ordering::Relaxed))),
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
 struct ChildArgs<'a> {
+    /// Set while the child shares the runtime's memory (never in a forked child: its store
+    /// would be a copy-on-write fault the memory limit may refuse).
+    slot: Option<&'a ReportSlot>,
     /// The v2 cgroup's `cgroup.procs`, when the fork did not place the child there already.
     v2_procs: Option<&'a CString>,
     v1_tasks: &'a [CString],
@@ -428,6 +495,7 @@ unsafe fn start_child(
     if pid == 0 {
         child(ChildArgs {
             v2_procs: if placed { None } else { v2_procs },
+            slot: None,
             ..args
         });
     }
@@ -546,8 +614,12 @@ unsafe fn read_number(path: &CString) -> Option<u64> {
     (digits > 0).then_some(value)
 }
 
-unsafe fn fail(report: RawFd, step: u32) -> ! {
+unsafe fn fail(report: RawFd, slot: Option<&ReportSlot>, step: u32) -> ! {
     let errno = *libc::__errno_location();
+    if let Some(slot) = slot {
+        slot.errno.store(errno, Ordering::Relaxed);
+        slot.step.store(step, Ordering::Release);
+    }
     let mut msg = [0u8; 8];
     msg[..4].copy_from_slice(&step.to_ne_bytes());
     msg[4..].copy_from_slice(&errno.to_ne_bytes());
@@ -583,7 +655,7 @@ unsafe fn child(a: ChildArgs<'_>) -> ! {
     for file in a.v2_procs.into_iter().chain(a.v1_tasks) {
         let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
         if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-            fail(a.report, STEP_CGROUP);
+            fail(a.report, a.slot, STEP_CGROUP);
         }
         libc::close(fd);
     }
@@ -591,15 +663,15 @@ unsafe fn child(a: ChildArgs<'_>) -> ! {
         let limit = read_number(max);
         if limit.is_some() && read_number(current) > limit {
             *libc::__errno_location() = libc::EAGAIN;
-            fail(a.report, STEP_PIDS);
+            fail(a.report, a.slot, STEP_PIDS);
         }
     }
     if a.new_session && libc::setsid() < 0 {
-        fail(a.report, STEP_SETSID);
+        fail(a.report, a.slot, STEP_SETSID);
     }
     if let Some(ns) = a.ns {
         if libc::setns(ns, libc::CLONE_NEWNS) < 0 {
-            fail(a.report, STEP_SETNS);
+            fail(a.report, a.slot, STEP_SETNS);
         }
     }
     // 2. stdio: move the sources above 2 first so none is overwritten before it is used.
@@ -610,40 +682,40 @@ unsafe fn child(a: ChildArgs<'_>) -> ! {
         } else {
             let null = libc::open(a.dev_null.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
             if null < 0 {
-                fail(a.report, STEP_DEVNULL);
+                fail(a.report, a.slot, STEP_DEVNULL);
             }
             null
         };
         high[i] = libc::fcntl(source, libc::F_DUPFD_CLOEXEC, a.keep.max(10));
         if high[i] < 0 {
-            fail(a.report, STEP_STDIO);
+            fail(a.report, a.slot, STEP_STDIO);
         }
     }
     for (i, fd) in high.iter().enumerate() {
         if libc::dup2(*fd, i as RawFd) < 0 {
-            fail(a.report, STEP_STDIO);
+            fail(a.report, a.slot, STEP_STDIO);
         }
     }
     // Only stdio, preserved descriptors and the report pipe stay open from here on: a held
     // init must not keep the runtime's locks or files while it waits.
     let report = libc::fcntl(a.report, libc::F_DUPFD_CLOEXEC, a.keep);
     if report < 0 {
-        fail(a.report, STEP_STDIO);
+        fail(a.report, a.slot, STEP_STDIO);
     }
     close_all_but(a.keep, report);
     if a.terminal && libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-        fail(report, STEP_TTY);
+        fail(report, a.slot, STEP_TTY);
     }
     for (resource, limit) in a.rlimits {
         if libc::setrlimit(*resource, limit) < 0 {
-            fail(report, STEP_RLIMIT);
+            fail(report, a.slot, STEP_RLIMIT);
         }
     }
     let fifo = match a.fifo {
         Some(path) => {
             let fd = libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
             if fd < 0 {
-                fail(report, STEP_FIFO);
+                fail(report, a.slot, STEP_FIFO);
             }
             fd
         }
@@ -655,20 +727,20 @@ unsafe fn child(a: ChildArgs<'_>) -> ! {
     // forever on a lock one of them held at the fork. This process has one thread.
     if a.change_ids {
         if libc::syscall(libc::SYS_setgroups, a.groups.len(), a.groups.as_ptr()) < 0 {
-            fail(report, STEP_GROUPS);
+            fail(report, a.slot, STEP_GROUPS);
         }
         if libc::syscall(libc::SYS_setresgid, a.gid, a.gid, a.gid) < 0 {
-            fail(report, STEP_GID);
+            fail(report, a.slot, STEP_GID);
         }
         if libc::syscall(libc::SYS_setresuid, a.uid, a.uid, a.uid) < 0 {
-            fail(report, STEP_UID);
+            fail(report, a.slot, STEP_UID);
         }
     }
     if a.no_new_privileges && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
-        fail(report, STEP_NNP);
+        fail(report, a.slot, STEP_NNP);
     }
     if libc::chdir(a.cwd.as_ptr()) < 0 {
-        fail(report, STEP_CHDIR);
+        fail(report, a.slot, STEP_CHDIR);
     }
     // 4. No runtime descriptor reaches the workload: all but stdio and preserved fds close.
     for fd in 3..a.keep {
@@ -718,7 +790,7 @@ unsafe fn child(a: ChildArgs<'_>) -> ! {
         let msg = b"hostprocess: exec failed\n";
         libc::write(2, msg.as_ptr().cast(), msg.len());
     }
-    fail(report, STEP_EXEC);
+    fail(report, a.slot, STEP_EXEC);
 }
 
 /// Closes every descriptor from `from` up, except `except`. Async-signal-safe.

@@ -11,7 +11,7 @@ use std::fs;
 use std::io::ErrorKind;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -62,7 +62,11 @@ pub fn plan_record(plan: &ContainerPlan, state_dir: &Path) -> VolumeRecord {
 /// Checks the plan's paths against the host before anything is made: sources exist and are
 /// not FIFOs, destinations do not pass through a symlink of the image, rshared mounts have a
 /// shared source.
-pub fn check(plan: &ContainerPlan) -> Result<()> {
+pub fn check(plan: &ContainerPlan, state_dir: &Path) -> Result<()> {
+    if plan.volume.layout == Layout::Symlink {
+        let default_location = state_dir.parent().unwrap_or(state_dir).join("hpc");
+        check_host_location(plan, &default_location)?;
+    }
     let lowers = lower_dirs(&plan.volume.image);
     for lower in &lowers {
         if !lower.is_dir() {
@@ -116,6 +120,115 @@ pub fn check(plan: &ContainerPlan) -> Result<()> {
                 }));
             }
         }
+    }
+    Ok(())
+}
+
+/// Mode of a directory holding symlink-layout volumes: a container's account passes through it
+/// to its own volume (whose top only that account enters); nobody else lists or changes it.
+const LOCATION_MODE: u32 = 0o711;
+
+/// Symlink layout, before anything is made: the volume's host path must not exist (it would be
+/// shadowed, or removed on delete), and its location must be a directory the runtime owns and
+/// keeps closed to other users (never `/`, `/etc` …). The runtime's own default location, under
+/// the state root, is closed here if an older version left it open.
+fn check_host_location(plan: &ContainerPlan, default_location: &Path) -> Result<()> {
+    let target = &plan.volume.mount_point;
+    match fs::symlink_metadata(target) {
+        Ok(_) => return Err(target_exists(plan)),
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("inspect", target, e)),
+    }
+    let location = target.parent().unwrap_or(Path::new("/"));
+    let dir = match open_host_dir(location, None) {
+        Ok(dir) => dir,
+        // Made at create, closed to others.
+        Err(_) if fs::symlink_metadata(location).is_err() => return Ok(()),
+        Err(e) => return Err(location_refused(plan, e.to_string())),
+    };
+    let st = stat_at(&dir, c"").map_err(|e| Error::io("inspect", location, e))?;
+    if location == default_location && st.st_uid == nix::unistd::geteuid().as_raw() {
+        fs::set_permissions(location, fs::Permissions::from_mode(LOCATION_MODE))
+            .map_err(|e| Error::io("close to other users", location, e))?;
+        return Ok(());
+    }
+    owned_location(plan, &st)
+}
+
+/// A location holding volumes belongs to the runtime's user and is closed to others.
+fn owned_location(plan: &ContainerPlan, st: &libc::stat) -> Result<()> {
+    let me = nix::unistd::geteuid().as_raw();
+    if st.st_uid != me {
+        return Err(location_refused(
+            plan,
+            format!(
+                "it belongs to uid {}, not to the runtime (uid {me})",
+                st.st_uid
+            ),
+        ));
+    }
+    if st.st_mode & 0o066 != 0 {
+        return Err(location_refused(
+            plan,
+            format!(
+                "it is open to other users (mode {:o}); `chmod 711` it or choose a directory of the runtime's own",
+                st.st_mode & 0o7777
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn location_refused(plan: &ContainerPlan, reason: String) -> Error {
+    let location = plan.volume.mount_point.parent().unwrap_or(Path::new("/"));
+    Error::container(
+        &plan.id,
+        format!(
+            "symlink-layout location '{}' cannot hold container volumes: {reason}",
+            location.display()
+        ),
+    )
+}
+
+fn target_exists(plan: &ContainerPlan) -> Error {
+    Error::container(
+        &plan.id,
+        format!(
+            "'{}' exists on the host: a symlink-layout volume is mounted only on a path the runtime makes (choose another container id or rootfs location)",
+            plan.volume.mount_point.display()
+        ),
+    )
+}
+
+/// Symlink layout: makes the volume's host path, `<location>/<id>`, refusing one that exists
+/// (two runtimes racing, or a host directory made since [`check`]). When it is refused the
+/// record no longer names it, so that cleanup never unmounts or removes a path it did not make.
+pub fn make_host_mount_point(plan: &ContainerPlan, record: &mut VolumeRecord) -> Result<()> {
+    let made = make_host_mount_point_at(plan);
+    if made.is_err() {
+        record.host_mount = None;
+    }
+    made
+}
+
+fn make_host_mount_point_at(plan: &ContainerPlan) -> Result<()> {
+    let target = &plan.volume.mount_point;
+    let location = target.parent().unwrap_or(Path::new("/"));
+    let name = target
+        .file_name()
+        .ok_or_else(|| location_refused(plan, "the volume path has no name".into()))?;
+    let dir = open_host_dir(location, Some(LOCATION_MODE))
+        .map_err(|e| location_refused(plan, e.to_string()))?;
+    let st = stat_at(&dir, c"").map_err(|e| Error::io("inspect", location, e))?;
+    owned_location(plan, &st)?;
+    let name = cstring(Path::new(name))?;
+    // SAFETY: mkdirat on a valid directory descriptor and a C string.
+    if unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o700) } < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == ErrorKind::AlreadyExists {
+            return Err(target_exists(plan));
+        }
+        return Err(Error::io("create", target, e));
     }
     Ok(())
 }
@@ -206,6 +319,12 @@ fn overlay_data(plan: &ContainerPlan, record: &VolumeRecord, owner: (u32, u32)) 
             e,
         )
     })?;
+    if plan.volume.layout == Layout::Symlink {
+        // The upper directory is the volume's top directory, on a host path any user can
+        // name: only its account enters it.
+        fs::set_permissions(&upper, fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io("make private", &upper, e))?;
+    }
     Ok(format!(
         "lowerdir={lowerdir},upperdir={},workdir={}",
         escape_overlay_path(&upper),
@@ -264,15 +383,18 @@ fn mount_volume(
     if is_the_image_itself(plan) {
         let lowers = lower_dirs(&plan.volume.image);
         if let [image] = lowers.as_slice() {
-            return bind_recursive(image, target);
+            bind_recursive(image, target)?;
+            return set_mount_attrs(target, NO_PRIVILEGE);
         }
     }
     let data = overlay_data(plan, record, owner)?;
+    // The image's setuid programs and device nodes grant nothing (§4): a container's
+    // privileges are its account's.
     mount(
         Some("overlay"),
         target,
         Some("overlay"),
-        MsFlags::empty(),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some(data.as_str()),
     )
     .map_err(|e| {
@@ -396,41 +518,27 @@ pub fn make_dir_in_volume(volume: &Path, path: &Path) -> Result<()> {
     open_dirs_nofollow(root.as_raw_fd(), &relative_components(rel), path).map(drop)
 }
 
-fn open_tree_clone(source: &Path) -> Result<OwnedFd> {
-    let c = cstring(source)?;
-    // SAFETY: open_tree(2) with a valid C string; returns a new descriptor or -1.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint
-                | libc::AT_RECURSIVE as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(Error::io(
-            "clone mount",
-            source,
-            std::io::Error::last_os_error(),
-        ));
-    }
-    // SAFETY: fd is a fresh descriptor owned from here.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-fn move_mount_to(tree: &OwnedFd, destination: &Path) -> Result<()> {
+/// Attaches `tree` at `destination`: on the opened mount point `at` when given (so the path is
+/// not resolved again), else at the path.
+fn move_mount_to(tree: &OwnedFd, destination: &Path, at: Option<&OwnedFd>) -> Result<()> {
     let c = cstring(destination)?;
-    let empty = c"";
-    // SAFETY: move_mount(2) with a valid descriptor and C strings.
+    let (to_dir, to_path, flags) = match at {
+        Some(at) => (
+            at.as_raw_fd(),
+            c"".as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
+        ),
+        None => (libc::AT_FDCWD, c.as_ptr(), libc::MOVE_MOUNT_F_EMPTY_PATH),
+    };
+    // SAFETY: move_mount(2) with valid descriptors and C strings.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_move_mount,
             tree.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            libc::MOVE_MOUNT_F_EMPTY_PATH as libc::c_uint,
+            c"".as_ptr(),
+            to_dir,
+            to_path,
+            flags as libc::c_uint,
         )
     };
     if rc < 0 {
@@ -443,10 +551,58 @@ fn move_mount_to(tree: &OwnedFd, destination: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The host mount point of `m`, opened by the same walk that made it (in the view being
+/// built): what was checked is what gets mounted on, even if a user's symlink was swapped in
+/// meanwhile. None for a final symlink of root's, which the host check allowed: it is
+/// followed by path.
+fn open_host_mount_point(m: &VolumeMount) -> Result<Option<OwnedFd>> {
+    let refuse = |reason: String| {
+        Error::Mount(MountError::Destination {
+            destination: m.destination.display().to_string(),
+            reason,
+        })
+    };
+    let (Some(parent), Some(name)) = (m.destination.parent(), m.destination.file_name()) else {
+        return Err(refuse("names no mount point".into()));
+    };
+    let dir = open_host_dir(parent, None).map_err(|e| match e {
+        WalkError::Untrusted(reason) => refuse(reason),
+        WalkError::Io(e) => Error::io("open", &m.destination, e),
+    })?;
+    let name = CString::new(name.as_bytes()).map_err(|_| refuse("contains a NUL byte".into()))?;
+    // SAFETY: openat on a valid directory descriptor and a C string.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(Error::io(
+            "open",
+            &m.destination,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: fd was just returned by openat and is owned from here.
+    let at = unsafe { OwnedFd::from_raw_fd(fd) };
+    let st = stat_at(&at, c"").map_err(|e| Error::io("inspect", &m.destination, e))?;
+    Ok((st.st_mode & libc::S_IFMT != libc::S_IFLNK).then_some(at))
+}
+
+/// The mount attributes of a container volume: no setuid, no devices.
+const NO_PRIVILEGE: u64 = libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV;
+
 fn set_read_only_recursive(destination: &Path) -> Result<()> {
+    set_mount_attrs(destination, libc::MOUNT_ATTR_RDONLY)
+}
+
+/// Sets mount attributes (`MOUNT_ATTR_*`) on the mount at `destination` and every mount below.
+fn set_mount_attrs(destination: &Path, attrs: u64) -> Result<()> {
     let c = cstring(destination)?;
     let attr = libc::mount_attr {
-        attr_set: libc::MOUNT_ATTR_RDONLY,
+        attr_set: attrs,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
@@ -464,7 +620,7 @@ fn set_read_only_recursive(destination: &Path) -> Result<()> {
     };
     if rc < 0 {
         return Err(Error::io(
-            "make read-only",
+            "set mount attributes of",
             destination,
             std::io::Error::last_os_error(),
         ));
@@ -474,28 +630,211 @@ fn set_read_only_recursive(destination: &Path) -> Result<()> {
 
 /// Makes sure a mount point exists on the host for a destination (an empty directory, or an
 /// empty file when the source is not a directory). These are left in place on delete, like
-/// the sandbox mount point itself: other containers may use them.
-fn ensure_host_mount_point(m: &VolumeMount) -> Result<()> {
-    if fs::symlink_metadata(&m.destination).is_ok() {
-        log::warn!(
-            "mount destination '{}' exists on the host and is shadowed for this container",
-            m.destination.display()
-        );
-        return Ok(());
-    }
-    if m.source.is_dir() {
-        fs::create_dir_all(&m.destination).map_err(|e| Error::io("create", &m.destination, e))
-    } else {
-        if let Some(parent) = m.destination.parent() {
-            fs::create_dir_all(parent).map_err(|e| Error::io("create", parent, e))?;
+/// the sandbox mount point itself: other containers may use them. Nothing is made through a
+/// symlink another user could have planted (see [`open_host_dir`]).
+fn ensure_host_mount_point(m: &VolumeMount, source_is_dir: bool) -> Result<()> {
+    let refuse = |reason: String| {
+        Error::Mount(MountError::Destination {
+            destination: m.destination.display().to_string(),
+            reason,
+        })
+    };
+    let (Some(parent), Some(name)) = (m.destination.parent(), m.destination.file_name()) else {
+        return Err(refuse("names no mount point".into()));
+    };
+    let dir = open_host_dir(parent, Some(0o755)).map_err(|e| match e {
+        WalkError::Untrusted(reason) => refuse(reason),
+        WalkError::Io(e) => Error::io("create", &m.destination, e),
+    })?;
+    let name = CString::new(name.as_bytes()).map_err(|_| refuse("contains a NUL byte".into()))?;
+    match stat_at(&dir, &name) {
+        Ok(st) => {
+            if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                let holder = stat_at(&dir, c".")
+                    .map_err(|e| refuse(format!("inspect '{}': {e}", parent.display())))?;
+                if st.st_uid != 0 || holder.st_uid != 0 {
+                    return Err(refuse(format!(
+                        "'{}' is a symlink that uid {} could change; not following it (mount on the real path instead)",
+                        m.destination.display(),
+                        if st.st_uid != 0 { st.st_uid } else { holder.st_uid }
+                    )));
+                }
+            }
+            log::warn!(
+                "mount destination '{}' exists on the host and is shadowed for this container",
+                m.destination.display()
+            );
+            Ok(())
         }
-        fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&m.destination)
-            .map(drop)
-            .map_err(|e| Error::io("create", &m.destination, e))
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            // SAFETY: mkdirat/openat on a valid directory descriptor and a C string.
+            let rc = if source_is_dir {
+                unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o755) }
+            } else {
+                let fd = unsafe {
+                    libc::openat(
+                        dir.as_raw_fd(),
+                        name.as_ptr(),
+                        libc::O_CREAT
+                            | libc::O_EXCL
+                            | libc::O_NOFOLLOW
+                            | libc::O_WRONLY
+                            | libc::O_CLOEXEC,
+                        0o644 as libc::c_uint,
+                    )
+                };
+                if fd >= 0 {
+                    // SAFETY: fd was just returned by openat; closing it once.
+                    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+                }
+                fd.min(0)
+            };
+            let e = std::io::Error::last_os_error();
+            if rc < 0 && e.kind() != ErrorKind::AlreadyExists {
+                return Err(Error::io("create", &m.destination, e));
+            }
+            Ok(())
+        }
+        Err(e) => Err(Error::io("inspect", &m.destination, e)),
+    }
+}
+
+/// `fstatat` without following a final symlink.
+fn stat_at(dir: &OwnedFd, name: &std::ffi::CStr) -> std::io::Result<libc::stat> {
+    // SAFETY: fstatat on a valid directory descriptor and a C string, into a zeroed struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+/// Why a walk of host directories stopped.
+#[derive(Debug)]
+enum WalkError {
+    /// A symlink that a user other than root could change.
+    Untrusted(String),
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for WalkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WalkError::Untrusted(reason) => f.write_str(reason),
+            WalkError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Opens the host directory `path` (absolute, no `..`) component by component from `/`
+/// (an `O_PATH` descriptor), making missing directories with mode `make` when given. A
+/// symlink on the way is followed only when it and the directory holding it belong to root,
+/// as the host's own links do (`/var/run -> /run`): one that another user made, or could
+/// replace, is refused, so nothing is ever made or mounted where such a user points it.
+fn open_host_dir(path: &Path, make: Option<u32>) -> std::result::Result<OwnedFd, WalkError> {
+    let mut pending: Vec<std::ffi::OsString> = path
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(part) => Some(part.to_os_string()),
+            _ => None,
+        })
+        .collect();
+    let open = |dir: RawFd, name: &std::ffi::CStr| {
+        // SAFETY: openat on a valid directory descriptor and a C string.
+        let fd = unsafe {
+            libc::openat(
+                dir,
+                name.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            // SAFETY: fd was just returned by openat and is owned from here.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        }
+    };
+    let mut links_followed = 0;
+    'walk: loop {
+        let mut dir = open(libc::AT_FDCWD, c"/").map_err(WalkError::Io)?;
+        let mut walked = PathBuf::from("/");
+        for (i, part) in pending.iter().enumerate() {
+            walked.push(part);
+            let name = CString::new(part.as_bytes()).map_err(|_| {
+                WalkError::Io(std::io::Error::new(ErrorKind::InvalidInput, "NUL byte"))
+            })?;
+            let mut opened = open(dir.as_raw_fd(), &name);
+            if let (Err(e), Some(mode)) = (&opened, make) {
+                if e.kind() == ErrorKind::NotFound {
+                    // SAFETY: mkdirat/fchmodat on a valid directory descriptor and a C string.
+                    if unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode) } == 0 {
+                        // The mode exactly, whatever the umask.
+                        unsafe { libc::fchmodat(dir.as_raw_fd(), name.as_ptr(), mode, 0) };
+                    }
+                    opened = open(dir.as_raw_fd(), &name);
+                }
+            }
+            let e = match opened {
+                Ok(next) => {
+                    dir = next;
+                    continue;
+                }
+                Err(e) => e,
+            };
+            if !matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) {
+                return Err(WalkError::Io(e));
+            }
+            let st = stat_at(&dir, &name).map_err(WalkError::Io)?;
+            if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+                return Err(WalkError::Io(std::io::Error::from_raw_os_error(
+                    libc::ENOTDIR,
+                )));
+            }
+            let holder = stat_at(&dir, c".").map_err(WalkError::Io)?;
+            if st.st_uid != 0 || holder.st_uid != 0 {
+                return Err(WalkError::Untrusted(format!(
+                    "'{}' is a symlink that uid {} could change; not following it",
+                    walked.display(),
+                    if st.st_uid != 0 {
+                        st.st_uid
+                    } else {
+                        holder.st_uid
+                    }
+                )));
+            }
+            links_followed += 1;
+            if links_followed > 40 {
+                return Err(WalkError::Io(std::io::Error::from_raw_os_error(
+                    libc::ELOOP,
+                )));
+            }
+            let target = fs::read_link(&walked).map_err(WalkError::Io)?;
+            // Only root can change the links followed so far: resolving `..` by name is safe.
+            let base = walked.parent().unwrap_or(Path::new("/")).join(target);
+            let mut resolved: Vec<std::ffi::OsString> = Vec::new();
+            for c in base.components() {
+                match c {
+                    std::path::Component::Normal(p) => resolved.push(p.to_os_string()),
+                    std::path::Component::ParentDir => {
+                        resolved.pop();
+                    }
+                    _ => {}
+                }
+            }
+            resolved.extend(pending[i + 1..].iter().cloned());
+            pending = resolved;
+            continue 'walk;
+        }
+        return Ok(dir);
     }
 }
 
@@ -530,8 +869,8 @@ pub fn build<T: Send>(
     let mount_point = &plan.volume.mount_point;
     match plan.volume.layout {
         Layout::Symlink => {
+            // The host path was made by `make_host_mount_point`.
             meanwhile()?;
-            fs::create_dir_all(mount_point).map_err(|e| Error::io("create", mount_point, e))?;
             mount_volume(plan, record, mount_point, owner)?;
             for m in &plan.mounts {
                 reach_from_volume(
@@ -601,12 +940,57 @@ pub fn build<T: Send>(
 fn open_on_host(plan: &ContainerPlan) -> Result<Vec<OwnedFd>> {
     let mut trees = Vec::new();
     for m in &plan.mounts {
+        let (tree, source_is_dir) = open_source(&m.source)?;
         if !m.destination.starts_with(&plan.volume.mount_point) {
-            ensure_host_mount_point(m)?;
+            ensure_host_mount_point(m, source_is_dir)?;
         }
-        trees.push(open_tree_clone(&m.source)?);
+        trees.push(tree);
     }
     Ok(trees)
+}
+
+/// Opens a mount source once, checks what it is and clones the very object checked: a source
+/// swapped for a FIFO after [`check`] looked at it is still refused. Returns the clone and
+/// whether it is a directory.
+fn open_source(source: &Path) -> Result<(OwnedFd, bool)> {
+    let c = cstring(source)?;
+    // SAFETY: open(2) with a C string; the result is owned below.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(Error::Mount(MountError::Source {
+            path: source.display().to_string(),
+            reason: std::io::Error::last_os_error().to_string(),
+        }));
+    }
+    // SAFETY: fd was just returned by open and is owned from here.
+    let opened = unsafe { OwnedFd::from_raw_fd(fd) };
+    let st = stat_at(&opened, c"").map_err(|e| Error::io("inspect", source, e))?;
+    if st.st_mode & libc::S_IFMT == libc::S_IFIFO {
+        return Err(Error::Mount(MountError::NamedPipe {
+            path: source.display().to_string(),
+        }));
+    }
+    // SAFETY: open_tree(2) on a valid descriptor with an empty path; returns a new descriptor
+    // or -1.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            opened.as_raw_fd(),
+            c"".as_ptr(),
+            (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint
+                | (libc::AT_RECURSIVE | libc::AT_EMPTY_PATH) as libc::c_uint,
+        )
+    };
+    if tree < 0 {
+        return Err(Error::io(
+            "clone mount",
+            source,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: tree is a fresh descriptor owned from here.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as RawFd) };
+    Ok((tree, st.st_mode & libc::S_IFMT == libc::S_IFDIR))
 }
 
 /// In a thread: a new mount namespace, slave of the host's, with the volume and the mounts
@@ -628,13 +1012,23 @@ fn build_namespace(
     )
     .map_err(|e| sys_err("make / a slave mount", e))?;
     let mount_point = &plan.volume.mount_point;
-    fs::create_dir_all(mount_point).map_err(|e| Error::io("create", mount_point, e))?;
+    // Made on the host (the file systems are shared), never through a user's symlink.
+    open_host_dir(mount_point, Some(0o755)).map_err(|e| match e {
+        WalkError::Untrusted(reason) => Error::container(
+            &plan.id,
+            format!("sandbox mount point '{}': {reason}", mount_point.display()),
+        ),
+        WalkError::Io(e) => Error::io("create", mount_point, e),
+    })?;
     mount_volume(plan, record, mount_point, owner)?;
     for (m, tree) in plan.mounts.iter().zip(trees()?) {
-        if m.destination.starts_with(mount_point) {
+        let at = if m.destination.starts_with(mount_point) {
             make_dir_in_volume(mount_point, &m.destination)?;
-        }
-        move_mount_to(&tree, &m.destination)?;
+            None
+        } else {
+            open_host_mount_point(m)?
+        };
+        move_mount_to(&tree, &m.destination, at.as_ref())?;
         propagate(&m.destination, m.propagation)?;
         if m.read_only {
             set_read_only_recursive(&m.destination)?;
@@ -706,6 +1100,22 @@ pub fn destroy(record: &VolumeRecord) -> Result<()> {
             .map_err(|e| Error::io("remove", scratch, e))?;
     }
     Ok(())
+}
+
+/// [`destroy`] for a container whose record is unreadable: what its state directory holds (the
+/// namespace pin, the scratch layers) and its volume at the default symlink-layout location,
+/// which only the runtime makes. A volume at an annotation's location cannot be found.
+pub fn destroy_unrecorded(state_dir: &Path) -> Result<()> {
+    let host_mount = match (state_dir.parent(), state_dir.file_name()) {
+        (Some(root), Some(id)) => Some(root.join("hpc").join(id)).filter(|p| p.exists()),
+        _ => None,
+    };
+    destroy(&VolumeRecord {
+        mount_point: host_mount.clone().unwrap_or_default(),
+        ns_pin: Some(state_dir.join("mntns")),
+        host_mount,
+        scratch: Some(state_dir.join("volume")),
+    })
 }
 
 /// What a path is inside the current view, for command resolution.
