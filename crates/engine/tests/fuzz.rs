@@ -282,10 +282,10 @@ proptest! {
 
 }
 
-/// The cgroup hierarchy reader is Linux's.
+/// The cgroup layout reader is Linux's.
 #[cfg(target_os = "linux")]
 mod mountinfo {
-    use hostprocess_engine::sys::linux::cgroup::Hierarchy;
+    use hostprocess_engine::sys::linux::cgroup::{Kind, Layout};
     use proptest::prelude::*;
 
     proptest! {
@@ -296,16 +296,27 @@ mod mountinfo {
             lines in prop::collection::vec(mountinfo_line(), 0..12)
         ) {
             let text = lines.join("\n");
-            let hierarchy = Hierarchy::from_mountinfo(&text);
-            for (_, point) in &hierarchy.v1 {
+            let layout = Layout::from_mountinfo(&text);
+            let of_type = |fstype: &str| -> Vec<&str> {
+                text.lines()
+                    .filter(|l| {
+                        l.split_once(" - ")
+                            .is_some_and(|(_, right)| right.split(' ').next() == Some(fstype))
+                    })
+                    .collect()
+            };
+            for (_, point) in layout.v1() {
                 let point = point.display().to_string();
                 prop_assert!(
-                    text.lines().any(|l| l.contains(" - cgroup ") && l.contains(&point)),
+                    of_type("cgroup").iter().any(|l| l.contains(&point)),
                     "{point} does not come from a cgroup line of {text:?}"
                 );
             }
-            if hierarchy.unified_only {
-                prop_assert!(hierarchy.unified.is_some() && hierarchy.v1.is_empty());
+            if layout.kind() != Kind::V1 {
+                prop_assert!(
+                    !of_type("cgroup2").is_empty(),
+                    "a v2 tree without a cgroup2 line in {text:?}"
+                );
             }
         }
     }
@@ -350,7 +361,7 @@ mod mountinfo {
             "1 2 3 4 5 - cgroup",
             "- cgroup cgroup rw,memory",
         ] {
-            let _ = Hierarchy::from_mountinfo(text);
+            let _ = Layout::from_mountinfo(text);
         }
     }
 }

@@ -116,7 +116,7 @@ impl Node {
 
 /// The cgroup the node's pod cgroups are made under, removed (in every hierarchy) once the
 /// node's containerd is gone; the kubelet removes a pod's cgroup itself.
-struct PodsCgroup(String);
+pub struct PodsCgroup(pub String);
 
 impl Drop for PodsCgroup {
     fn drop(&mut self) {
