@@ -7,7 +7,6 @@
 #[path = "../../shim/tests/support/mod.rs"]
 mod support;
 
-#[allow(dead_code)] // this binary uses only part of the kubelet's requests
 mod kubelet;
 
 use std::fs;

@@ -10,6 +10,9 @@ pub mod kill;
 mod lint;
 mod list;
 mod man;
+mod node;
+mod node_check;
+mod node_config;
 mod pause;
 mod ps;
 pub mod run;
@@ -61,6 +64,9 @@ pub enum Command {
     Spec(spec::Args),
     /// Check Kubernetes manifests against the HostProcess rules.
     Lint(lint::Args),
+    /// Install the runtime on this node, remove it, or check the node's prerequisites.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
     /// Print a shell completion script.
     Completion(completion::Args),
     /// Write the manual pages (hostprocess.1 and one per verb) into a directory.
@@ -92,6 +98,7 @@ pub fn dispatch(command: Command, engine: &Engine) -> Result<u8> {
         Command::Lint(a) => lint::run(a),
         Command::Completion(a) => completion::run(a).map(|()| 0),
         Command::Man(a) => man::run(a).map(|()| 0),
+        Command::Node(c) => node::run(c),
     }
 }
 
