@@ -12,275 +12,293 @@
 //! the serving shim (no `exec`), then answers at once, without waiting for the serving shim to
 //! come up (containerd's connection waits in the socket's backlog).
 
-use std::collections::HashMap;
-use std::os::fd::IntoRawFd;
-use std::os::unix::net::UnixListener;
-use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex};
-
-use containerd_shim::api::{
-    ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse, DeleteRequest,
-    DeleteResponse, Empty, KillRequest, ShutdownRequest, StartRequest, StartResponse, StateRequest,
-    StateResponse, WaitRequest, WaitResponse,
-};
-use containerd_shim::protos::api::Status;
-use containerd_shim::protos::create_task;
-use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::protos::ttrpc::Server;
-use containerd_shim::publisher::RemotePublisher;
-use containerd_shim::util::write_address;
-use containerd_shim::{
-    socket_address, Config, Error, ExitSignal, Flags, Shim, StartOpts, Task, TtrpcContext,
-    TtrpcResult,
-};
-
-struct NullShim {
-    exit: Arc<ExitSignal>,
-    /// The serving shim's socket, removed on exit as real shims do (a socket left behind
-    /// makes the next shim of the same id wait for it).
-    socket: String,
-}
-
-#[derive(Clone, Default)]
-struct NullTask {
-    /// The tasks created and not yet deleted, by id; `wait` blocks until its task is done.
-    tasks: Arc<(Mutex<HashMap<String, TaskState>>, Condvar)>,
-    exit: Arc<ExitSignal>,
-}
-
-#[derive(Default)]
-struct TaskState {
-    started: bool,
-    /// A pod sandbox's task: runs until killed.
-    sandbox: bool,
-    killed: bool,
-    /// The write ends of the task's stdout and stderr FIFOs, closed once it is done: the
-    /// reader (containerd's CRI copies them to the container's log) sees their end as it
-    /// would a process's.
-    io: Vec<std::fs::File>,
-}
-
-impl TaskState {
-    fn done(&self) -> bool {
-        self.started && (!self.sandbox || self.killed)
-    }
-}
-
-impl Shim for NullShim {
-    type T = NullTask;
-
-    fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
-        NullShim {
-            exit: Arc::new(ExitSignal::default()),
-            socket: args.socket.clone(),
-        }
-    }
-
-    fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
-        let io = |what: &str, e: std::io::Error| Error::Other(format!("{what}: {e}"));
-        let address = socket_address(&opts.address, &opts.namespace, &opts.id);
-        let path = address
-            .strip_prefix("unix://")
-            .unwrap_or(&address)
-            .to_string();
-        if let Some(dir) = Path::new(&path).parent() {
-            std::fs::create_dir_all(dir).map_err(|e| io("socket directory", e))?;
-        }
-        // A socket left by an earlier shim of the same id.
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).map_err(|e| io("bind", e))?;
-        // SAFETY: the start action has one thread (the shim library starts none before it),
-        // so the child may run anything after fork.
-        match unsafe { libc::fork() } {
-            -1 => Err(io("fork", std::io::Error::last_os_error())),
-            0 => serve(listener, &path, self.exit.clone()),
-            _ => {
-                drop(listener);
-                write_address(&address)?;
-                Ok(address)
-            }
-        }
-    }
-
-    fn delete_shim(&mut self) -> Result<DeleteResponse, Error> {
-        Ok(DeleteResponse::new())
-    }
-
-    fn wait(&mut self) {
-        self.exit.wait();
-        if let Some(path) = self.socket.strip_prefix("unix://") {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-
-    fn create_task_service(&self, _publisher: RemotePublisher) -> NullTask {
-        NullTask {
-            exit: self.exit.clone(),
-            ..NullTask::default()
-        }
-    }
-}
-
-impl NullTask {
-    /// Changes the task `id` (if it exists) and wakes every `wait`.
-    fn update(&self, id: &str, change: impl FnOnce(&mut TaskState)) {
-        let (tasks, changed) = &*self.tasks;
-        if let Some(task) = tasks.lock().unwrap_or_else(|e| e.into_inner()).get_mut(id) {
-            change(task);
-            if task.done() {
-                task.io.clear();
-            }
-        }
-        changed.notify_all();
-    }
-}
-
-/// The write end of a task's output FIFO, when it has one and its reader is there (as a
-/// process's output it is not waited for).
-fn open_fifo(path: &str) -> Option<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = path.strip_prefix("fifo://").unwrap_or(path);
-    if path.is_empty() {
-        return None;
-    }
-    std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .ok()
-}
-
-/// Whether the spec in `bundle` is a CRI pod sandbox's.
-fn is_sandbox(bundle: &str) -> bool {
-    let Ok(spec) = std::fs::read(Path::new(bundle).join("config.json")) else {
-        return false;
-    };
-    serde_json::from_slice::<serde_json::Value>(&spec).is_ok_and(|spec| {
-        spec["annotations"]["io.kubernetes.cri.container-type"].as_str() == Some("sandbox")
-    })
-}
-
-impl Task for NullTask {
-    fn create(&self, _: &TtrpcContext, req: CreateTaskRequest) -> TtrpcResult<CreateTaskResponse> {
-        let task = TaskState {
-            sandbox: is_sandbox(&req.bundle),
-            io: [&req.stdout, &req.stderr]
-                .into_iter()
-                .filter_map(|path| open_fifo(path))
-                .collect(),
-            ..TaskState::default()
-        };
-        let (tasks, _) = &*self.tasks;
-        tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(req.id, task);
-        let mut response = CreateTaskResponse::new();
-        response.pid = std::process::id();
-        Ok(response)
-    }
-
-    fn start(&self, _: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
-        self.update(&req.id, |task| task.started = true);
-        let mut response = StartResponse::new();
-        response.pid = std::process::id();
-        Ok(response)
-    }
-
-    fn state(&self, _: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
-        let (tasks, _) = &*self.tasks;
-        let status = match tasks.lock().unwrap_or_else(|e| e.into_inner()).get(&req.id) {
-            Some(task) if task.done() => Status::STOPPED,
-            Some(task) if task.started => Status::RUNNING,
-            Some(_) => Status::CREATED,
-            None => Status::STOPPED,
-        };
-        let mut response = StateResponse::new();
-        response.id = req.id;
-        response.pid = std::process::id();
-        response.status = status.into();
-        Ok(response)
-    }
-
-    fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> TtrpcResult<WaitResponse> {
-        let (tasks, changed) = &*self.tasks;
-        let mut guard = tasks.lock().unwrap_or_else(|e| e.into_inner());
-        while guard.get(&req.id).is_some_and(|task| !task.done()) {
-            guard = changed.wait(guard).unwrap_or_else(|e| e.into_inner());
-        }
-        let mut response = WaitResponse::new();
-        response.exited_at = Some(Timestamp::now()).into();
-        Ok(response)
-    }
-
-    fn kill(&self, _: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
-        self.update(&req.id, |task| task.killed = true);
-        Ok(Empty::new())
-    }
-
-    fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
-        let (tasks, changed) = &*self.tasks;
-        tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&req.id);
-        changed.notify_all();
-        let mut response = DeleteResponse::new();
-        response.pid = std::process::id();
-        response.exited_at = Some(Timestamp::now()).into();
-        Ok(response)
-    }
-
-    fn connect(&self, _: &TtrpcContext, _: ConnectRequest) -> TtrpcResult<ConnectResponse> {
-        let mut response = ConnectResponse::new();
-        response.shim_pid = std::process::id();
-        response.task_pid = std::process::id();
-        Ok(response)
-    }
-
-    fn shutdown(&self, _: &TtrpcContext, _: ShutdownRequest) -> TtrpcResult<Empty> {
-        let (tasks, _) = &*self.tasks;
-        if tasks.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
-            self.exit.signal();
-        }
-        Ok(Empty::new())
-    }
-}
-
-/// The serving shim, in the start action's forked child: never returns.
-fn serve(listener: UnixListener, path: &str, exit: Arc<ExitSignal>) -> ! {
-    // Off containerd's output pipe (it reads the start action's output to its end) and out of
-    // its session.
-    // SAFETY: setsid, open and dup2 on descriptors this process owns.
-    unsafe {
-        libc::setsid();
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        for fd in 0..3 {
-            libc::dup2(null, fd);
-        }
-    }
-    let task = NullTask {
-        exit: exit.clone(),
-        ..NullTask::default()
-    };
-    let served = Server::new()
-        .add_listener(listener.into_raw_fd())
-        .map(|server| server.register_service(create_task(Arc::new(task))))
-        .and_then(|mut server| server.start().map(|()| server));
-    let code = match served {
-        Ok(server) => {
-            exit.wait();
-            // As the shim library does: the last answers (a `kill` that ended a sandbox's
-            // `wait`) go out before the process exits.
-            server.shutdown();
-            0
-        }
-        Err(_) => 1,
-    };
-    let _ = std::fs::remove_file(path);
-    std::process::exit(code)
-}
-
 fn main() {
-    containerd_shim::run::<NullShim>("io.containerd.null.v1", None);
+    #[cfg(unix)]
+    floor::main();
+    #[cfg(not(unix))]
+    {
+        eprintln!("null-shim: a Unix-only benchmark floor");
+        std::process::exit(1);
+    }
+}
+
+/// The shim itself: containerd's shim library serves Unix sockets here.
+#[cfg(unix)]
+mod floor {
+    use std::collections::HashMap;
+    use std::os::fd::IntoRawFd;
+    use std::os::unix::net::UnixListener;
+    use std::path::Path;
+    use std::sync::{Arc, Condvar, Mutex};
+
+    use containerd_shim::api::{
+        ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse, DeleteRequest,
+        DeleteResponse, Empty, KillRequest, ShutdownRequest, StartRequest, StartResponse,
+        StateRequest, StateResponse, WaitRequest, WaitResponse,
+    };
+    use containerd_shim::protos::api::Status;
+    use containerd_shim::protos::create_task;
+    use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+    use containerd_shim::protos::ttrpc::Server;
+    use containerd_shim::publisher::RemotePublisher;
+    use containerd_shim::util::write_address;
+    use containerd_shim::{
+        socket_address, Config, Error, ExitSignal, Flags, Shim, StartOpts, Task, TtrpcContext,
+        TtrpcResult,
+    };
+
+    struct NullShim {
+        exit: Arc<ExitSignal>,
+        /// The serving shim's socket, removed on exit as real shims do (a socket left behind
+        /// makes the next shim of the same id wait for it).
+        socket: String,
+    }
+
+    #[derive(Clone, Default)]
+    struct NullTask {
+        /// The tasks created and not yet deleted, by id; `wait` blocks until its task is done.
+        tasks: Arc<(Mutex<HashMap<String, TaskState>>, Condvar)>,
+        exit: Arc<ExitSignal>,
+    }
+
+    #[derive(Default)]
+    struct TaskState {
+        started: bool,
+        /// A pod sandbox's task: runs until killed.
+        sandbox: bool,
+        killed: bool,
+        /// The write ends of the task's stdout and stderr FIFOs, closed once it is done: the
+        /// reader (containerd's CRI copies them to the container's log) sees their end as it
+        /// would a process's.
+        io: Vec<std::fs::File>,
+    }
+
+    impl TaskState {
+        fn done(&self) -> bool {
+            self.started && (!self.sandbox || self.killed)
+        }
+    }
+
+    impl Shim for NullShim {
+        type T = NullTask;
+
+        fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
+            NullShim {
+                exit: Arc::new(ExitSignal::default()),
+                socket: args.socket.clone(),
+            }
+        }
+
+        fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
+            let io = |what: &str, e: std::io::Error| Error::Other(format!("{what}: {e}"));
+            let address = socket_address(&opts.address, &opts.namespace, &opts.id);
+            let path = address
+                .strip_prefix("unix://")
+                .unwrap_or(&address)
+                .to_string();
+            if let Some(dir) = Path::new(&path).parent() {
+                std::fs::create_dir_all(dir).map_err(|e| io("socket directory", e))?;
+            }
+            // A socket left by an earlier shim of the same id.
+            let _ = std::fs::remove_file(&path);
+            let listener = UnixListener::bind(&path).map_err(|e| io("bind", e))?;
+            // SAFETY: the start action has one thread (the shim library starts none before it),
+            // so the child may run anything after fork.
+            match unsafe { libc::fork() } {
+                -1 => Err(io("fork", std::io::Error::last_os_error())),
+                0 => serve(listener, &path, self.exit.clone()),
+                _ => {
+                    drop(listener);
+                    write_address(&address)?;
+                    Ok(address)
+                }
+            }
+        }
+
+        fn delete_shim(&mut self) -> Result<DeleteResponse, Error> {
+            Ok(DeleteResponse::new())
+        }
+
+        fn wait(&mut self) {
+            self.exit.wait();
+            if let Some(path) = self.socket.strip_prefix("unix://") {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+
+        fn create_task_service(&self, _publisher: RemotePublisher) -> NullTask {
+            NullTask {
+                exit: self.exit.clone(),
+                ..NullTask::default()
+            }
+        }
+    }
+
+    impl NullTask {
+        /// Changes the task `id` (if it exists) and wakes every `wait`.
+        fn update(&self, id: &str, change: impl FnOnce(&mut TaskState)) {
+            let (tasks, changed) = &*self.tasks;
+            if let Some(task) = tasks.lock().unwrap_or_else(|e| e.into_inner()).get_mut(id) {
+                change(task);
+                if task.done() {
+                    task.io.clear();
+                }
+            }
+            changed.notify_all();
+        }
+    }
+
+    /// The write end of a task's output FIFO, when it has one and its reader is there (as a
+    /// process's output it is not waited for).
+    fn open_fifo(path: &str) -> Option<std::fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = path.strip_prefix("fifo://").unwrap_or(path);
+        if path.is_empty() {
+            return None;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .ok()
+    }
+
+    /// Whether the spec in `bundle` is a CRI pod sandbox's.
+    fn is_sandbox(bundle: &str) -> bool {
+        let Ok(spec) = std::fs::read(Path::new(bundle).join("config.json")) else {
+            return false;
+        };
+        serde_json::from_slice::<serde_json::Value>(&spec).is_ok_and(|spec| {
+            spec["annotations"]["io.kubernetes.cri.container-type"].as_str() == Some("sandbox")
+        })
+    }
+
+    impl Task for NullTask {
+        fn create(
+            &self,
+            _: &TtrpcContext,
+            req: CreateTaskRequest,
+        ) -> TtrpcResult<CreateTaskResponse> {
+            let task = TaskState {
+                sandbox: is_sandbox(&req.bundle),
+                io: [&req.stdout, &req.stderr]
+                    .into_iter()
+                    .filter_map(|path| open_fifo(path))
+                    .collect(),
+                ..TaskState::default()
+            };
+            let (tasks, _) = &*self.tasks;
+            tasks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(req.id, task);
+            let mut response = CreateTaskResponse::new();
+            response.pid = std::process::id();
+            Ok(response)
+        }
+
+        fn start(&self, _: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
+            self.update(&req.id, |task| task.started = true);
+            let mut response = StartResponse::new();
+            response.pid = std::process::id();
+            Ok(response)
+        }
+
+        fn state(&self, _: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
+            let (tasks, _) = &*self.tasks;
+            let status = match tasks.lock().unwrap_or_else(|e| e.into_inner()).get(&req.id) {
+                Some(task) if task.done() => Status::STOPPED,
+                Some(task) if task.started => Status::RUNNING,
+                Some(_) => Status::CREATED,
+                None => Status::STOPPED,
+            };
+            let mut response = StateResponse::new();
+            response.id = req.id;
+            response.pid = std::process::id();
+            response.status = status.into();
+            Ok(response)
+        }
+
+        fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> TtrpcResult<WaitResponse> {
+            let (tasks, changed) = &*self.tasks;
+            let mut guard = tasks.lock().unwrap_or_else(|e| e.into_inner());
+            while guard.get(&req.id).is_some_and(|task| !task.done()) {
+                guard = changed.wait(guard).unwrap_or_else(|e| e.into_inner());
+            }
+            let mut response = WaitResponse::new();
+            response.exited_at = Some(Timestamp::now()).into();
+            Ok(response)
+        }
+
+        fn kill(&self, _: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
+            self.update(&req.id, |task| task.killed = true);
+            Ok(Empty::new())
+        }
+
+        fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
+            let (tasks, changed) = &*self.tasks;
+            tasks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&req.id);
+            changed.notify_all();
+            let mut response = DeleteResponse::new();
+            response.pid = std::process::id();
+            response.exited_at = Some(Timestamp::now()).into();
+            Ok(response)
+        }
+
+        fn connect(&self, _: &TtrpcContext, _: ConnectRequest) -> TtrpcResult<ConnectResponse> {
+            let mut response = ConnectResponse::new();
+            response.shim_pid = std::process::id();
+            response.task_pid = std::process::id();
+            Ok(response)
+        }
+
+        fn shutdown(&self, _: &TtrpcContext, _: ShutdownRequest) -> TtrpcResult<Empty> {
+            let (tasks, _) = &*self.tasks;
+            if tasks.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+                self.exit.signal();
+            }
+            Ok(Empty::new())
+        }
+    }
+
+    /// The serving shim, in the start action's forked child: never returns.
+    fn serve(listener: UnixListener, path: &str, exit: Arc<ExitSignal>) -> ! {
+        // Off containerd's output pipe (it reads the start action's output to its end) and out of
+        // its session.
+        // SAFETY: setsid, open and dup2 on descriptors this process owns.
+        unsafe {
+            libc::setsid();
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            for fd in 0..3 {
+                libc::dup2(null, fd);
+            }
+        }
+        let task = NullTask {
+            exit: exit.clone(),
+            ..NullTask::default()
+        };
+        let served = Server::new()
+            .add_listener(listener.into_raw_fd())
+            .map(|server| server.register_service(create_task(Arc::new(task))))
+            .and_then(|mut server| server.start().map(|()| server));
+        let code = match served {
+            Ok(server) => {
+                exit.wait();
+                // As the shim library does: the last answers (a `kill` that ended a sandbox's
+                // `wait`) go out before the process exits.
+                server.shutdown();
+                0
+            }
+            Err(_) => 1,
+        };
+        let _ = std::fs::remove_file(path);
+        std::process::exit(code)
+    }
+
+    pub fn main() {
+        containerd_shim::run::<NullShim>("io.containerd.null.v1", None);
+    }
 }

@@ -2,6 +2,8 @@
 //! socket, synchronous for tests) that runs pods with the `hostprocess` runtime handler the way
 //! the kubelet builds its requests, and a [`Pod`] that stops and removes its sandbox in `Drop`.
 
+#![allow(dead_code)] // each test binary uses a different part of the kubelet
+
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -10,14 +12,16 @@ use std::time::{Duration, Instant};
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
-    ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState, ContainerStats,
-    ContainerStatsFilter, ContainerStatus, ContainerStatusRequest, CreateContainerRequest,
-    ExecSyncRequest, ExecSyncResponse, ImageSpec, Int64Value, LinuxContainerConfig,
-    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
-    ListContainerStatsRequest, ListContainersRequest, ListPodSandboxRequest, Mount, NamespaceMode,
-    NamespaceOption, PodSandboxConfig, PodSandboxMetadata, PodSandboxState,
-    PodSandboxStatusRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
-    StopContainerRequest, StopPodSandboxRequest,
+    AttachRequest, ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState,
+    ContainerStats, ContainerStatsFilter, ContainerStatus, ContainerStatusRequest,
+    CreateContainerRequest, ExecRequest, ExecSyncRequest, ExecSyncResponse, ImageSpec, Int64Value,
+    LinuxContainerConfig, LinuxContainerResources, LinuxContainerSecurityContext,
+    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListContainerStatsRequest,
+    ListContainersRequest, ListPodSandboxRequest, Mount, NamespaceMode, NamespaceOption,
+    PodSandboxConfig, PodSandboxMetadata, PodSandboxState, PodSandboxStatusRequest,
+    PortForwardRequest, RemoveContainerRequest, RemovePodSandboxRequest, ReopenContainerLogRequest,
+    RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+    UpdateContainerResourcesRequest,
 };
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -49,7 +53,11 @@ pub struct Node {
 
 impl Node {
     pub fn start() -> Node {
-        let containerd = Containerd::start();
+        Node::on(Containerd::start())
+    }
+
+    /// A node around a containerd the test started itself (e.g. after `node install`).
+    pub fn on(containerd: Containerd) -> Node {
         containerd.import_pause(K8S_NAMESPACE);
         containerd.import_busybox(K8S_NAMESPACE);
         let cri = Cri::connect(containerd.socket());
@@ -69,7 +77,12 @@ impl Node {
 
     /// RunPodSandbox with the hostprocess handler; the pod is removed when dropped.
     pub fn run_pod(&self, config: PodSandboxConfig) -> Result<Pod<'_>, Status> {
-        let id = self.cri.run_pod_sandbox(&config)?;
+        self.run_pod_with(config, HANDLER)
+    }
+
+    /// RunPodSandbox with another runtime handler (e.g. `runc`, containerd's default).
+    pub fn run_pod_with(&self, config: PodSandboxConfig, handler: &str) -> Result<Pod<'_>, Status> {
+        let id = self.cri.run_pod_sandbox(&config, handler)?;
         Ok(Pod {
             node: self,
             id,
@@ -116,7 +129,7 @@ impl Node {
 
 /// The cgroup the node's pod cgroups are made under, removed (in every hierarchy) once the
 /// node's containerd is gone; the kubelet removes a pod's cgroup itself.
-struct PodsCgroup(String);
+pub struct PodsCgroup(pub String);
 
 impl Drop for PodsCgroup {
     fn drop(&mut self) {
@@ -282,10 +295,14 @@ impl Cri {
         }
     }
 
-    pub fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> Result<String, Status> {
+    pub fn run_pod_sandbox(
+        &self,
+        config: &PodSandboxConfig,
+        handler: &str,
+    ) -> Result<String, Status> {
         let request = RunPodSandboxRequest {
             config: Some(config.clone()),
-            runtime_handler: HANDLER.into(),
+            runtime_handler: handler.into(),
         };
         self.call("RunPodSandbox", |mut c| async move {
             c.run_pod_sandbox(request).await
@@ -413,16 +430,88 @@ impl Cri {
     }
 
     pub fn exec_sync(&self, id: &str, cmd: &[&str]) -> ExecSyncResponse {
+        self.try_exec_sync(id, cmd, 30)
+            .unwrap_or_else(|e| panic!("ExecSync {cmd:?} in {id}: {e}"))
+    }
+
+    /// ExecSync with the timeout of an exec probe (`timeoutSeconds`); CRI's error when it fails.
+    pub fn try_exec_sync(
+        &self,
+        id: &str,
+        cmd: &[&str],
+        timeout_seconds: i64,
+    ) -> Result<ExecSyncResponse, Status> {
         let request = ExecSyncRequest {
             container_id: id.into(),
             cmd: cmd.iter().map(|a| a.to_string()).collect(),
-            timeout: 30,
+            timeout: timeout_seconds,
         };
         self.call(
             "ExecSync",
             |mut c| async move { c.exec_sync(request).await },
         )
-        .unwrap_or_else(|e| panic!("ExecSync {cmd:?} in {id}: {e}"))
+    }
+
+    /// Exec: the URL on containerd's streaming server that runs the command once a client
+    /// connects (what the kubelet hands the apiserver for `kubectl exec`).
+    pub fn exec_url(&self, request: ExecRequest) -> Result<String, Status> {
+        self.call("Exec", |mut c| async move { c.exec(request).await })
+            .map(|r| r.url)
+    }
+
+    /// Attach: the streaming URL of a running container's stdio (`kubectl attach`).
+    pub fn attach_url(&self, request: AttachRequest) -> Result<String, Status> {
+        self.call("Attach", |mut c| async move { c.attach(request).await })
+            .map(|r| r.url)
+    }
+
+    /// PortForward: the streaming URL forwarding `ports` of a pod (`kubectl port-forward`).
+    pub fn port_forward_url(&self, pod: &str, ports: &[i32]) -> Result<String, Status> {
+        let request = PortForwardRequest {
+            pod_sandbox_id: pod.into(),
+            port: ports.to_vec(),
+        };
+        self.call("PortForward", |mut c| async move {
+            c.port_forward(request).await
+        })
+        .map(|r| r.url)
+    }
+
+    /// ReopenContainerLog, as the kubelet calls it after it rotated a container's log.
+    pub fn reopen_container_log(&self, id: &str) -> Result<(), Status> {
+        let request = ReopenContainerLogRequest {
+            container_id: id.into(),
+        };
+        self.call("ReopenContainerLog", |mut c| async move {
+            c.reopen_container_log(request).await
+        })
+        .map(drop)
+    }
+
+    pub fn update_container_resources(
+        &self,
+        id: &str,
+        linux: LinuxContainerResources,
+    ) -> Result<(), Status> {
+        let request = UpdateContainerResourcesRequest {
+            container_id: id.into(),
+            linux: Some(linux),
+            ..UpdateContainerResourcesRequest::default()
+        };
+        self.call("UpdateContainerResources", |mut c| async move {
+            c.update_container_resources(request).await
+        })
+        .map(drop)
+    }
+
+    pub fn remove_container(&self, id: &str) -> Result<(), Status> {
+        let request = RemoveContainerRequest {
+            container_id: id.into(),
+        };
+        self.call("RemoveContainer", |mut c| async move {
+            c.remove_container(request).await
+        })
+        .map(drop)
     }
 
     pub fn container_stats(&self, id: &str) -> ContainerStats {
