@@ -2,6 +2,9 @@
 //! socket, synchronous for tests) that runs pods with the `hostprocess` runtime handler the way
 //! the kubelet builds its requests, and a [`Pod`] that stops and removes its sandbox in `Drop`.
 
+// Each test binary uses some of these helpers.
+#![allow(dead_code)]
+
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -306,6 +309,26 @@ impl Cri {
         status
             .status
             .map_or(PodSandboxState::SandboxNotready, |s| s.state())
+    }
+
+    /// The pod's IP addresses, as PodSandboxStatus reports them (the primary one first).
+    pub fn pod_sandbox_ips(&self, pod: &str) -> Vec<String> {
+        let request = PodSandboxStatusRequest {
+            pod_sandbox_id: pod.into(),
+            verbose: false,
+        };
+        let network = self
+            .call("PodSandboxStatus", |mut c| async move {
+                c.pod_sandbox_status(request).await
+            })
+            .unwrap_or_else(|e| panic!("PodSandboxStatus {pod}: {e}"))
+            .status
+            .and_then(|s| s.network)
+            .unwrap_or_default();
+        std::iter::once(network.ip)
+            .filter(|ip| !ip.is_empty())
+            .chain(network.additional_ips.into_iter().map(|ip| ip.ip))
+            .collect()
     }
 
     pub fn list_pod_sandboxes(&self) -> Vec<String> {
