@@ -21,6 +21,7 @@ use std::process::Command;
 
 use k8s_cri::v1::{ContainerConfig, NamespaceMode};
 use kubelet::{assert_nothing_left, container, Node};
+use support::image::HELLO_TEXT;
 use support::{text, unique_id};
 
 const NETWORK: &str = "hostprocess.io/network";
@@ -248,17 +249,8 @@ fn a_pod_that_opts_in_runs_every_process_in_the_network_namespace_cni_set_up() {
          echo \"volume $(cat $CONTAINER_SANDBOX_MOUNT_POINT/hello.txt)\"; exec sleep 300",
     )));
     pod.wait_for_log("agent", &format!("net {pod_ns}"));
-    let lines = pod.log_lines("agent");
-    assert!(
-        lines.contains(&format!("pid {}", own_namespace("pid"))),
-        "host PID namespace: {lines:?}"
-    );
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("volume ") && l.len() > "volume ".len()),
-        "the container volume: {lines:?}"
-    );
+    pod.wait_for_log("agent", &format!("pid {}", own_namespace("pid")));
+    pod.wait_for_log("agent", &format!("volume {}", HELLO_TEXT.trim_end()));
 
     // An exec runs there too, and sees the pod's interface and address, not the host's.
     assert_eq!(
