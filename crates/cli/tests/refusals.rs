@@ -317,8 +317,8 @@ fn bad_annotations_and_cgroup_paths_are_refused() {
         "must not contain '..'",
     );
     refused(
-        &Bundle::new().set(&["linux", "cgroupsPath"], json!("system.slice:hpt:x")),
-        "systemd",
+        &Bundle::new().set(&["linux", "cgroupsPath"], json!("system.slice:hpt")),
+        "systemd's slice:prefix:name",
     );
     assert!(!Path::new("/sys/fs/cgroup/memory/escape").exists());
 }

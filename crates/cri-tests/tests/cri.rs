@@ -1,6 +1,7 @@
-//! HostProcess pods through Kubernetes' CRI: a private containerd 1.6 with the `hostprocess`
-//! runtime handler, driven the way the kubelet drives it (RunPodSandbox, CreateContainer,
-//! StartContainer, ExecSync, ContainerStats, StopContainer, StopPodSandbox, RemovePodSandbox).
+//! HostProcess pods through Kubernetes' CRI: a private containerd (1.6, 1.7 or 2.x) with the
+//! `hostprocess` runtime handler, driven the way the kubelet drives it (RunPodSandbox,
+//! CreateContainer, StartContainer, ExecSync, ContainerStats, StopContainer, StopPodSandbox,
+//! RemovePodSandbox).
 //! Each test has its own containerd and removes everything it made, failed or not.
 #![cfg(target_os = "linux")]
 

@@ -312,10 +312,40 @@ fn still_at(file: &File, path: &Path) -> bool {
     }
 }
 
-/// No inode to compare: that the path still exists is the check.
-#[cfg(not(unix))]
-fn still_at(_: &File, path: &Path) -> bool {
-    path.exists()
+/// The same file as the one held (volume serial number and file index, Windows' inode), and not
+/// being deleted: a file deleted while open keeps its name until its last handle closes.
+#[cfg(windows)]
+fn still_at(file: &File, path: &Path) -> bool {
+    use std::os::windows::io::AsRawHandle;
+    use windows_sys::Win32::Storage::FileSystem::{
+        FileStandardInfo, GetFileInformationByHandle, GetFileInformationByHandleEx,
+        BY_HANDLE_FILE_INFORMATION, FILE_STANDARD_INFO,
+    };
+    fn identity(file: &File) -> Option<(u32, u32, u32)> {
+        let mut info = BY_HANDLE_FILE_INFORMATION::default();
+        // SAFETY: a valid file handle and out-parameter.
+        let ok = unsafe { GetFileInformationByHandle(file.as_raw_handle(), &mut info) };
+        (ok != 0).then_some((
+            info.dwVolumeSerialNumber,
+            info.nFileIndexHigh,
+            info.nFileIndexLow,
+        ))
+    }
+    let mut standard = FILE_STANDARD_INFO::default();
+    // SAFETY: a valid file handle and a buffer of the class's size.
+    let ok = unsafe {
+        GetFileInformationByHandleEx(
+            file.as_raw_handle(),
+            FileStandardInfo,
+            &mut standard as *mut FILE_STANDARD_INFO as *mut _,
+            std::mem::size_of::<FILE_STANDARD_INFO>() as u32,
+        )
+    };
+    if ok == 0 || standard.DeletePending {
+        return false;
+    }
+    let now = File::open(path).ok();
+    matches!((identity(file), now.as_ref().and_then(identity)), (Some(held), Some(now)) if held == now)
 }
 
 /// Puts `tmp` in place of `path` in one step. On Linux an existing file is exchanged with the
@@ -467,7 +497,9 @@ mod tests {
         let path = tmp.path().join(LOCK_FILE);
         let held = File::create(&path).unwrap();
         assert!(still_at(&held, &path));
-        fs::remove_file(&path).unwrap();
+        // Moved away rather than removed: Windows keeps the name of a file deleted while open
+        // until its last handle closes (Wine even lets it be opened again).
+        fs::rename(&path, tmp.path().join("old-lock")).unwrap();
         assert!(!still_at(&held, &path));
         File::create(&path).unwrap();
         assert!(!still_at(&held, &path), "a new container's lock file");

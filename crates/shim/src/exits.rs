@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use containerd_shim::monitor::{monitor_subscribe, Subject, Topic};
 use containerd_shim::protos::events::task::{TaskExit, TaskOOM};
@@ -35,6 +36,10 @@ pub fn start(shared: Arc<Shared>) {
         error!("cannot start the exit handler: {e}");
     }
 }
+
+/// How long an exit waits for a terminal's last output to be copied (a daemon that keeps the
+/// terminal open must not hold the exit back).
+const TERMINAL_OUTPUT_WAIT: Duration = Duration::from_secs(1);
 
 fn on_exit(shared: &Arc<Shared>, pid: i32, code: i32) {
     let (Ok(pid), Ok(status)) = (u32::try_from(pid), u32::try_from(code)) else {
@@ -74,6 +79,7 @@ fn init_exited(container: &Container, status: u32, events: &Events) {
 
 /// Records a process's exit and tells containerd, once.
 pub fn publish_exit(container: &Container, process: &Process, status: u32, events: &Events) {
+    process.wait_output_copied(TERMINAL_OUTPUT_WAIT);
     let Some(exit) = process.exited(status) else {
         return;
     };

@@ -1,6 +1,43 @@
 //! Where a process's standard I/O goes, as containerd names it (FIFO or named-pipe paths, or
 //! `file://` URIs). Opening them is platform code: [`crate::sys::ProcessIo`].
 
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Set when a copy thread has finished: everything it read has been written on.
+#[derive(Debug, Default)]
+pub struct CopyDone {
+    done: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl CopyDone {
+    // Only Linux copies a process's output in the shim (a terminal's).
+    #[cfg_attr(windows, allow(dead_code))]
+    pub fn finish(&self) {
+        *self.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits at most `timeout` for the copy to finish; whether it has.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        while !*done {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            done = self
+                .changed
+                .wait_timeout(done, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
 /// The stdio of one process, from a Create or Exec request. An empty path is `/dev/null`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StdioPaths {

@@ -109,7 +109,7 @@ pub fn windows_statistics(s: &JobStats) -> windows::Statistics {
     let memory = c.memory.mut_or_insert_default();
     memory.memory_usage_commit_bytes = s.memory_usage_bytes;
     memory.memory_usage_commit_peak_bytes = s.memory_peak_bytes;
-    memory.memory_usage_private_working_set_bytes = s.memory_usage_bytes;
+    memory.memory_usage_private_working_set_bytes = s.memory_private_working_set_bytes;
     let storage = c.storage.mut_or_insert_default();
     storage.read_count_normalized = s.io_read_ops;
     storage.read_size_bytes = s.io_read_bytes;
@@ -172,5 +172,18 @@ mod tests {
         assert_eq!(any.type_url, "containerd.runhcs.stats.v1.Statistics");
         let s = windows::Statistics::parse_from_bytes(&any.value).unwrap();
         assert_eq!(s.windows().processor.total_runtime_ns, 3_000_000);
+    }
+
+    #[test]
+    fn windows_private_working_set_is_the_processes_not_the_commit() {
+        let stats = JobStats {
+            memory_private_working_set_bytes: 1024,
+            ..stats()
+        };
+        let any = to_any(&stats, MetricsFormat::Windows).unwrap();
+        let s = windows::Statistics::parse_from_bytes(&any.value).unwrap();
+        let memory = &s.windows().memory;
+        assert_eq!(memory.memory_usage_private_working_set_bytes, 1024);
+        assert_eq!(memory.memory_usage_commit_bytes, 4096);
     }
 }

@@ -173,6 +173,20 @@ impl Process {
         }
     }
 
+    /// Waits, at most `timeout`, until the output a terminal still buffers has reached
+    /// containerd: an exit published earlier lets the client stop reading before it.
+    pub fn wait_output_copied(&self, timeout: Duration) {
+        let copied = self.lock().io.as_ref().and_then(ProcessIo::output_copied);
+        if let Some(copied) = copied {
+            if !copied.wait(timeout) {
+                log::debug!(
+                    "process {}: terminal output still being copied after {timeout:?}",
+                    self.pid()
+                );
+            }
+        }
+    }
+
     /// Stops the copy threads and closes what the shim held of the process's stdio.
     pub fn release_io(&self) {
         let io = self.lock().io.take();

@@ -54,8 +54,8 @@ pub fn image_source(mounts: &[Mount]) -> Result<Option<ImageSource>, String> {
                 work: None,
             }))
         }
-        // Windows: the source is the container's scratch layer (the volume the Windows
-        // engine uses, first), then the image layers it is made from.
+        // Windows: the source is the container's scratch layer (first), then the image layers
+        // it is made from; the Windows engine mounts the scratch layer over them.
         "windows-layer" => {
             let parents = option("parentLayerPaths").unwrap_or("[]");
             let parents: Vec<String> = serde_json::from_str(parents).map_err(|e| {

@@ -728,3 +728,95 @@ fn a_pod_sandbox_with_its_own_network_namespace_is_refused() {
     );
     assert_nothing_left(&containerd, &id);
 }
+
+/// Removes a test's slice directories (which the kubelet would make and remove) in every
+/// cgroup hierarchy, deepest first, even when the test fails.
+struct Slices(Vec<String>);
+
+impl Drop for Slices {
+    fn drop(&mut self) {
+        let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") else {
+            return;
+        };
+        let hierarchies: Vec<_> = hierarchies
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .collect();
+        for slice in self.0.iter().rev() {
+            for hierarchy in &hierarchies {
+                let _ = fs::remove_dir(hierarchy.join(slice));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_systemd_cgroup_path_is_served_like_a_cgroupfs_one_and_cleaned_up_after_a_shim_crash() {
+    let top = format!("hpcshim{}", std::process::id());
+    let pod = format!("{top}-pod1");
+    let _slices = Slices(vec![
+        format!("{top}.slice"),
+        format!("{top}.slice/{pod}.slice"),
+    ]);
+    let containerd = containerd();
+    let id = unique_id("sdcg");
+    let scope = format!("/{top}.slice/{pod}.slice/cri-containerd-{id}.scope");
+    let cgroups_path = format!("{pod}.slice:cri-containerd:{id}");
+    let marker = format!("{}", 600_000 + std::process::id());
+    let script = format!("sleep {marker} & exec sleep 300");
+    success(&run(
+        &containerd,
+        &["-d", "--cgroup", &cgroups_path],
+        &id,
+        &["sh", "-c", &script],
+    ));
+    wait_for_status(&containerd, &id, "RUNNING");
+    let init = task_pid(&containerd, &id);
+    let cgroups = fs::read_to_string(format!("/proc/{init}/cgroup")).expect("init's cgroups");
+    assert!(
+        cgroups
+            .lines()
+            .any(|l| l.ends_with(&format!(":memory:{scope}")) || l == format!("0::{scope}")),
+        "init is not in {scope}:\n{cgroups}"
+    );
+
+    success(&containerd.ctr(&["tasks", "pause", &id]));
+    wait_for_status(&containerd, &id, "PAUSED");
+    success(&containerd.ctr(&["tasks", "resume", &id]));
+    wait_for_status(&containerd, &id, "RUNNING");
+    let metrics = success(&containerd.ctr(&["tasks", "metrics", &id]));
+    let pids = metrics
+        .lines()
+        .find_map(|l| {
+            let mut cols = l.split_whitespace();
+            (cols.next() == Some("pids.current")).then(|| cols.next()?.parse::<u64>().ok())?
+        })
+        .unwrap_or(0);
+    assert!(
+        pids >= 2,
+        "the scope's processes are not counted:\n{metrics}"
+    );
+
+    // The shim dies; containerd's cleanup (the shim's delete) removes the job.
+    let shims = containerd.serving_shims();
+    assert_eq!(shims.len(), 1, "one serving shim: {shims:?}");
+    // SAFETY: kill(2) on the shim's pid.
+    unsafe { libc::kill(shims[0], libc::SIGKILL) };
+    assert!(
+        wait_until(Duration::from_secs(30), || processes_running(&[
+            "sleep", &marker
+        ])
+        .is_empty()),
+        "a process of the scope outlived its shim's cleanup"
+    );
+    assert_nothing_left(&containerd, &id);
+    let left: Vec<_> = fs::read_dir("/sys/fs/cgroup")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join(scope.trim_start_matches('/')))
+                .filter(|dir| dir.exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "the scope is left: {left:#?}");
+}

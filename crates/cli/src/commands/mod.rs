@@ -8,6 +8,9 @@ mod features;
 pub mod kill;
 mod lint;
 mod list;
+mod node;
+mod node_check;
+mod node_config;
 mod pause;
 mod ps;
 pub mod run;
@@ -59,6 +62,9 @@ pub enum Command {
     Spec(spec::Args),
     /// Check Kubernetes manifests against the HostProcess rules.
     Lint(lint::Args),
+    /// Install the runtime on this node, remove it, or check the node's prerequisites.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
 }
 
 pub fn engine(root: &Path) -> Engine {
@@ -84,6 +90,7 @@ pub fn dispatch(command: Command, engine: &Engine) -> Result<u8> {
         Command::Features => features::run().map(|()| 0),
         Command::Spec(a) => spec::run(a).map(|()| 0),
         Command::Lint(a) => lint::run(a),
+        Command::Node(c) => node::run(c),
     }
 }
 

@@ -2,8 +2,7 @@
 //! socket, synchronous for tests) that runs pods with the `hostprocess` runtime handler the way
 //! the kubelet builds its requests, and a [`Pod`] that stops and removes its sandbox in `Drop`.
 
-// Each test binary uses some of these helpers.
-#![allow(dead_code)]
+#![allow(dead_code)] // each test binary uses a different part of the kubelet
 
 use std::collections::HashMap;
 use std::fs;
@@ -52,7 +51,11 @@ pub struct Node {
 
 impl Node {
     pub fn start() -> Node {
-        let containerd = Containerd::start();
+        Node::on(Containerd::start())
+    }
+
+    /// A node around a containerd the test started itself (e.g. after `node install`).
+    pub fn on(containerd: Containerd) -> Node {
         containerd.import_pause(K8S_NAMESPACE);
         containerd.import_busybox(K8S_NAMESPACE);
         let cri = Cri::connect(containerd.socket());
@@ -72,7 +75,12 @@ impl Node {
 
     /// RunPodSandbox with the hostprocess handler; the pod is removed when dropped.
     pub fn run_pod(&self, config: PodSandboxConfig) -> Result<Pod<'_>, Status> {
-        let id = self.cri.run_pod_sandbox(&config)?;
+        self.run_pod_with(config, HANDLER)
+    }
+
+    /// RunPodSandbox with another runtime handler (e.g. `runc`, containerd's default).
+    pub fn run_pod_with(&self, config: PodSandboxConfig, handler: &str) -> Result<Pod<'_>, Status> {
+        let id = self.cri.run_pod_sandbox(&config, handler)?;
         Ok(Pod {
             node: self,
             id,
@@ -119,7 +127,7 @@ impl Node {
 
 /// The cgroup the node's pod cgroups are made under, removed (in every hierarchy) once the
 /// node's containerd is gone; the kubelet removes a pod's cgroup itself.
-struct PodsCgroup(String);
+pub struct PodsCgroup(pub String);
 
 impl Drop for PodsCgroup {
     fn drop(&mut self) {
@@ -285,10 +293,14 @@ impl Cri {
         }
     }
 
-    pub fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> Result<String, Status> {
+    pub fn run_pod_sandbox(
+        &self,
+        config: &PodSandboxConfig,
+        handler: &str,
+    ) -> Result<String, Status> {
         let request = RunPodSandboxRequest {
             config: Some(config.clone()),
-            runtime_handler: HANDLER.into(),
+            runtime_handler: handler.into(),
         };
         self.call("RunPodSandbox", |mut c| async move {
             c.run_pod_sandbox(request).await

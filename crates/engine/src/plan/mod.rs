@@ -181,23 +181,11 @@ pub fn plan(
     let location = spec
         .annotation(annotations::ROOTFS_LOCATION)
         .filter(|l| !l.is_empty());
-    if let Some(location) = location {
-        if !Path::new(location).is_absolute() || location.split('/').any(|c| c == "..") {
-            return Err(Error::Spec(format!(
-                "annotation {}={location:?}: expected an absolute path without '..'",
-                annotations::ROOTFS_LOCATION
-            )));
-        }
-    }
-    let mount_point = match (layout, location) {
-        (Layout::Bind, Some(location)) => PathBuf::from(location),
-        (Layout::Bind, None) => PathBuf::from(DEFAULT_MOUNT_POINT),
-        (Layout::Symlink, Some(location)) => Path::new(location).join(id),
-        (Layout::Symlink, None) => options.root.join("hpc").join(id),
+    let mount_point = if cfg!(windows) {
+        windows_mount_point(layout, location, &options.root, id)?
+    } else {
+        mount_point(layout, location, &options.root, id)?
     };
-    if mount_point == Path::new("/") {
-        return Err(Error::Spec("the sandbox mount point cannot be '/'".into()));
-    }
     let image = match image {
         Some(image) => image,
         None => {
@@ -268,6 +256,59 @@ pub fn plan(
     })
 }
 
+fn bad_location(location: &str) -> Error {
+    Error::Spec(format!(
+        "annotation {}={location:?}: expected an absolute path without '..'",
+        annotations::ROOTFS_LOCATION
+    ))
+}
+
+/// The sandbox mount point: the rootfs-location annotation or `/hpc`, and in the symlink layout
+/// a directory per container below it (or below the state root).
+fn mount_point(layout: Layout, location: Option<&str>, root: &Path, id: &str) -> Result<PathBuf> {
+    if let Some(location) = location {
+        if !Path::new(location).is_absolute() || location.split('/').any(|c| c == "..") {
+            return Err(bad_location(location));
+        }
+    }
+    let mount_point = match (layout, location) {
+        (Layout::Bind, Some(location)) => PathBuf::from(location),
+        (Layout::Bind, None) => PathBuf::from(DEFAULT_MOUNT_POINT),
+        (Layout::Symlink, Some(location)) => Path::new(location).join(id),
+        (Layout::Symlink, None) => root.join("hpc").join(id),
+    };
+    if mount_point == Path::new("/") {
+        return Err(Error::Spec("the sandbox mount point cannot be '/'".into()));
+    }
+    Ok(mount_point)
+}
+
+/// [`mount_point`] on Windows: a location keeps its drive, and a rooted one (`/hpc`, the
+/// default) is on the system drive (`C:\hpc`).
+fn windows_mount_point(
+    layout: Layout,
+    location: Option<&str>,
+    root: &Path,
+    id: &str,
+) -> Result<PathBuf> {
+    use crate::sys::winlogic::mounts::{container_path, is_drive_root};
+    let base = match (layout, location) {
+        (_, Some(location)) => container_path(location).map_err(|_| bad_location(location))?,
+        (Layout::Bind, None) => container_path(DEFAULT_MOUNT_POINT)
+            .map_err(|e| Error::Spec(format!("the sandbox mount point: {e}")))?,
+        (Layout::Symlink, None) => return Ok(root.join("hpc").join(id)),
+    };
+    if is_drive_root(&base) {
+        return Err(Error::Spec(format!(
+            "the sandbox mount point cannot be the drive root {base}"
+        )));
+    }
+    Ok(PathBuf::from(match layout {
+        Layout::Bind => base,
+        Layout::Symlink => format!("{}\\{id}", base.trim_end_matches('\\')),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,17 +359,50 @@ mod tests {
         }
     }
 
+    /// A path as the plan spells it on this platform (a rooted one on the system drive).
+    fn native(unix: &str) -> PathBuf {
+        if cfg!(windows) {
+            PathBuf::from(format!("C:{}", unix.replace('/', "\\")))
+        } else {
+            PathBuf::from(unix)
+        }
+    }
+
     #[test]
     fn bind_layout_uses_hpc_unless_the_annotation_moves_it() {
         let options = PlanOptions::new("/run/hostprocess");
         let p = plan("c1", Path::new("/b"), &spec(), &options, None).unwrap();
-        assert_eq!(p.volume.mount_point, PathBuf::from("/hpc"));
-        assert_eq!(p.volume.image, ImageSource::Directory("/b/rootfs".into()));
+        assert_eq!(p.volume.mount_point, native("/hpc"));
+        assert_eq!(
+            p.volume.image,
+            ImageSource::Directory(Path::new("/b").join("rootfs"))
+        );
         let mut s = spec();
         s.annotations
             .insert(annotations::ROOTFS_LOCATION.into(), "/opt/sandbox".into());
         let p = plan("c1", Path::new("/b"), &s, &options, None).unwrap();
-        assert_eq!(p.volume.mount_point, PathBuf::from("/opt/sandbox"));
+        assert_eq!(p.volume.mount_point, native("/opt/sandbox"));
+    }
+
+    #[test]
+    fn windows_mount_points_keep_their_drive_and_rooted_ones_are_on_the_system_drive() {
+        let at = |layout, location| windows_mount_point(layout, location, Path::new("/r"), "c1");
+        assert_eq!(at(Layout::Bind, None).unwrap(), PathBuf::from(r"C:\hpc"));
+        assert_eq!(
+            at(Layout::Bind, Some(r"D:\sandbox")).unwrap(),
+            PathBuf::from(r"D:\sandbox")
+        );
+        assert_eq!(
+            at(Layout::Bind, Some("/opt/sandbox")).unwrap(),
+            PathBuf::from(r"C:\opt\sandbox")
+        );
+        assert_eq!(
+            at(Layout::Symlink, Some("d:/hp")).unwrap(),
+            PathBuf::from(r"D:\hp\c1")
+        );
+        for bad in ["sandbox", r"C:\a\..\b", r"\\server\share", "C:", r"D:\"] {
+            assert!(at(Layout::Bind, Some(bad)).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -344,7 +418,8 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(p.volume.mount_point, PathBuf::from("/run/hp/hpc/c1"));
+        let root = PlanOptions::new("/run/hp").root;
+        assert_eq!(p.volume.mount_point, root.join("hpc").join("c1"));
         assert_eq!(p.volume.layout, Layout::Symlink);
     }
 

@@ -3,6 +3,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use crate::spec::Mount;
+use crate::sys::winlogic::mounts::{is_under, mount_destination, PathError};
 
 const NAMED_PIPE_PREFIX: &str = r"\\.\pipe\";
 
@@ -84,7 +85,15 @@ pub fn volume_mounts(
             return Err(MountError::Incomplete { index });
         }
         let destination = checked_destination(&mount.destination)?;
-        if mount_point.starts_with(&destination) {
+        let over_mount_point = if cfg!(windows) {
+            is_under(
+                &mount_point.to_string_lossy(),
+                &destination.to_string_lossy(),
+            )
+        } else {
+            mount_point.starts_with(&destination)
+        };
+        if over_mount_point {
             return Err(MountError::OverMountPoint {
                 destination: mount.destination.clone(),
                 mount_point: mount_point.display().to_string(),
@@ -118,8 +127,12 @@ pub fn volume_mounts(
     Ok((volume, skipped))
 }
 
-/// An absolute destination without `..`; `.` and repeated separators are dropped.
+/// An absolute destination without `..`; `.` and repeated separators are dropped. On Windows a
+/// destination keeps its drive (`D:\data`) and a rooted one (`/data`) is on the system drive.
 pub fn checked_destination(destination: &str) -> Result<PathBuf, MountError> {
+    if cfg!(windows) {
+        return windows_destination(destination);
+    }
     let path = Path::new(destination);
     if !path.is_absolute() {
         return Err(MountError::RelativeDestination {
@@ -139,6 +152,25 @@ pub fn checked_destination(destination: &str) -> Result<PathBuf, MountError> {
         }
     }
     Ok(clean)
+}
+
+/// [`checked_destination`] for Windows: `C:\data`, `D:\data`, `/data` (`C:\data`); not a drive
+/// root, a relative, network or device path.
+pub fn windows_destination(destination: &str) -> Result<PathBuf, MountError> {
+    mount_destination(destination)
+        .map(PathBuf::from)
+        .map_err(|e| match e {
+            PathError::Relative { .. } => MountError::RelativeDestination {
+                destination: destination.to_string(),
+            },
+            PathError::DotDot { .. } => MountError::DotDot {
+                destination: destination.to_string(),
+            },
+            other => MountError::Destination {
+                destination: destination.to_string(),
+                reason: other.to_string(),
+            },
+        })
 }
 
 /// The path components of `destination` below `/`, for walking them inside the volume.
@@ -165,8 +197,11 @@ mod tests {
         }
     }
 
+    /// The default sandbox mount point, as the plan spells it on this platform.
+    const MOUNT_POINT: &str = if cfg!(windows) { r"C:\hpc" } else { "/hpc" };
+
     fn plan(mounts: &[Mount]) -> Result<(Vec<VolumeMount>, Vec<SkippedMount>), MountError> {
-        volume_mounts(mounts, Path::new("/hpc"), Path::new("/bundle"))
+        volume_mounts(mounts, Path::new(MOUNT_POINT), Path::new("/bundle"))
     }
 
     #[test]
@@ -214,7 +249,7 @@ mod tests {
     #[test]
     fn relative_sources_are_relative_to_the_bundle() {
         let (volume, _) = plan(&[bind("data", "/data", &[])]).unwrap();
-        assert_eq!(volume[0].source, PathBuf::from("/bundle/data"));
+        assert_eq!(volume[0].source, Path::new("/bundle").join("data"));
     }
 
     #[test]
@@ -251,13 +286,49 @@ mod tests {
 
     #[test]
     fn destinations_are_cleaned() {
-        assert_eq!(
-            checked_destination("/var//run/./secrets/").unwrap(),
-            PathBuf::from("/var/run/secrets")
-        );
-        assert_eq!(
-            relative_components(Path::new("/var/run/secrets")),
-            vec!["var", "run", "secrets"]
-        );
+        let clean = checked_destination("/var//run/./secrets/").unwrap();
+        let expected = if cfg!(windows) {
+            r"C:\var\run\secrets"
+        } else {
+            "/var/run/secrets"
+        };
+        assert_eq!(clean, PathBuf::from(expected));
+        assert_eq!(relative_components(&clean), vec!["var", "run", "secrets"]);
+    }
+
+    #[test]
+    fn windows_destinations_keep_their_drive_and_rooted_ones_are_on_the_system_drive() {
+        let ok = |d: &str| windows_destination(d).unwrap();
+        assert_eq!(ok(r"D:\data"), PathBuf::from(r"D:\data"));
+        assert_eq!(ok("d:/x//./y/"), PathBuf::from(r"D:\x\y"));
+        assert_eq!(ok("/data"), PathBuf::from(r"C:\data"));
+        assert!(matches!(
+            windows_destination("data"),
+            Err(MountError::RelativeDestination { .. })
+        ));
+        assert!(matches!(
+            windows_destination(r"C:\a\..\b"),
+            Err(MountError::DotDot { .. })
+        ));
+        assert!(matches!(
+            windows_destination("D:"),
+            Err(MountError::Destination { .. })
+        ));
+        assert!(matches!(
+            windows_destination(r"\\server\share"),
+            Err(MountError::Destination { .. })
+        ));
+    }
+
+    #[cfg(windows)]
+    #[test]
+    fn a_mount_on_another_drive_keeps_its_drive() {
+        let (volume, _) = plan(&[
+            bind(r"C:\src", r"D:\data", &[]),
+            bind(r"C:\src", "/data", &[]),
+        ])
+        .unwrap();
+        assert_eq!(volume[0].destination, PathBuf::from(r"D:\data"));
+        assert_eq!(volume[1].destination, PathBuf::from(r"C:\data"));
     }
 }

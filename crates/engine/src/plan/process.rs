@@ -154,11 +154,15 @@ pub fn process_plan(
         })
         .collect();
     set_env(&mut env, MOUNT_POINT_VAR, &mount_point.to_string_lossy());
-    let path = env_value(&env, "PATH")
-        .map(str::to_string)
-        .or_else(|| host_path.map(str::to_string))
-        .unwrap_or_else(|| DEFAULT_PATH.to_string());
-    set_env(&mut env, "PATH", &path_with_volume_bins(&path, mount_point));
+    // On Windows `PATH` is the account's, then the spec's, extended with the mount point by the
+    // backend: the runtime's own never replaces the account's.
+    if !cfg!(windows) {
+        let path = env_value(&env, "PATH")
+            .map(str::to_string)
+            .or_else(|| host_path.map(str::to_string))
+            .unwrap_or_else(|| DEFAULT_PATH.to_string());
+        set_env(&mut env, "PATH", &path_with_volume_bins(&path, mount_point));
+    }
 
     let cwd = expand_mount_point(process.cwd.trim(), mount_point);
     let cwd = if cwd.is_empty() || cwd == "/" {
@@ -333,6 +337,25 @@ mod tests {
         );
     }
 
+    #[cfg(windows)]
+    #[test]
+    fn windows_path_is_left_to_the_account_and_the_spec() {
+        let mp = Path::new(r"C:\hpc");
+        let plan = process_plan(&process(&["x"], "", &[]), mp, Some(r"C:\runtime")).unwrap();
+        assert!(
+            !plan
+                .env
+                .iter()
+                .any(|e| e.to_ascii_uppercase().starts_with("PATH=")),
+            "{:?}",
+            plan.env
+        );
+        let plan = process_plan(&process(&["x"], "", &[r"PATH=C:\tools"]), mp, None).unwrap();
+        assert!(plan.env.contains(&r"PATH=C:\tools".to_string()));
+    }
+
+    /// The Linux backend's `PATH`; Windows leaves it to the account (above).
+    #[cfg(unix)]
     #[test]
     fn env_gets_the_mount_point_and_volume_bins_after_host_entries() {
         let plan = process_plan(
@@ -409,6 +432,8 @@ mod tests {
         );
     }
 
+    /// The Linux backend's search (Windows searches with `winlogic::cmdline`).
+    #[cfg(unix)]
     #[test]
     fn bare_names_search_path_then_the_volume_and_the_error_lists_every_place() {
         let plan = process_plan(

@@ -51,6 +51,10 @@ pub struct JobStats {
     pub memory_peak_bytes: u64,
     pub memory_limit_bytes: u64,
     pub memory_cache_bytes: u64,
+    /// Windows: the private working sets of the job's processes, summed (as the reference
+    /// reports them); zero elsewhere.
+    #[serde(default)]
+    pub memory_private_working_set_bytes: u64,
     pub oom_kills: u64,
     pub pids_current: u64,
     pub pids_limit: u64,
@@ -84,7 +88,8 @@ pub trait Platform {
     /// Lets a held init run its command.
     fn release(record: &Self::Record) -> Result<()>;
 
-    /// Is init still held (created, not yet released)? Decided from the process itself, so a
+    /// Is init still held (created, not yet released)? Decided from what the release itself
+    /// left (Linux: the process; Windows: a marker made once the thread is resumed), so a
     /// `start` that died half-way is seen for what it did.
     fn is_held(record: &Self::Record) -> bool;
 

@@ -6,12 +6,13 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::Arc;
 
 use hostprocess_engine::sys::linux::Stdio;
 use hostprocess_engine::{Container as EngineContainer, ProcessInfo};
 use log::debug;
 
-use crate::io::{output, Output, StdioPaths};
+use crate::io::{output, CopyDone, Output, StdioPaths};
 use crate::metrics::MetricsFormat;
 
 /// Where the shim keeps the engine's state (one directory per namespace below it).
@@ -148,7 +149,11 @@ impl ProcessIo {
             Some(Pump::start("stdin", source, console.try_clone()?)?)
         };
         let output = match open_output(&paths.stdout, &mut readers)? {
-            Some(destination) => Some(Pump::start("console", console.try_clone()?, destination)?),
+            Some(destination) => Some(Pump::start_draining(
+                "console",
+                console.try_clone()?,
+                destination,
+            )?),
             None => None,
         };
         let stdio = Stdio {
@@ -165,6 +170,13 @@ impl ProcessIo {
             _readers: readers,
         };
         Ok((io, stdio))
+    }
+
+    /// Set once the terminal's output has been copied to containerd whole (the process and
+    /// everything holding the terminal have ended); `None` without a terminal, whose process
+    /// writes to containerd's FIFOs itself.
+    pub fn output_copied(&self) -> Option<Arc<CopyDone>> {
+        self.output.as_ref().map(|pump| pump.done.clone())
     }
 
     /// Nothing to remember on Linux: the shim holds the pty itself.
@@ -319,20 +331,41 @@ fn openpty() -> io::Result<(File, OwnedFd)> {
 /// destination is closed when it finishes (so a pipe's reader sees EOF).
 struct Pump {
     stop: Option<OwnedFd>,
+    done: Arc<CopyDone>,
 }
 
 impl Pump {
-    fn start(name: &'static str, source: File, mut destination: File) -> io::Result<Pump> {
+    fn start(name: &'static str, source: File, destination: File) -> io::Result<Pump> {
+        Self::spawn(name, source, destination, false)
+    }
+
+    /// A pump that, when stopped, still copies what the source holds already: a terminal's
+    /// last output is not lost when the process exits just before the shim stops copying.
+    fn start_draining(name: &'static str, source: File, destination: File) -> io::Result<Pump> {
+        Self::spawn(name, source, destination, true)
+    }
+
+    fn spawn(
+        name: &'static str,
+        source: File,
+        mut destination: File,
+        drain: bool,
+    ) -> io::Result<Pump> {
         let (stop_read, stop_write) = pipe()?;
+        let done = Arc::new(CopyDone::default());
+        let finished = done.clone();
         std::thread::Builder::new()
             .name(format!("io-{name}"))
             .spawn(move || {
-                if let Err(e) = copy(&source, &stop_read, &mut destination) {
+                if let Err(e) = copy(&source, &stop_read, &mut destination, drain) {
                     debug!("{name} copy ended: {e}");
                 }
+                drop(destination);
+                finished.finish();
             })?;
         Ok(Pump {
             stop: Some(stop_write),
+            done,
         })
     }
 
@@ -342,9 +375,10 @@ impl Pump {
     }
 }
 
-fn copy(source: &File, stop: &OwnedFd, destination: &mut File) -> io::Result<()> {
+fn copy(source: &File, stop: &OwnedFd, destination: &mut File, drain: bool) -> io::Result<()> {
     let mut buf = vec![0u8; 32 * 1024];
     let mut source = source;
+    let mut stopped = false;
     loop {
         let mut fds = [
             libc::pollfd {
@@ -358,16 +392,25 @@ fn copy(source: &File, stop: &OwnedFd, destination: &mut File) -> io::Result<()>
                 revents: 0,
             },
         ];
-        // SAFETY: poll(2) on two valid pollfd entries.
-        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+        // Once stopped, a draining pump only takes what the source holds already.
+        let (count, timeout) = if stopped { (1, 0) } else { (2, -1) };
+        // SAFETY: poll(2) on `count` valid pollfd entries.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), count, timeout) };
+        if ready < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
             return Err(e);
         }
-        if fds[1].revents != 0 {
+        if stopped && ready == 0 {
             return Ok(());
+        }
+        if fds[1].revents != 0 {
+            if !drain {
+                return Ok(());
+            }
+            stopped = true;
         }
         if fds[0].revents & libc::POLLNVAL != 0 {
             return Ok(());
@@ -397,6 +440,32 @@ mod tests {
     use std::io::Read;
     use std::path::PathBuf;
     use std::time::Duration;
+
+    /// The source holds `data` and stays open; the copy's stop was signalled before it ran.
+    fn copy_stopped_early(data: &[u8], drain: bool) -> String {
+        let (source, source_writer) = pipe().unwrap();
+        let mut source_writer = File::from(source_writer);
+        source_writer.write_all(data).unwrap();
+        let (stop, stop_writer) = pipe().unwrap();
+        drop(stop_writer);
+        let (copied, destination) = pipe().unwrap();
+        let mut destination = File::from(destination);
+        copy(&File::from(source), &stop, &mut destination, drain).unwrap();
+        drop(destination);
+        let mut out = String::new();
+        File::from(copied).read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_terminals_last_output_is_copied_even_when_the_copy_is_stopped_first() {
+        assert_eq!(
+            copy_stopped_early(b"last words\r\n", true),
+            "last words\r\n"
+        );
+        // Stdin's copy stops at once: containerd closed it.
+        assert_eq!(copy_stopped_early(b"more input", false), "");
+    }
 
     fn mkfifo(path: &Path) {
         let c = CString::new(path.as_os_str().as_encoded_bytes()).unwrap();

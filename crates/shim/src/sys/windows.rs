@@ -139,6 +139,12 @@ impl ProcessIo {
     /// The process reads containerd's stdin pipe directly: it sees EOF when containerd closes
     /// its end.
     pub fn close_stdin(&mut self) {}
+
+    /// The shim copies nothing: the process (or the engine, for a pseudo console) writes to
+    /// containerd's pipes itself, so there is no copy to wait for.
+    pub fn output_copied(&self) -> Option<std::sync::Arc<crate::io::CopyDone>> {
+        None
+    }
 }
 
 fn open_pipe(path: &str, options: &OpenOptions) -> io::Result<OwnedHandle> {

@@ -1,11 +1,17 @@
 //! A private containerd for one test: its own root, state, socket and hostprocess state root
 //! under a unique temporary directory, the built shim first on its `PATH`, and a `Drop` that
 //! removes everything it made even when the test failed.
+//!
+//! Which containerd: the machine's (1.6 on Debian 12), or with `HPC_CONTAINERD_VERSION=1.7.24`
+//! (or `2.1.9`, or any version Debian's archive has) that release's binaries, fetched once as
+//! Debian's `.deb` with apt's own state and sources list under `target/containerd/` and unpacked
+//! there with `dpkg -x`: the machine's packages are never touched.
 
 use std::fs;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::{
@@ -27,10 +33,19 @@ pub struct Containerd {
 }
 
 impl Containerd {
-    /// Installs containerd when it is missing, then starts a private instance and waits until it
-    /// answers.
+    /// Installs containerd when it is missing, then starts a private instance with the shipped
+    /// runtime handler and the built shim, and waits until it answers.
     pub fn start() -> Containerd {
-        ensure_installed(|| on_path("containerd") && on_path("ctr"), &["containerd"]);
+        let mut containerd = Containerd::prepare(true);
+        let shim = shim_binary();
+        let shim_dir = shim.parent().expect("the shim binary has a directory");
+        containerd.launch(shim_dir);
+        containerd
+    }
+
+    /// Makes the instance's directories and configuration (with the runtime handler or without,
+    /// for tests that register it themselves) and starts nothing yet: see [`Containerd::launch`].
+    pub fn prepare(with_handler: bool) -> Containerd {
         ensure_installed(|| on_path("runc"), &["runc"]);
         let dir = std::env::temp_dir().join(unique_id("hpc-ctrd"));
         let _ = fs::remove_dir_all(&dir);
@@ -46,45 +61,121 @@ impl Containerd {
                 .unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.join(sub).display()));
         }
         install_fake_cni(&dir.join("cni"));
-        let mut containerd = Containerd {
+        let containerd = Containerd {
             socket: dir.join("containerd.sock"),
             shim_root: dir.join("hostprocess"),
             dir,
             child: None,
         };
-        let config = containerd.dir.join("containerd.toml");
-        fs::write(&config, containerd.config())
+        let config = containerd.config_path();
+        fs::write(&config, containerd.config(with_handler))
             .unwrap_or_else(|e| panic!("write {}: {e}", config.display()));
-        let log_path = containerd.log_path();
+        containerd
+    }
+
+    /// The configuration file this instance starts with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("containerd.toml")
+    }
+
+    /// Starts the prepared instance with `shim_dir` first on its `PATH` (after the release's
+    /// own binaries) and waits until it answers.
+    pub fn launch(&mut self, shim_dir: &Path) {
+        let release = Release::get();
+        let log_path = self.log_path();
         let log = fs::File::create(&log_path)
             .unwrap_or_else(|e| panic!("create {}: {e}", log_path.display()));
         let log_err = log
             .try_clone()
             .unwrap_or_else(|e| panic!("dup {}: {e}", log_path.display()));
-        let shim = shim_binary();
-        let shim_dir = shim.parent().expect("the shim binary has a directory");
+        // The release's own shims (runc's) before the machine's.
+        let release_dir = release
+            .bin_dir
+            .as_ref()
+            .map(|dir| format!("{}:", dir.display()))
+            .unwrap_or_default();
         let path = format!(
-            "{}:{}",
+            "{release_dir}{}:{}",
             shim_dir.display(),
             std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into())
         );
-        let child = Command::new("containerd")
+        let child = Command::new(release.binary("containerd"))
             .arg("--config")
-            .arg(&config)
+            .arg(self.config_path())
             .env("PATH", path)
-            .env(SHIM_ROOT_ENV, &containerd.shim_root)
+            .env(SHIM_ROOT_ENV, &self.shim_root)
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
             .spawn()
             .unwrap_or_else(|e| panic!("start containerd: {e}"));
-        containerd.child = Some(child);
-        containerd.wait_ready();
-        containerd
+        self.child = Some(child);
+        self.wait_ready();
     }
 
-    fn config(&self) -> String {
+    /// The configuration of this instance, in the config version of the containerd under test.
+    fn config(&self, with_handler: bool) -> String {
+        let mut config = match Release::get().config_version {
+            3 => self.config_v3(),
+            _ => self.config_v2(),
+        };
+        if with_handler {
+            let version = Release::get().config_version;
+            config.push_str(&format!(
+                "\n# The CRI runtime handler \"hostprocess\", as deploy/ ships it:\n{}\n",
+                shipped_runtime_handler(version)
+            ));
+        }
+        config
+    }
+
+    /// containerd 2.x: CRI split into plugins `io.containerd.cri.v1.images` (the sandbox image
+    /// is a pinned image) and `io.containerd.cri.v1.runtime` (runtimes, CNI); NRI, on by default
+    /// in 2.x, is off so parallel instances do not compete for its host-wide socket.
+    fn config_v3(&self) -> String {
+        let d = self.dir.display();
+        let shim_root = self.shim_root.display();
+        format!(
+            r#"version = 3
+root = "{d}/root"
+state = "{d}/state"
+
+[grpc]
+  address = "{d}/containerd.sock"
+
+[ttrpc]
+  address = ""
+
+[debug]
+  level = "debug"
+
+[plugins]
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "{d}/opt"
+  [plugins."io.containerd.nri.v1.nri"]
+    disable = true
+  [plugins."io.containerd.grpc.v1.cri"]
+    stream_server_port = "0"
+  [plugins."io.containerd.cri.v1.images".pinned_images]
+    sandbox = "{pause}"
+  [plugins."io.containerd.cri.v1.runtime"]
+    restrict_oom_score_adj = true
+    [plugins."io.containerd.cri.v1.runtime".cni]
+      bin_dirs = ["{d}/cni/bin"]
+      conf_dir = "{d}/cni/net.d"
+    [plugins."io.containerd.cri.v1.runtime".containerd]
+      default_runtime_name = "runc"
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+# hostprocess state root of this instance: {shim_root}
+"#,
+            pause = image::PAUSE_IMAGE,
+        )
+    }
+
+    /// containerd 1.6 and 1.7: config version 2, CRI in one plugin.
+    fn config_v2(&self) -> String {
         let d = self.dir.display();
         let shim_root = self.shim_root.display();
         format!(
@@ -116,11 +207,8 @@ state = "{d}/state"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
         runtime_type = "io.containerd.runc.v2"
 # hostprocess state root of this instance: {shim_root}
-
-# The CRI runtime handler "hostprocess", as deploy/ ships it:
-{handler}"#,
+"#,
             pause = image::PAUSE_IMAGE,
-            handler = shipped_runtime_handler(),
         )
     }
 
@@ -181,7 +269,7 @@ state = "{d}/state"
     }
 
     fn ctr_command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new("ctr");
+        let mut command = Command::new(Release::get().binary("ctr"));
         command.arg("--address").arg(&self.socket).args(args);
         command
     }
@@ -351,16 +439,33 @@ impl Drop for Containerd {
     }
 }
 
-/// The runtime section of `deploy/containerd-hostprocess.toml` (everything but its `version`
-/// line), so the tests run the configuration users are told to install.
-fn shipped_runtime_handler() -> String {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/containerd-hostprocess.toml");
+/// The shipped configuration of the CRI runtime handler for containerd's config `version`
+/// (2: containerd 1.6/1.7, 3: containerd 2.x).
+pub fn shipped_handler_path(version: u8) -> PathBuf {
+    let name = match version {
+        3 => "containerd-hostprocess-v3.toml",
+        _ => "containerd-hostprocess.toml",
+    };
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy")
+        .join(name)
+}
+
+/// The runtime section of the shipped configuration for config `version` (everything but its
+/// `version` line), so the tests run the configuration users are told to install.
+fn shipped_runtime_handler(version: u8) -> String {
+    let path = shipped_handler_path(version);
     let shipped =
         fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let plugin = match version {
+        3 => "io.containerd.cri.v1.runtime",
+        _ => "io.containerd.grpc.v1.cri",
+    };
     assert!(
-        shipped.contains("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.hostprocess]"),
-        "{} registers no hostprocess runtime handler",
+        shipped.contains(&format!(
+            "[plugins.\"{plugin}\".containerd.runtimes.hostprocess]"
+        )),
+        "{} registers no hostprocess runtime handler under {plugin}",
         path.display()
     );
     shipped
@@ -368,6 +473,149 @@ fn shipped_runtime_handler() -> String {
         .filter(|line| !line.trim_start().starts_with("version"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The containerd under test: `HPC_CONTAINERD_VERSION` names a release fetched from Debian's
+/// archive; unset, the machine's own (installed when missing).
+pub struct Release {
+    /// The directory holding the release's `containerd`, `ctr` and runc shim; `None` for the
+    /// machine's, found on `PATH`.
+    bin_dir: Option<PathBuf>,
+    /// The config version it reads: 2 (1.6, 1.7) or 3 (2.x).
+    pub config_version: u8,
+    /// What `containerd --version` prints.
+    pub version: String,
+}
+
+/// The environment variable choosing the containerd release the end-to-end tests run against.
+pub const CONTAINERD_VERSION_ENV: &str = "HPC_CONTAINERD_VERSION";
+
+impl Release {
+    pub fn get() -> &'static Release {
+        static RELEASE: OnceLock<Release> = OnceLock::new();
+        RELEASE.get_or_init(|| {
+            let wanted = std::env::var(CONTAINERD_VERSION_ENV).unwrap_or_default();
+            let bin_dir = if wanted.is_empty() {
+                ensure_installed(|| on_path("containerd") && on_path("ctr"), &["containerd"]);
+                None
+            } else {
+                Some(fetch_release(&wanted))
+            };
+            let mut release = Release {
+                bin_dir,
+                config_version: 2,
+                version: String::new(),
+            };
+            let out = run_with_timeout(
+                Command::new(release.binary("containerd")).arg("--version"),
+                Duration::from_secs(30),
+            );
+            release.version = success(&out).trim().to_string();
+            // "containerd github.com/containerd/containerd/v2 2.1.9 …"
+            let number = release.version.split_whitespace().nth(2).unwrap_or("");
+            assert!(
+                wanted.is_empty() || number.starts_with(&wanted),
+                "{CONTAINERD_VERSION_ENV}={wanted} but the fetched containerd is {number}"
+            );
+            if !number.starts_with('1') {
+                release.config_version = 3;
+            }
+            eprintln!("containerd under test: {}", release.version);
+            release
+        })
+    }
+
+    /// A binary of this release (`containerd`, `ctr`).
+    pub fn binary(&self, name: &str) -> PathBuf {
+        match &self.bin_dir {
+            Some(dir) => dir.join(name),
+            None => PathBuf::from(name),
+        }
+    }
+}
+
+/// Debian suites that carry the containerd releases the project is tested with (1.7 in
+/// trixie, 2.x in sid).
+const DEBIAN_SOURCES: &str = "deb http://deb.debian.org/debian trixie main\n\
+                              deb http://deb.debian.org/debian sid main\n";
+
+/// Fetches Debian's `containerd` package of upstream `version` into
+/// `target/containerd/<version>` (once; later runs reuse it) and returns its `usr/bin`.
+fn fetch_release(version: &str) -> PathBuf {
+    let cache = target_dir().join("containerd");
+    let root = cache.join(version);
+    let bin = root.join("usr/bin");
+    if bin.join("containerd").is_file() {
+        return bin;
+    }
+    let apt = cache.join("apt");
+    for dir in ["state/lists/partial", "cache/archives/partial", "download"] {
+        fs::create_dir_all(apt.join(dir))
+            .unwrap_or_else(|e| panic!("mkdir {}: {e}", apt.join(dir).display()));
+    }
+    let sources = apt.join("sources.list");
+    let status = apt.join("state/status");
+    fs::write(&sources, DEBIAN_SOURCES)
+        .and_then(|()| fs::write(&status, ""))
+        .unwrap_or_else(|e| panic!("write {}: {e}", sources.display()));
+    // apt with a state of its own: its lists, cache and (empty) dpkg status are this cache's.
+    let options = [
+        format!("Dir::Etc::SourceList={}", sources.display()),
+        "Dir::Etc::SourceParts=/dev/null".to_string(),
+        format!("Dir::State={}", apt.join("state").display()),
+        format!("Dir::State::status={}", status.display()),
+        format!("Dir::Cache={}", apt.join("cache").display()),
+        "APT::Sandbox::User=root".to_string(),
+    ];
+    let apt_get = |args: &[&str], cwd: &Path| {
+        let mut command = Command::new("apt-get");
+        for option in &options {
+            command.arg("-o").arg(option);
+        }
+        command.args(args).current_dir(cwd);
+        success(&run_with_timeout(&mut command, Duration::from_secs(600)));
+    };
+    let download = apt.join("download");
+    apt_get(&["-q", "update"], &download);
+    apt_get(
+        &["-q", "download", &format!("containerd={version}*")],
+        &download,
+    );
+    let deb = fs::read_dir(&download)
+        .unwrap_or_else(|e| panic!("read {}: {e}", download.display()))
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("containerd_{version}")))
+        })
+        .unwrap_or_else(|| panic!("apt-get download left no containerd_{version}*.deb"));
+    // Unpacked beside its final place, then renamed, so a concurrent test binary never sees
+    // half a release.
+    let partial = cache.join(unique_id(&format!("{version}.partial")));
+    let mut unpack = Command::new("dpkg");
+    unpack.arg("-x").arg(&deb).arg(&partial);
+    success(&run_with_timeout(&mut unpack, Duration::from_secs(300)));
+    if fs::rename(&partial, &root).is_err() {
+        // Another test binary got there first.
+        let _ = fs::remove_dir_all(&partial);
+    }
+    assert!(
+        bin.join("containerd").is_file(),
+        "{} has no usr/bin/containerd",
+        deb.display()
+    );
+    bin
+}
+
+/// The target directory of the running test (`<target>/<profile>/deps/<test>`).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("the test binary's path: {e}"));
+    exe.ancestors()
+        .nth(3)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| panic!("{} is not in <target>/<profile>/deps", exe.display()))
 }
 
 /// A CNI plugin that configures nothing: ADD answers an address for the interface it is given,

@@ -213,14 +213,15 @@ fn resolve_name(name: &AccountName) -> Result<Resolution> {
     ))
 }
 
-fn claims_dir() -> PathBuf {
+/// The directory of ephemeral uid claims (one file per claimed uid).
+pub fn claims_dir() -> PathBuf {
     std::env::var_os(EPHEMERAL_CLAIMS_ENV)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(EPHEMERAL_CLAIMS_DIR))
 }
 
 /// The configured range of ephemeral uids, or the default.
-fn uid_range() -> Result<(u32, u32)> {
+pub fn uid_range() -> Result<(u32, u32)> {
     match std::env::var(EPHEMERAL_UIDS_ENV) {
         Err(_) => Ok(EPHEMERAL_UIDS),
         Ok(value) => parse_uid_range(&value).map_err(|why| {

@@ -77,17 +77,19 @@ pub fn host_cpus() -> u64 {
     }
 }
 
-fn job_relative_path(plan: &ContainerPlan) -> Result<String> {
+/// The job's path below each hierarchy's root: `linux.cgroupsPath` as a cgroupfs path, or
+/// systemd's `slice:prefix:name` expanded as runc's systemd driver expands it (made directly in
+/// cgroupfs, so a node's tools find the layout they expect), with its systemd unit.
+fn job_path(plan: &ContainerPlan) -> Result<(String, Option<cgroup::systemd::Unit>)> {
     match &plan.job_path {
-        None => Ok(format!("/hostprocess/{}", plan.id)),
-        Some(path) if path.contains(':') => Err(Error::Spec(format!(
-            "linux.cgroupsPath {path:?} is in systemd's slice:prefix:name form, which is not supported; give a cgroupfs path such as /k8s.io/{}",
-            plan.id
-        ))),
+        None => Ok((format!("/hostprocess/{}", plan.id), None)),
+        Some(path) if cgroup::systemd::is_systemd_path(path) => cgroup::systemd::Unit::parse(path)
+            .map(|unit| (unit.relative_path(), Some(unit)))
+            .map_err(|e| Error::Spec(format!("linux.cgroupsPath {path:?}: {e}"))),
         Some(path) if path.split('/').any(|c| c == "..") => Err(Error::Spec(format!(
             "linux.cgroupsPath {path:?} must not contain '..'"
         ))),
-        Some(path) => Ok(path.clone()),
+        Some(path) => Ok((path.clone(), None)),
     }
 }
 
@@ -196,9 +198,11 @@ impl Platform for Linux {
     type Stdio = Stdio;
 
     fn prepare(plan: &ContainerPlan, state_dir: &Path) -> Result<Record> {
-        let relative = job_relative_path(plan)?;
-        let hierarchy = cgroup::Hierarchy::detect()?;
-        let cgroup = cgroup::plan_record(&hierarchy, &relative, &plan.resources);
+        let (relative, unit) = job_path(plan)?;
+        let layout = cgroup::Layout::detect()?;
+        let mut cgroup = cgroup::plan_record(&layout, &relative, &plan.resources);
+        cgroup.made = state_dir.join("cgroups-made");
+        cgroup.unit = unit;
         if cgroup.unified.is_none() && cgroup.v1.is_empty() {
             return Err(Error::container(
                 &plan.id,
@@ -257,12 +261,23 @@ impl Platform for Linux {
             plan,
             &record.volume,
             owner,
-            || cgroup::create(&record.cgroup, &plan.resources, host_cpus()),
+            || cgroup::create(&mut record.cgroup, &plan.resources, host_cpus()),
             || resolve_in_view(plan, &plan.process),
         )?;
         let launch = launch(plan, record, resolved, &plan.process, fifo)?;
         let init = process::spawn(&launch, stdio)?;
         record.init = Some(init);
+        if let (Some(unit), Some(bus)) = (&record.cgroup.unit, cgroup::scope::connect_to_systemd())
+        {
+            let properties = cgroup::scope::scope_properties(
+                &unit.slice,
+                init.pid,
+                record.cgroup.layout,
+                &plan.resources,
+                host_cpus(),
+            );
+            cgroup::scope::start(&bus, &unit.name, &properties)?;
+        }
         Ok(init)
     }
 
@@ -333,13 +348,20 @@ impl Platform for Linux {
     }
 
     fn update(record: &mut Record, resources: &ResourceRequest) -> Result<()> {
-        let hierarchy = cgroup::Hierarchy::detect()?;
-        let wanted = cgroup::plan_record(&hierarchy, &record.cgroup.relative, resources);
+        let layout = cgroup::Layout::detect()?;
+        let wanted = cgroup::plan_record(&layout, &record.cgroup.relative, resources);
         cgroup::join_missing(&mut record.cgroup, &wanted)?;
         cgroup::apply(
             &record.cgroup,
             &cgroup::update_settings(&record.cgroup, resources, host_cpus()),
-        )
+        )?;
+        if let (Some(unit), Some(bus)) = (&record.cgroup.unit, cgroup::scope::connect_to_systemd())
+        {
+            let limits =
+                cgroup::scope::limit_properties(record.cgroup.layout, resources, host_cpus());
+            cgroup::scope::set_limits(&bus, &unit.name, &limits)?;
+        }
+        Ok(())
     }
 
     fn stats(record: &Record) -> Result<JobStats> {
@@ -394,7 +416,9 @@ impl Platform for Linux {
     }
 
     fn destroy(record: &Record) -> Result<()> {
-        if !cgroup::is_empty(&record.cgroup)? {
+        // A job this container did not make (it lost the race for the path) is another's.
+        let owned = cgroup::owns_job(&record.cgroup);
+        if owned && !cgroup::is_empty(&record.cgroup)? {
             // A frozen job cannot die: thaw it after the kill is queued.
             cgroup::signal_all(&record.cgroup, SIGKILL)?;
             if cgroup::is_frozen(&record.cgroup) {
@@ -402,8 +426,13 @@ impl Platform for Linux {
             }
             cgroup::wait_empty(&record.cgroup, Duration::from_secs(10))?;
         }
+        let scope = match (&record.cgroup.unit, owned) {
+            (Some(unit), true) => cgroup::scope::connect_to_systemd()
+                .map_or(Ok(()), |bus| cgroup::scope::stop(&bus, &unit.name)),
+            _ => Ok(()),
+        };
         let volume = volume::destroy(&record.volume);
-        let job = cgroup::destroy(&record.cgroup);
+        let job = scope.and(cgroup::destroy(&record.cgroup));
         let account = match (&record.resolution, &record.account) {
             (
                 _,

@@ -1003,10 +1003,8 @@ mod tests {
             eprintln!("skipped: needs root (changes the account of its children)");
             return;
         }
-        let unified = super::super::cgroup::Hierarchy::detect()
-            .expect("read the cgroup mounts")
-            .unified
-            .expect("a cgroup2 hierarchy");
+        let layout = super::super::cgroup::Layout::detect().expect("read the cgroup mounts");
+        let unified = layout.unified().expect("a cgroup2 hierarchy");
         let cgroup =
             TestCgroup(unified.join(format!("hostprocess-spawn-test-{}", std::process::id())));
         fs::create_dir(&cgroup.0).expect("make the test's cgroup");

@@ -10,15 +10,16 @@ use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Foundation::{
     DuplicateHandle, SetLastError, ERROR_ABANDONED_WAIT_0, ERROR_ALREADY_EXISTS,
-    ERROR_FILE_NOT_FOUND, ERROR_INVALID_HANDLE, ERROR_MORE_DATA, ERROR_PATH_NOT_FOUND, HANDLE,
+    ERROR_FILE_NOT_FOUND, ERROR_MORE_DATA, ERROR_PATH_NOT_FOUND, HANDLE,
 };
 use windows_sys::Win32::System::JobObjects::{
     CreateJobObjectW, JobObjectAssociateCompletionPortInformation,
-    JobObjectBasicAndIoAccountingInformation, JobObjectBasicProcessIdList,
-    JobObjectCpuRateControlInformation, JobObjectCreateSilo, JobObjectExtendedLimitInformation,
-    OpenJobObjectW, QueryInformationJobObject, SetInformationJobObject,
-    SetIoRateControlInformationJobObject, TerminateJobObject, JOBOBJECTINFOCLASS,
-    JOBOBJECT_ASSOCIATE_COMPLETION_PORT, JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION,
+    JobObjectBasicAccountingInformation, JobObjectBasicAndIoAccountingInformation,
+    JobObjectBasicProcessIdList, JobObjectCpuRateControlInformation, JobObjectCreateSilo,
+    JobObjectExtendedLimitInformation, OpenJobObjectW, QueryInformationJobObject,
+    SetInformationJobObject, SetIoRateControlInformationJobObject, TerminateJobObject,
+    JOBOBJECTINFOCLASS, JOBOBJECT_ASSOCIATE_COMPLETION_PORT,
+    JOBOBJECT_BASIC_ACCOUNTING_INFORMATION, JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION,
     JOBOBJECT_BASIC_PROCESS_ID_LIST, JOBOBJECT_CPU_RATE_CONTROL_INFORMATION,
     JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JOBOBJECT_IO_ATTRIBUTION_CONTROL_ENABLE,
     JOBOBJECT_IO_ATTRIBUTION_INFORMATION, JOBOBJECT_IO_RATE_CONTROL_INFORMATION,
@@ -27,14 +28,19 @@ use windows_sys::Win32::System::JobObjects::{
     JOB_OBJECT_LIMIT_ACTIVE_PROCESS, JOB_OBJECT_LIMIT_AFFINITY, JOB_OBJECT_LIMIT_JOB_MEMORY,
     JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
 };
-use windows_sys::Win32::System::Threading::{GetCurrentProcess, INFINITE};
+use windows_sys::Win32::System::ProcessStatus::{
+    K32GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS_EX2,
+};
+use windows_sys::Win32::System::Threading::{
+    GetCurrentProcess, OpenProcess, INFINITE, PROCESS_QUERY_LIMITED_INFORMATION,
+};
 use windows_sys::Win32::System::IO::{
     CreateIoCompletionPort, GetQueuedCompletionStatus, PostQueuedCompletionStatus, OVERLAPPED,
 };
 
 use super::win::{last_error, owned, raw, wide};
 use crate::error::{Error, Result};
-use crate::sys::winlogic::limits::{CpuControl, JobLimits};
+use crate::sys::winlogic::limits::{io_rate_to_set, CpuControl, IoLimit, JobLimits};
 use crate::sys::JobStats;
 
 /// `JOB_OBJECT_ALL_ACCESS`.
@@ -167,8 +173,9 @@ impl Job {
     }
 
     /// Sets the job to `limits`, keeping `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE` (the reference's
-    /// "parity with process isolated containers"): limits not in `limits` are cleared.
-    pub fn apply(&self, limits: &JobLimits) -> Result<()> {
+    /// "parity with process isolated containers"): limits not in `limits` are cleared, including
+    /// the I/O cap set before (`io_before`, which the runtime keeps: Wine has no call to read it).
+    pub fn apply(&self, limits: &JobLimits, io_before: Option<IoLimit>) -> Result<()> {
         let mut info = self.extended()?;
         let basic = &mut info.BasicLimitInformation;
         basic.LimitFlags &= !(JOB_OBJECT_LIMIT_JOB_MEMORY
@@ -212,7 +219,7 @@ impl Job {
                 .map_err(|e| Error::sys(self.op("set job CPU rate control"), e))?;
         }
 
-        if let Some(io_limit) = limits.io {
+        if let Some(io_limit) = io_rate_to_set(io_before, limits.io) {
             let info = JOBOBJECT_IO_RATE_CONTROL_INFORMATION {
                 MaxIops: io_limit.max_iops,
                 MaxBandwidth: io_limit.max_bandwidth,
@@ -292,14 +299,15 @@ impl Job {
         }
     }
 
-    fn accounting(&self) -> Result<JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION> {
-        self.query(JobObjectBasicAndIoAccountingInformation)
+    /// CPU times and process counts: class 1, what the reference queries (and all Wine has).
+    fn accounting(&self) -> Result<JOBOBJECT_BASIC_ACCOUNTING_INFORMATION> {
+        self.query(JobObjectBasicAccountingInformation)
             .map_err(|e| Error::sys(self.op("query job accounting"), e))
     }
 
     /// Processes still running in the job.
     pub fn active_processes(&self) -> Result<u32> {
-        Ok(self.accounting()?.BasicInfo.ActiveProcesses)
+        Ok(self.accounting()?.ActiveProcesses)
     }
 
     /// Terminates every process of the job.
@@ -341,11 +349,38 @@ impl Job {
         Ok(())
     }
 
+    /// The private working sets of the job's processes, summed, as the reference reports the
+    /// container's memory; a process that exits meanwhile counts as nothing.
+    fn private_working_set(&self) -> u64 {
+        let Ok(pids) = self.pids() else {
+            return 0;
+        };
+        pids.into_iter()
+            .filter_map(|pid| {
+                // SAFETY: plain call.
+                let process =
+                    owned(unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) })?;
+                let mut counters = PROCESS_MEMORY_COUNTERS_EX2 {
+                    cb: size_of::<PROCESS_MEMORY_COUNTERS_EX2>() as u32,
+                    ..Default::default()
+                };
+                // SAFETY: a valid handle and a structure of the size given.
+                let ok = unsafe {
+                    K32GetProcessMemoryInfo(
+                        raw(&process),
+                        &mut counters as *mut PROCESS_MEMORY_COUNTERS_EX2 as *mut _,
+                        counters.cb,
+                    )
+                };
+                (ok != 0).then_some(counters.PrivateWorkingSetSize as u64)
+            })
+            .sum()
+    }
+
     /// Usage figures: CPU time, job commit (now and peak), active processes, storage I/O.
     pub fn stats(&self) -> Result<JobStats> {
-        let accounting = self.accounting()?;
+        let basic = &self.accounting()?;
         let limits = self.extended()?;
-        let basic = &accounting.BasicInfo;
         let user = basic.TotalUserTime.max(0) as u64 * 100;
         let kernel = basic.TotalKernelTime.max(0) as u64 * 100;
         let mut stats = JobStats {
@@ -367,6 +402,7 @@ impl Job {
             stats.memory_usage_bytes = memory.job_memory;
             stats.memory_peak_bytes = memory.peak_job_memory_used;
         }
+        stats.memory_private_working_set_bytes = self.private_working_set();
         let mut io_info = JOBOBJECT_IO_ATTRIBUTION_INFORMATION {
             ControlFlags: JOBOBJECT_IO_ATTRIBUTION_CONTROL_ENABLE as u32,
             ..Default::default()
@@ -379,12 +415,16 @@ impl Job {
                 stats.io_write_bytes = io_info.WriteStats.TotalSize;
             }
             Err(_) => {
-                // Without storage attribution: all of the job's I/O.
-                let counters = &accounting.IoInfo;
-                stats.io_read_ops = counters.ReadOperationCount;
-                stats.io_read_bytes = counters.ReadTransferCount;
-                stats.io_write_ops = counters.WriteOperationCount;
-                stats.io_write_bytes = counters.WriteTransferCount;
+                // Without storage attribution: all of the job's I/O, where the host has it.
+                if let Ok(accounting) = self.query::<JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION>(
+                    JobObjectBasicAndIoAccountingInformation,
+                ) {
+                    let counters = &accounting.IoInfo;
+                    stats.io_read_ops = counters.ReadOperationCount;
+                    stats.io_read_bytes = counters.ReadTransferCount;
+                    stats.io_write_ops = counters.WriteOperationCount;
+                    stats.io_write_bytes = counters.WriteTransferCount;
+                }
             }
         }
         Ok(stats)
@@ -470,15 +510,14 @@ fn drain(port: OwnedHandle, events: Arc<(Mutex<u64>, Condvar)>) {
                 INFINITE,
             )
         };
-        if ok == 0 {
-            let code = last_error().raw_os_error().map(|c| c as u32);
-            if matches!(
-                code,
-                Some(ERROR_ABANDONED_WAIT_0) | Some(ERROR_INVALID_HANDLE)
-            ) {
-                return;
+        if ok == 0 && overlapped.is_null() {
+            // Nothing was dequeued: the port itself failed (closed, or an error that a retry
+            // would only repeat, spinning). Waiters fall back to polling.
+            let error = last_error();
+            if error.raw_os_error() != Some(ERROR_ABANDONED_WAIT_0 as i32) {
+                log::debug!("job events: the completion port failed: {error}");
             }
-            continue;
+            return;
         }
         if key == STOP_KEY {
             return;
@@ -513,5 +552,52 @@ pub fn wait_empty(job: &Job, notifier: Option<&Notifier>, timeout: Duration) -> 
             }
             None => std::thread::sleep(slice),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_event_reader_stops_on_a_port_that_keeps_failing() {
+        // A handle to a completion port without the right to dequeue: every dequeue fails at
+        // once with "access denied".
+        // SAFETY: a new port, not tied to a file.
+        let port = owned(unsafe {
+            CreateIoCompletionPort(
+                windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE,
+                std::ptr::null_mut(),
+                0,
+                1,
+            )
+        })
+        .expect("a completion port");
+        let mut weak: HANDLE = std::ptr::null_mut();
+        // SAFETY: duplicating a valid handle within this process, with SYNCHRONIZE only.
+        let ok = unsafe {
+            DuplicateHandle(
+                GetCurrentProcess(),
+                raw(&port),
+                GetCurrentProcess(),
+                &mut weak,
+                windows_sys::Win32::Storage::FileSystem::SYNCHRONIZE,
+                0,
+                0,
+            )
+        };
+        assert_ne!(ok, 0, "duplicate the port");
+        let weak = owned(weak).expect("the duplicate");
+        let events = Arc::new((Mutex::new(0u64), Condvar::new()));
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drain(weak, events);
+            let _ = done.send(());
+        });
+        // Generous: the reader either returns at once or retries forever.
+        assert!(
+            finished.recv_timeout(Duration::from_secs(30)).is_ok(),
+            "the reader keeps retrying a failing port"
+        );
     }
 }

@@ -71,7 +71,8 @@ pub fn set_token(id: &str, token: Arc<OwnedHandle>) {
 }
 
 /// Keeps a new process's handle (for its exit code) and console; the console is closed when the
-/// process exits.
+/// process exits. The process is registered before its exit is waited for, so a process that
+/// exits at once still has its console closed.
 pub fn add_process(id: &str, launched: Launched) {
     let Launched {
         info,
@@ -80,18 +81,28 @@ pub fn add_process(id: &str, launched: Launched) {
         ..
     } = launched;
     let handle = Arc::new(process);
-    if console.is_some() {
-        let waiter = Arc::clone(&handle);
+    let has_console = console.is_some();
+    match live().get_mut(id) {
+        Some(container) => {
+            container.processes.insert(
+                info.pid,
+                LiveProcess {
+                    start_time: info.start_time,
+                    handle: Arc::clone(&handle),
+                    console,
+                },
+            );
+        }
+        // Not this process's container: nothing to keep, and the console closes here.
+        None => return,
+    }
+    if has_console {
         let owner = id.to_string();
         let spawned = std::thread::Builder::new()
             .name(format!("console-{}", info.pid))
             .spawn(move || {
-                let _ = process::wait_exit(raw(&*waiter), INFINITE);
-                let console = live()
-                    .get_mut(&owner)
-                    .and_then(|c| c.processes.get_mut(&info.pid))
-                    .and_then(|p| p.console.take());
-                drop(console);
+                let _ = process::wait_exit(raw(&*handle), INFINITE);
+                close_console(&owner, &info);
             });
         if let Err(e) = spawned {
             log::warn!(
@@ -100,16 +111,17 @@ pub fn add_process(id: &str, launched: Launched) {
             );
         }
     }
-    if let Some(container) = live().get_mut(id) {
-        container.processes.insert(
-            info.pid,
-            LiveProcess {
-                start_time: info.start_time,
-                handle,
-                console,
-            },
-        );
-    }
+}
+
+/// Closes the pseudo console of `info` (its last output reaches the reader; the reader then
+/// sees the end).
+fn close_console(id: &str, info: &ProcessInfo) {
+    let console = live()
+        .get_mut(id)
+        .and_then(|c| c.processes.get_mut(&info.pid))
+        .filter(|p| p.start_time == info.start_time)
+        .and_then(|p| p.console.take());
+    drop(console);
 }
 
 /// The handle this process keeps for `info`, if it started it.

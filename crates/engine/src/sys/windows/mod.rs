@@ -1,11 +1,12 @@
 //! Windows: the job is a named job object, the view a silo with bind-filter mappings (or the
-//! fallback layout without the bind filter), the volume a directory the snapshotter provides,
-//! the account a logon token. The decisions live in `sys::winlogic`; this module makes the
-//! system calls.
+//! fallback layout without the bind filter), the volume a directory or the image's layers
+//! mounted through the HCS storage API, the account a logon token. The decisions live in
+//! `sys::winlogic`; this module makes the system calls.
 //!
-//! Container volumes are directories: containerd's Windows snapshotter provides them (an
-//! `ImageSource::Directory`, or `ImageSource::Layers` whose first lower directory is the
-//! volume). Mounting image layers (WCIFS, CIM) is the snapshotter's part and is not done here.
+//! Container volumes: an `ImageSource::Directory` (or a single layer directory) is used as it
+//! is; containerd's `windows-layer` mount (`ImageSource::Layers`: the scratch layer, then its
+//! parents) is activated and prepared as the reference does for process-isolated containers,
+//! and the volume it becomes is mounted at the mount point.
 //!
 //! Process creation differs from the reference in one place: on silo hosts the reference starts
 //! every command as `cmd /c <command>` because `CreateProcess` looks the image up from the
@@ -16,6 +17,7 @@
 mod account;
 mod console;
 mod job;
+mod layers;
 mod live;
 mod process;
 mod supervisor;
@@ -40,7 +42,8 @@ use crate::sys::winlogic::cmdline::{
     self, command_line_from_args, to_backslashes, FileSystem, Kind, SearchPaths,
 };
 use crate::sys::winlogic::env::{container_environment, env_value};
-use crate::sys::winlogic::limits::{job_limits, JobLimits};
+use crate::sys::winlogic::layers::{volume_source, LayerMount, VolumeSource};
+use crate::sys::winlogic::limits::{job_limits, IoLimit, JobLimits};
 use crate::sys::winlogic::mounts::{
     choose_layout, is_under, mount_destination, mount_point_env, rebase_text, silo_bindings,
     volume_attach, volume_links, working_directory, Binding, ContainerView, ViewFs, VolumeAttach,
@@ -60,6 +63,16 @@ pub struct Windows;
 
 /// Where the threads suspended by `pause` are listed, in the container's state directory.
 const FROZEN_FILE: &str = "frozen.json";
+/// Made once init's main thread has been released, in the container's state directory: whether
+/// init is held is the runtime's knowledge, not something to learn by suspending the thread.
+const RELEASED_FILE: &str = "released";
+
+/// Notes that init has been released. Written after the thread is resumed: a crash in between
+/// leaves init looking held, and a second `start` resumes a running thread, which is harmless.
+fn mark_released(record: &Record) -> Result<()> {
+    let marker = record.state_dir.join(RELEASED_FILE);
+    std::fs::write(&marker, b"").map_err(|e| Error::io("write", marker, e))
+}
 
 /// Everything made for one container, named before it is made.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -86,6 +99,13 @@ pub struct Record {
     pub links: Vec<VolumeLink>,
     pub account: AccountPlan,
     pub init: Option<InitRecord>,
+    /// The job's I/O cap as last set, so that an `update` without one clears it.
+    #[serde(default)]
+    pub io_limit: Option<IoLimit>,
+    /// The image layers `create` mounts as the volume (the volume's path is known once they are
+    /// mounted).
+    #[serde(default)]
+    pub layers: Option<LayerMount>,
 }
 
 /// The init process, with its main thread, which `release` resumes.
@@ -103,8 +123,8 @@ pub struct Stdio {
     pub stdout: Option<OwnedHandle>,
     pub stderr: Option<OwnedHandle>,
     /// Run under a pseudo console (ConPTY): `stdin` is the read end of the console's input
-    /// pipe, `stdout` the write end of its output pipe; `stderr` is unused (a console merges
-    /// it into its output).
+    /// pipe, `stdout` the write end of its output pipe (without them: no input, output to
+    /// `NUL`); `stderr` is unused (a console merges it into its output).
     pub terminal: bool,
     /// The console's (width, height); the process's console size, else 80x25, when `None`.
     pub console_size: Option<(u16, u16)>,
@@ -119,32 +139,56 @@ fn limits_for(id: &str, resources: &ResourceRequest) -> Result<JobLimits> {
     Ok(limits)
 }
 
-fn image_volume(plan: &ContainerPlan) -> Result<String> {
-    let path = match &plan.volume.image {
-        ImageSource::Directory(path) => path.clone(),
+/// Where the volume comes from: a directory, or image layers to mount at `create`.
+fn volume_source_of(plan: &ContainerPlan) -> Result<VolumeSource> {
+    let source = match &plan.volume.image {
+        ImageSource::Directory(path) => {
+            VolumeSource::Directory(to_backslashes(&path.to_string_lossy()))
+        }
         ImageSource::Layers { lower, upper, work } => {
             if upper.is_some() || work.is_some() {
                 log::debug!(
-                    "container {}: upper and work directories are not used on Windows: the first layer directory is the volume",
+                    "container {}: upper and work directories are not used on Windows",
                     plan.id
                 );
             }
-            lower.first().cloned().ok_or_else(|| {
-                Error::container(
-                    &plan.id,
-                    "the rootfs names no layer directory: the snapshotter's volume is missing",
-                )
-            })?
+            let lower: Vec<String> = lower
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect();
+            volume_source(&lower).map_err(|e| Error::container(&plan.id, e.to_string()))?
         }
     };
-    match std::fs::metadata(&path) {
-        Ok(meta) if meta.is_dir() => Ok(to_backslashes(&path.to_string_lossy())),
-        Ok(_) => Err(Error::container(
-            &plan.id,
-            format!("the container volume {} is not a directory", path.display()),
-        )),
-        Err(e) => Err(Error::io("open the container volume", path, e)),
+    if let VolumeSource::Directory(path) = &source {
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::container(
+                    &plan.id,
+                    format!("the container volume {path} is not a directory"),
+                ))
+            }
+            Err(e) => return Err(Error::io("open the container volume", path, e)),
+        }
     }
+    Ok(source)
+}
+
+/// Makes `volume` the container's volume: how it is attached, the links and the silo's mappings
+/// all follow from its path.
+fn place_volume(record: &mut Record, volume: String) {
+    record.links = volume_links(&volume, &record.mounts);
+    record.volume_attach = volume_attach(&volume);
+    record.bindings = match record.layout {
+        VolumeLayout::Silo => silo_bindings(
+            &record.mount_point,
+            &volume,
+            record.volume_read_only,
+            &record.mounts,
+        ),
+        VolumeLayout::Fallback => Vec::new(),
+    };
+    record.volume = volume;
 }
 
 /// The job, from this process's own handle or opened by name; `None` when it is gone.
@@ -232,11 +276,20 @@ fn start_process(
     let application = view.to_host(&resolved.application);
 
     let io = if stdio.terminal {
-        let (Some(input), Some(output)) = (&stdio.stdin, &stdio.stdout) else {
-            return Err(Error::container(
-                &record.id,
-                "a terminal needs the console's pipes: stdin (the read end of its input) and stdout (the write end of its output)",
-            ));
+        // A terminal without stdin (Kubernetes allows it) reads from a pipe with no writer, and
+        // one without stdout writes to NUL.
+        let input = match stdio.stdin {
+            Some(input) => input,
+            None => {
+                let (reader, writer) = std::io::pipe()
+                    .map_err(|e| Error::sys("create the console's input pipe", e))?;
+                drop(writer);
+                reader.into()
+            }
+        };
+        let output = match stdio.stdout {
+            Some(output) => output,
+            None => process::null_device()?,
         };
         let (width, height) = stdio
             .console_size
@@ -244,7 +297,7 @@ fn start_process(
             .filter(|(w, h)| *w > 0 && *h > 0)
             .unwrap_or(console::DEFAULT_SIZE);
         ProcessIo::Console(console::PseudoConsole::create(
-            input, output, width, height,
+            &input, &output, width, height,
         )?)
     } else {
         ProcessIo::Handles {
@@ -357,7 +410,7 @@ impl Platform for Windows {
         if plan.volume.layout == Layout::Bind && layout == VolumeLayout::Fallback {
             log::warn!("container {id}: the bind filter (bindfltapi.dll) is not on this host: the volume is at {mount_point} without a private view");
         }
-        let volume = image_volume(plan)?;
+        let source = volume_source_of(plan)?;
         if layout == VolumeLayout::Fallback && plan.volume.read_only {
             log::warn!("container {id}: root.readonly cannot be enforced without the bind filter");
         }
@@ -389,12 +442,6 @@ impl Platform for Windows {
                 read_only: mount.read_only,
             });
         }
-        let bindings = match layout {
-            VolumeLayout::Silo => {
-                silo_bindings(&mount_point, &volume, plan.volume.read_only, &mounts)
-            }
-            VolumeLayout::Fallback => Vec::new(),
-        };
         if layout == VolumeLayout::Fallback && std::fs::symlink_metadata(&mount_point).is_ok() {
             return Err(Error::container(
                 id,
@@ -411,22 +458,31 @@ impl Platform for Windows {
         };
         limits_for(id, &plan.resources)?;
 
-        Ok(Record {
+        let mut record = Record {
             id: id.clone(),
             state_dir: state_dir.to_path_buf(),
             job_name: format!("JobContainer_{id}"),
             layout,
-            links: volume_links(&volume, &mounts),
-            volume_attach: volume_attach(&volume),
+            links: Vec::new(),
+            volume_attach: VolumeAttach::default(),
             mount_point,
             plan_mount_point,
-            volume,
+            volume: String::new(),
             volume_read_only: plan.volume.read_only,
-            bindings,
+            bindings: Vec::new(),
             mounts,
             account,
             init: None,
-        })
+            io_limit: None,
+            layers: None,
+        };
+        match source {
+            VolumeSource::Directory(volume) => place_volume(&mut record, volume),
+            // Mounted by `create`, which then places the volume; named here so that `delete`
+            // unmounts them after any crash.
+            VolumeSource::Layers(layers) => record.layers = Some(layers),
+        }
+        Ok(record)
     }
 
     fn create(
@@ -437,7 +493,8 @@ impl Platform for Windows {
     ) -> Result<ProcessInfo> {
         let limits = limits_for(&record.id, &plan.resources)?;
         let job = Arc::new(Job::create(&record.job_name)?);
-        job.apply(&limits)?;
+        job.apply(&limits, None)?;
+        record.io_limit = limits.io;
         if let Err(e) = job.enable_io_attribution() {
             log::debug!("container {}: {e}", record.id);
         }
@@ -452,6 +509,10 @@ impl Platform for Windows {
             }
         };
         live::insert(&record.id, Arc::clone(&job), notifier);
+        if let Some(layers) = &record.layers {
+            let volume = layers::mount(layers)?;
+            place_volume(record, volume);
+        }
         volume::setup(record, &job)?;
 
         account::enable_process_privileges();
@@ -472,9 +533,16 @@ impl Platform for Windows {
             thread_id: launched.thread_id,
             start_time: launched.info.start_time,
         });
-        job.duplicate_into(raw(&launched.process), JOB_OBJECT_QUERY)?;
-        if !hold {
-            process::resume_thread(launched.info.pid, launched.thread_id)?;
+        let handed = job
+            .duplicate_into(raw(&launched.process), JOB_OBJECT_QUERY)
+            .and_then(|()| match hold {
+                true => Ok(()),
+                false => process::resume_thread(launched.info.pid, launched.thread_id)
+                    .and_then(|()| mark_released(record)),
+            });
+        if let Err(e) = handed {
+            process::abandon(raw(&launched.process));
+            return Err(e);
         }
         let info = launched.info;
         live::add_process(&record.id, launched);
@@ -495,13 +563,12 @@ impl Platform for Windows {
                 format!("init process {} has exited", init.pid),
             ));
         }
-        process::resume_thread(init.pid, init.thread_id)
+        process::resume_thread(init.pid, init.thread_id)?;
+        mark_released(record)
     }
 
     fn is_held(record: &Record) -> bool {
-        record
-            .init
-            .is_some_and(|init| process::is_thread_suspended(init.pid, init.thread_id))
+        record.init.is_some() && !record.state_dir.join(RELEASED_FILE).exists()
     }
 
     fn exec(
@@ -590,7 +657,9 @@ impl Platform for Windows {
     fn update(record: &mut Record, resources: &ResourceRequest) -> Result<()> {
         let limits = limits_for(&record.id, resources)?;
         let (job, _) = job_for(record)?.ok_or_else(|| stopped(record))?;
-        job.apply(&limits)
+        job.apply(&limits, record.io_limit)?;
+        record.io_limit = limits.io;
+        Ok(())
     }
 
     fn stats(record: &Record) -> Result<JobStats> {
@@ -632,12 +701,17 @@ impl Platform for Windows {
             }
         }
         note(volume::teardown(record, job.as_deref()));
+        if let Some(layers) = &record.layers {
+            note(layers::unmount(layers));
+        }
         if let Some(user) = account::ephemeral_user(&record.account) {
             note(account::delete_ephemeral(&record.id, user));
         }
-        let marker = record.state_dir.join(FROZEN_FILE);
-        if marker.exists() {
-            note(std::fs::remove_file(&marker).map_err(|e| Error::io("remove", &marker, e)));
+        for name in [FROZEN_FILE, RELEASED_FILE] {
+            let marker = record.state_dir.join(name);
+            if marker.exists() {
+                note(std::fs::remove_file(&marker).map_err(|e| Error::io("remove", &marker, e)));
+            }
         }
         // Closing this process's job handle: KILL_ON_JOB_CLOSE ends anything still left once no
         // other handle is open.

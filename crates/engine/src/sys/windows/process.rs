@@ -172,7 +172,7 @@ fn inheritable(handle: HANDLE) -> Result<OwnedHandle> {
 }
 
 /// An inheritable handle to `NUL`.
-fn null_device() -> Result<OwnedHandle> {
+pub fn null_device() -> Result<OwnedHandle> {
     let name = wide("NUL");
     let security = SECURITY_ATTRIBUTES {
         nLength: size_of::<SECURITY_ATTRIBUTES>() as u32,
@@ -328,7 +328,7 @@ pub fn launch(launch: Launch<'_>) -> Result<Launched> {
         owned(info.hProcess).ok_or_else(|| Error::sys("CreateProcessAsUserW", last_error()))?;
     // The main thread is resumed by id (possibly from another process): no handle is kept.
     drop(owned(info.hThread));
-    let start_time = creation_time(raw(&process))?;
+    let start_time = creation_time(raw(&process)).inspect_err(|_| abandon(raw(&process)))?;
     Ok(Launched {
         info: ProcessInfo {
             pid: info.dwProcessId,
@@ -338,6 +338,18 @@ pub fn launch(launch: Launch<'_>) -> Result<Launched> {
         process,
         console,
     })
+}
+
+/// Ends a process just created whose launch failed in a later step, so that no process the
+/// caller was told failed is left in the job (suspended, or running unasked).
+pub fn abandon(process: HANDLE) {
+    // SAFETY: a valid process handle with PROCESS_TERMINATE (the creator's handle has all rights).
+    if unsafe { TerminateProcess(process, TERMINATED_EXIT_CODE) } == 0 && !has_exited(process) {
+        log::warn!(
+            "a process whose launch failed could not be terminated: {}",
+            last_error()
+        );
+    }
 }
 
 fn process_times(process: HANDLE) -> Result<[FILETIME; 4]> {
@@ -584,33 +596,6 @@ pub fn resume_thread(pid: u32, thread_id: u32) -> Result<()> {
         return Err(Error::sys(format!("resume process {pid}"), last_error()));
     }
     Ok(())
-}
-
-/// Whether the main thread of a process is still suspended (a held init): suspending it once
-/// more returns the previous count, which is then restored.
-pub fn is_thread_suspended(pid: u32, thread_id: u32) -> bool {
-    // SAFETY: plain call.
-    let Some(thread) = owned(unsafe {
-        OpenThread(
-            THREAD_SUSPEND_RESUME | THREAD_QUERY_LIMITED_INFORMATION,
-            0,
-            thread_id,
-        )
-    }) else {
-        return false;
-    };
-    // SAFETY: a valid thread handle.
-    if unsafe { GetProcessIdOfThread(raw(&thread)) } != pid {
-        return false;
-    }
-    // SAFETY: a valid thread handle with THREAD_SUSPEND_RESUME; the suspension is undone.
-    let previous = unsafe { SuspendThread(raw(&thread)) };
-    if previous == u32::MAX {
-        return false;
-    }
-    // SAFETY: as above.
-    unsafe { ResumeThread(raw(&thread)) };
-    previous > 0
 }
 
 /// The threads of the given processes, from one snapshot.

@@ -1,8 +1,7 @@
 //! The container volume and mounts (§2).
 //!
-//! The volume is a directory that containerd's Windows snapshotter provides (the bundle's root
-//! directory, or the first lower directory of the rootfs layers); mounting image layers
-//! (WCIFS, CIM) is the snapshotter's part, not this backend's.
+//! The volume is a directory (the bundle's root) or the volume the image's layers are mounted
+//! as (`layers.rs`, from containerd's `windows-layer` mount).
 //!
 //! - Silo layout: the job becomes a silo and the bind filter (`bindfltapi.dll`, loaded at run
 //!   time: hosts without it use the fallback) maps the volume at the mount point and each mount

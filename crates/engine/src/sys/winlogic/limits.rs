@@ -29,10 +29,29 @@ pub enum CpuControl {
 }
 
 /// `SetIoRateControlInformationJobObject` figures; zero means "no cap" for that figure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IoLimit {
     pub max_bandwidth: i64,
     pub max_iops: i64,
+}
+
+impl IoLimit {
+    /// Both figures zero: what clears a cap.
+    pub const NONE: IoLimit = IoLimit {
+        max_bandwidth: 0,
+        max_iops: 0,
+    };
+}
+
+/// The I/O rate control to set on a job that has `current` when `wanted` is asked for: the
+/// wanted cap, or a cleared one when a cap is there and no longer wanted; `None` when nothing
+/// needs setting (`update` must not leave an old cap behind).
+pub fn io_rate_to_set(current: Option<IoLimit>, wanted: Option<IoLimit>) -> Option<IoLimit> {
+    match (current, wanted) {
+        (_, Some(wanted)) => Some(wanted),
+        (Some(current), None) if current != IoLimit::NONE => Some(IoLimit::NONE),
+        _ => None,
+    }
 }
 
 /// Everything a job object is set to for one [`ResourceRequest`].
@@ -415,5 +434,18 @@ mod tests {
         let limits = job_limits(&request, 4).unwrap();
         assert_eq!(limits.ignored.len(), 1);
         assert_eq!(limits.affinity, None);
+    }
+
+    #[test]
+    fn an_io_cap_no_longer_wanted_is_cleared() {
+        let cap = IoLimit {
+            max_bandwidth: 1 << 20,
+            max_iops: 0,
+        };
+        assert_eq!(io_rate_to_set(Some(cap), None), Some(IoLimit::NONE));
+        assert_eq!(io_rate_to_set(None, Some(cap)), Some(cap));
+        assert_eq!(io_rate_to_set(Some(IoLimit::NONE), Some(cap)), Some(cap));
+        assert_eq!(io_rate_to_set(Some(IoLimit::NONE), None), None);
+        assert_eq!(io_rate_to_set(None, None), None);
     }
 }

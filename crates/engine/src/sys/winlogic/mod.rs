@@ -9,6 +9,7 @@
 pub mod account;
 pub mod cmdline;
 pub mod env;
+pub mod layers;
 pub mod limits;
 pub mod mounts;
 pub mod signal;

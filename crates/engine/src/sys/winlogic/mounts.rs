@@ -210,15 +210,17 @@ pub fn mount_point_env(mount_point: &str) -> String {
 
 /// Replaces the plan's spelling of the mount point where the plan expanded
 /// `$CONTAINER_SANDBOX_MOUNT_POINT` (or joined a relative path) in a value: at the start of the
-/// value or after a blank, `=`, `;` or quote, and followed by the end, a separator, a blank, `;`
-/// or a quote. Needed when the real mount point differs from the plan's (the fallback layout's
-/// `C:\hpc\<id>`).
+/// value or after a blank, `=`, `;`, a quote or a shell operator (`& | < > ( ) ,`), and followed
+/// by the end, a separator, a blank, `;`, a quote or a shell operator. Needed when the real
+/// mount point differs from the plan's (the fallback layout's `C:\hpc\<id>`).
 pub fn rebase_text(text: &str, from: &str, to: &str) -> String {
     if from.is_empty() || from == to || !text.contains(from) {
         return text.to_string();
     }
-    let starts = |c: char| c.is_whitespace() || matches!(c, '=' | ';' | '"' | '\'');
-    let ends = |c: char| c.is_whitespace() || matches!(c, '\\' | '/' | ';' | '"' | '\'');
+    let operator = |c: char| matches!(c, '&' | '|' | '<' | '>' | '(' | ')' | ',');
+    let starts = |c: char| c.is_whitespace() || operator(c) || matches!(c, '=' | ';' | '"' | '\'');
+    let ends =
+        |c: char| c.is_whitespace() || operator(c) || matches!(c, '\\' | '/' | ';' | '"' | '\'');
     let mut out = String::with_capacity(text.len() + to.len());
     let mut rest = text;
     let mut previous: Option<char> = None;
@@ -529,6 +531,10 @@ mod tests {
         );
         assert_eq!(rebase_text("/hpc /hpc", "/hpc", to), r"C:\hpc\c1 C:\hpc\c1");
         assert_eq!(rebase_text("/hpc", "/hpc", "/hpc"), "/hpc");
+        assert_eq!(
+            rebase_text(r"echo C:\hpc& (type C:\hpc\a)|more", r"C:\hpc", to),
+            r"echo C:\hpc\c1& (type C:\hpc\c1\a)|more"
+        );
     }
 
     #[test]
