@@ -20,14 +20,28 @@ static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 /// Where containers' state lives unless `--root` says otherwise (runc's is /run/runc).
 const DEFAULT_ROOT: &str = "/run/hostprocess";
 
+/// `-v`/`--version`, as runc prints it (clap puts the binary's name before it); the spec
+/// version is the newest one `features` reports (`ociVersionMax`).
+const VERSION: &str = concat!(
+    "version ",
+    env!("CARGO_PKG_VERSION"),
+    "\ncommit: ",
+    env!("HOSTPROCESS_COMMIT"),
+    "\nspec: 1.2.0"
+);
+
 #[derive(Parser)]
 #[cfg_attr(test, derive(Debug, PartialEq))]
 #[command(
     name = "hostprocess",
-    version,
+    version = VERSION,
+    disable_version_flag = true,
     about = "Run HostProcess containers from OCI bundles (runc-compatible)"
 )]
 struct Cli {
+    /// Print the version, the commit it was built from and the OCI spec version.
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    version: (),
     /// Root directory for container state.
     #[arg(long, global = true, default_value = DEFAULT_ROOT)]
     root: PathBuf,
@@ -79,5 +93,45 @@ fn main() -> ExitCode {
             }
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every argument of `command` and its subcommands that has no help text, as `verb <ARG>`.
+    fn undocumented(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        if command
+            .get_about()
+            .is_none_or(|about| about.to_string().trim().is_empty())
+        {
+            missing.push(format!("{path} (the command itself)"));
+        }
+        for arg in command.get_arguments() {
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            if help.trim().is_empty() {
+                missing.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        for sub in command.get_subcommands() {
+            undocumented(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+
+    #[test]
+    fn every_verb_flag_and_argument_has_help() {
+        let mut command = Cli::command();
+        command.build();
+        let mut missing = Vec::new();
+        undocumented(&command, "hostprocess", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
+
+    #[test]
+    fn the_command_definitions_are_consistent() {
+        Cli::command().debug_assert();
     }
 }

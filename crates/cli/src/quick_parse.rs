@@ -34,6 +34,7 @@ pub fn cli(args: impl IntoIterator<Item = OsString>) -> Option<Cli> {
         },
         debug: seen.switch("debug"),
         systemd_cgroup: seen.switch("systemd-cgroup"),
+        version: (),
         criu: seen.value("criu").map(String::from),
         rootless: match seen.value("rootless") {
             None => None,
@@ -233,6 +234,8 @@ fn find(tables: &[&'static [Flag]], matches: impl Fn(&Flag) -> bool) -> Option<&
 #[cfg(test)]
 mod tests {
     use clap::Parser;
+    use proptest::arbitrary::Arbitrary;
+    use proptest::strategy::Strategy;
 
     use super::*;
 
@@ -320,6 +323,8 @@ mod tests {
             "--help",
             "-h",
             "--version",
+            "-v",
+            "--root /r -v",
             "run --help",
             "run",
             "run c1 c2",
@@ -345,6 +350,105 @@ mod tests {
             "--root=/r --log-format=xml run c1",
         ] {
             assert!(quick(line).is_none(), "{line:?} was read quickly");
+        }
+    }
+
+    /// Flags (with their values) of the lines a runtime is driven with, and near misses.
+    const UNITS: &[&[&str]] = &[
+        &["--root", "/r"],
+        &["--root=/r"],
+        &["--log", "/l"],
+        &["--log-format", "json"],
+        &["--log-format=text"],
+        &["--log-format", "xml"],
+        &["--debug"],
+        &["--systemd-cgroup"],
+        &["-b", "/b"],
+        &["--bundle", "/b"],
+        &["--bundle=/b"],
+        &["--pid-file", "/p"],
+        &["--console-socket", "/s"],
+        &["--preserve-fds", "2"],
+        &["--preserve-fds", "-1"],
+        &["--no-pivot"],
+        &["--no-new-keyring"],
+        &["-d"],
+        &["--detach"],
+        &["--keep"],
+        &["-f"],
+        &["--force"],
+        &["-a"],
+        &["--all"],
+        &["-v"],
+        &["--version"],
+        &["-h"],
+        &["--help"],
+        &["-V"],
+        &["--"],
+        &["-"],
+        &[""],
+        &["-dk"],
+        &["--detach=true"],
+        &["9"],
+        &["SIGKILL"],
+        &["c2"],
+        &["--criu", "/usr/sbin/criu"],
+        &["--rootless=false"],
+        &["--rootless", "auto"],
+        &["--rootless", "maybe"],
+    ];
+    const VERBS: &[&str] = &[
+        "create", "start", "run", "state", "kill", "delete", "exec", "list",
+    ];
+
+    /// A command line: global flags, a verb, then the verb's flags and the container id in
+    /// any order, sometimes with a word that does not belong.
+    fn command_line() -> impl Strategy<Value = Vec<String>> {
+        let unit = || proptest::sample::select(UNITS);
+        (
+            proptest::collection::vec(unit(), 0..3),
+            proptest::sample::select(VERBS),
+            proptest::collection::vec(unit(), 0..5),
+            proptest::sample::Index::arbitrary(),
+            proptest::option::weighted(0.2, "[-=/a-z0-9]{0,6}"),
+            proptest::sample::Index::arbitrary(),
+        )
+            .prop_map(|(before, verb, after, id_at, noise, noise_at)| {
+                let mut words: Vec<String> =
+                    before.concat().iter().map(|w| w.to_string()).collect();
+                words.push(verb.to_string());
+                let mut rest: Vec<String> = after.concat().iter().map(|w| w.to_string()).collect();
+                rest.insert(id_at.index(rest.len() + 1), "c1".to_string());
+                words.extend(rest);
+                if let Some(noise) = noise {
+                    words.insert(noise_at.index(words.len() + 1), noise);
+                }
+                words
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 2048,
+            failure_persistence: Some(Box::new(
+                proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+            )),
+            ..proptest::test_runner::Config::default()
+        })]
+
+        /// Any command line: the quick reader reads it as clap does, or leaves it to clap.
+        #[test]
+        fn any_line_reads_as_clap_reads_it_or_is_left_to_clap(words in command_line()) {
+            let args: Vec<OsString> = std::iter::once("hostprocess".to_string())
+                .chain(words)
+                .map(OsString::from)
+                .collect();
+            if let Some(quick) = cli(args.clone()) {
+                match Cli::try_parse_from(args.clone()) {
+                    Ok(clap) => proptest::prop_assert_eq!(quick, clap, "{:?}", args),
+                    Err(e) => proptest::prop_assert!(false, "{args:?}: read quickly, but clap refuses it: {e}"),
+                }
+            }
         }
     }
 

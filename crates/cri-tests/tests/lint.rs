@@ -42,13 +42,16 @@ const HOST_NAMESPACES: &str = "host namespaces (hostNetwork=true)";
 fn lint_passes_the_hostprocess_pods_with_only_pod_security_notes() {
     let file = "hostprocess-pods.yaml";
     let (code, lines) = lint(file);
-    let note = |pod: &str, doc: u32| {
+    let note = |at: &str, pod: &str, doc: u32| {
         format!(
-            "{file}: Pod/{pod} (doc {doc}): spec.hostNetwork: {PRIVILEGED}: baseline and \
+            "{file}:{at}: Pod/{pod} (doc {doc}): spec.hostNetwork: {PRIVILEGED}: baseline and \
              restricted forbid it: {HOST_NAMESPACES}"
         )
     };
-    assert_eq!(lines, [note("multi", 1), note("accounts", 2)]);
+    assert_eq!(
+        lines,
+        [note("11:3", "multi", 1), note("36:3", "accounts", 2)]
+    );
     assert_eq!(code, Some(0), "{lines:#?}");
 }
 
@@ -58,22 +61,22 @@ fn lint_reports_exactly_the_problems_of_the_refused_pods_and_exits_1() {
     let (code, lines) = lint(file);
     let expected = [
         format!(
-            "{file}: Pod/own-network (doc 1): spec.hostNetwork: Invalid value: false: \
+            "{file}:6:1: Pod/own-network (doc 1): spec.hostNetwork: Invalid value: false: \
              hostNetwork must be true if pod contains any hostProcess containers"
         ),
-        format!("{file}: Pod/own-network (doc 1): spec.runtimeClassName: {PRIVILEGED}"),
+        format!("{file}:7:3: Pod/own-network (doc 1): spec.runtimeClassName: {PRIVILEGED}"),
         format!(
-            "{file}: Pod/disagree (doc 2): spec.containers[1].securityContext.windowsOptions.\
-             hostProcess: Invalid value: false: pod hostProcess value must be identical if both \
+            "{file}:29:11: Pod/disagree (doc 2): spec.containers[1].securityContext.\
+             windowsOptions.hostProcess: Invalid value: false: pod hostProcess value must be identical if both \
              are specified, was true"
         ),
         format!(
-            "{file}: Pod/disagree (doc 2): spec.containers[1].securityContext.windowsOptions.\
-             hostProcess: Invalid value: false: If pod contains any hostProcess containers then \
+            "{file}:29:11: Pod/disagree (doc 2): spec.containers[1].securityContext.\
+             windowsOptions.hostProcess: Invalid value: false: If pod contains any hostProcess containers then \
              all containers must be HostProcess containers"
         ),
         format!(
-            "{file}: Pod/disagree (doc 2): spec.securityContext.windowsOptions.hostProcess: \
+            "{file}:21:7: Pod/disagree (doc 2): spec.securityContext.windowsOptions.hostProcess: \
              {PRIVILEGED}: baseline and restricted forbid it: {HOST_NAMESPACES}, hostProcess \
              (pod must not set securityContext.windowsOptions.hostProcess=true)"
         ),

@@ -3,25 +3,43 @@
 
 use std::fmt;
 
-use serde_yaml::Value;
+use crate::yaml::{Data, Position, Value};
 
 /// The path of a field inside one YAML document, e.g.
-/// `spec.template.spec.containers[1].securityContext.runAsNonRoot`.
+/// `spec.template.spec.containers[1].securityContext.runAsNonRoot`, and where the field is in
+/// the file: the field itself, or for a field that is absent the nearest one around it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct FieldPath(String);
+pub(crate) struct FieldPath {
+    path: String,
+    at: Position,
+}
 
 impl FieldPath {
     /// The document itself.
     pub(crate) fn root() -> FieldPath {
-        FieldPath(String::new())
+        FieldPath::default()
     }
 
     pub(crate) fn child(&self, name: &str) -> FieldPath {
-        if self.0.is_empty() {
-            FieldPath(name.to_string())
+        if self.path.is_empty() {
+            self.with(name.to_string())
         } else {
-            FieldPath(format!("{}.{name}", self.0))
+            self.with(format!("{}.{name}", self.path))
         }
+    }
+
+    fn with(&self, path: String) -> FieldPath {
+        FieldPath { path, at: self.at }
+    }
+
+    /// This path, found at `at` in the file.
+    pub(crate) fn at(mut self, at: Position) -> FieldPath {
+        self.at = at;
+        self
+    }
+
+    pub(crate) fn position(&self) -> Position {
+        self.at
     }
 
     /// Chained [`FieldPath::child`] calls.
@@ -32,22 +50,22 @@ impl FieldPath {
     }
 
     pub(crate) fn index(&self, index: usize) -> FieldPath {
-        FieldPath(format!("{}[{index}]", self.0))
+        self.with(format!("{}[{index}]", self.path))
     }
 
     /// A map entry, as the apiserver writes it: `metadata.annotations[example.com/key]`.
     pub(crate) fn key(&self, key: &str) -> FieldPath {
-        FieldPath(format!("{}[{key}]", self.0))
+        self.with(format!("{}[{key}]", self.path))
     }
 
     pub(crate) fn as_str(&self) -> &str {
-        &self.0
+        &self.path
     }
 }
 
 impl fmt::Display for FieldPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.path)
     }
 }
 
@@ -85,14 +103,13 @@ pub(crate) fn go_quote(text: &str) -> String {
 
 /// A scalar shown as the apiserver would show it; collections by their JSON type name.
 pub(crate) fn show_value(value: &Value) -> String {
-    match value {
-        Value::Null => "null".to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => go_quote(s),
-        Value::Sequence(_) => go_quote("array"),
-        Value::Mapping(_) => go_quote("object"),
-        Value::Tagged(tagged) => show_value(&tagged.value),
+    match &value.data {
+        Data::Null => "null".to_string(),
+        Data::Bool(b) => b.to_string(),
+        Data::Number(n) => n.clone(),
+        Data::String(s) => go_quote(s),
+        Data::Sequence(_) => go_quote("array"),
+        Data::Mapping(_) => go_quote("object"),
     }
 }
 
@@ -141,7 +158,13 @@ mod tests {
             "Invalid value: false: must be true"
         );
         assert_eq!(
-            invalid(show_value(&Value::String(String::new())), "empty"),
+            invalid(
+                show_value(&Value {
+                    data: Data::String(String::new()),
+                    at: Position::default()
+                }),
+                "empty"
+            ),
             r#"Invalid value: "": empty"#
         );
     }

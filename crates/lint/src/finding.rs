@@ -1,9 +1,11 @@
-//! What the linter reports: one finding per broken rule, located by file, document, object
-//! and field.
+//! What the linter reports: one finding per broken rule, located by file, line and column,
+//! document, object and field.
 
 use std::fmt;
 
 use serde::Serialize;
+
+use crate::rules::Rule;
 
 /// How much a finding matters. Only errors make `hostprocess lint` fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -18,8 +20,11 @@ pub enum Severity {
 /// One rule a pod in a manifest breaks, or one fact about it worth knowing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// The file as the user named it.
+    /// The file as the user named it (`<stdin>` for standard input).
     pub file: String,
+    /// Where the field at fault is (for a missing field, the object that lacks it); from 1.
+    pub line: usize,
+    pub column: usize,
     /// Position of the YAML document in the file, from 1 (empty documents count).
     pub doc_index: usize,
     /// The object's kind (`Pod`, `DaemonSet` …); for an item of a `List`, the item's kind.
@@ -30,6 +35,7 @@ pub struct Finding {
     /// `spec.template.spec.containers[1].securityContext.windowsOptions.hostProcess`.
     pub field: String,
     pub severity: Severity,
+    pub rule: Rule,
     /// The apiserver's wording where there is one, e.g.
     /// `Invalid value: false: hostNetwork must be true if pod contains any hostProcess containers`.
     pub message: String,
@@ -41,13 +47,14 @@ impl Finding {
     }
 }
 
-/// `FILE: Kind/name (doc N): FIELD: MESSAGE`, with `note: ` before the message of an info.
+/// `FILE:LINE:COLUMN: Kind/name (doc N): FIELD: MESSAGE`, with `note: ` before the message of
+/// an info.
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: {}/{} (doc {}): {}: ",
-            self.file, self.kind, self.name, self.doc_index, self.field
+            "{}:{}:{}: {}/{} (doc {}): {}: ",
+            self.file, self.line, self.column, self.kind, self.name, self.doc_index, self.field
         )?;
         if self.severity == Severity::Info {
             f.write_str("note: ")?;
@@ -68,21 +75,24 @@ mod tests {
     fn finding(severity: Severity, message: &str) -> Finding {
         Finding {
             file: "pods.yaml".to_string(),
+            line: 12,
+            column: 7,
             doc_index: 2,
             kind: "Pod".to_string(),
             name: "agent".to_string(),
             field: "spec.containers[0].securityContext.windowsOptions.hostProcess".to_string(),
             severity,
+            rule: Rule::HostProcessIdentical,
             message: message.to_string(),
         }
     }
 
     #[test]
-    fn an_error_prints_as_one_line_with_file_object_document_and_field() {
+    fn an_error_prints_as_one_line_with_position_object_document_and_field() {
         let message = "Invalid value: false: pod hostProcess value must be identical if both are specified, was true";
         assert_eq!(
             finding(Severity::Error, message).to_string(),
-            format!("pods.yaml: Pod/agent (doc 2): spec.containers[0].securityContext.windowsOptions.hostProcess: {message}")
+            format!("pods.yaml:12:7: Pod/agent (doc 2): spec.containers[0].securityContext.windowsOptions.hostProcess: {message}")
         );
     }
 
@@ -90,7 +100,7 @@ mod tests {
     fn an_info_is_marked_as_a_note() {
         assert_eq!(
             finding(Severity::Info, "requires Pod Security level privileged").to_string(),
-            "pods.yaml: Pod/agent (doc 2): spec.containers[0].securityContext.windowsOptions.hostProcess: note: requires Pod Security level privileged"
+            "pods.yaml:12:7: Pod/agent (doc 2): spec.containers[0].securityContext.windowsOptions.hostProcess: note: requires Pod Security level privileged"
         );
     }
 
@@ -110,5 +120,8 @@ mod tests {
         assert_eq!(json["severity"], "info");
         assert_eq!(json["doc_index"], 2);
         assert_eq!(json["kind"], "Pod");
+        assert_eq!(json["line"], 12);
+        assert_eq!(json["column"], 7);
+        assert_eq!(json["rule"], "host-process-identical");
     }
 }

@@ -13,24 +13,32 @@
 //! Pods are found in `Pod`, `PodTemplate`, `DaemonSet`, `Deployment`, `StatefulSet`,
 //! `ReplicaSet`, `ReplicationController`, `Job` and `CronJob` objects, also as items of a
 //! `List`. Other kinds and empty documents are skipped.
+//!
+//! Every finding has its file, line and column. A file that cannot be read, or a document
+//! that is not valid YAML, is reported too, and the other files and documents are still
+//! linted.
 
 mod error;
 mod field;
 mod finding;
 mod manifest;
 mod node;
+mod output;
 mod pod;
 mod report;
+mod rules;
+mod yaml;
 
 use std::collections::BTreeSet;
-use std::path::Path;
-
-use serde::Deserialize;
-use serde_yaml::Value;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 pub use error::LintError;
 pub use finding::{has_errors, Finding, Severity};
 pub use hostprocess_engine::plan::run_as_user_name::{run_as_user_name_errors, RunAsUserNameError};
+pub use output::{render, Format};
+pub use rules::Rule;
+pub use yaml::Position;
 
 /// The runtime class that selects the HostProcess runtime unless configured otherwise.
 pub const DEFAULT_RUNTIME_CLASS: &str = "hostprocess";
@@ -79,10 +87,44 @@ impl Default for LintOptions {
     }
 }
 
+/// What a run found: every finding, and everything that could not be read.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub findings: Vec<Finding>,
+    /// Files that could not be read and documents that are not valid YAML.
+    pub errors: Vec<LintError>,
+}
+
+impl Outcome {
+    /// `hostprocess lint`'s exit status: 2 when anything could not be read (whatever the
+    /// findings: the run did not check everything it was given), else 1 when a rule is
+    /// broken, else 0.
+    pub fn exit_code(&self) -> u8 {
+        if !self.errors.is_empty() {
+            2
+        } else {
+            u8::from(has_errors(&self.findings))
+        }
+    }
+
+    /// The findings, or the first thing that could not be read.
+    pub fn into_result(self) -> Result<Vec<Finding>, LintError> {
+        match self.errors.into_iter().next() {
+            Some(error) => Err(error),
+            None => Ok(self.findings),
+        }
+    }
+
+    fn append(&mut self, mut other: Outcome) {
+        self.findings.append(&mut other.findings);
+        self.errors.append(&mut other.errors);
+    }
+}
+
 /// Lints the YAML documents in `text` (separated by `---`); `file` names them in findings
-/// and errors.
+/// and errors. Fails with the first document that is not valid YAML.
 pub fn lint_documents(text: &str, file: &str) -> Result<Vec<Finding>, LintError> {
-    lint_documents_with(text, file, &LintOptions::default())
+    lint_text(text, file, &LintOptions::default()).into_result()
 }
 
 /// [`lint_documents`] with the given options.
@@ -91,17 +133,32 @@ pub fn lint_documents_with(
     file: &str,
     options: &LintOptions,
 ) -> Result<Vec<Finding>, LintError> {
-    let documents = parse_documents(text, file)?;
-    let objects: Vec<manifest::Object<'_>> = documents
-        .iter()
-        .enumerate()
-        .flat_map(|(i, document)| manifest::objects(i + 1, document))
-        .collect();
+    lint_text(text, file, options).into_result()
+}
+
+/// Lints every document of `text`: a document that is not valid YAML is reported, and the
+/// others are still linted.
+pub fn lint_text(text: &str, file: &str, options: &LintOptions) -> Outcome {
+    let documents = yaml::documents(text);
+    let mut errors = Vec::new();
+    let mut objects: Vec<manifest::Object<'_>> = Vec::new();
+    for document in &documents {
+        match &document.root {
+            Ok(root) => objects.extend(manifest::objects(document.index, root)),
+            Err(error) => errors.push(LintError::Parse {
+                file: file.to_string(),
+                doc_index: document.index,
+                at: error.at,
+                reason: error.reason.clone(),
+            }),
+        }
+    }
     let namespaces = manifest::namespace_enforce_levels(&objects);
-    Ok(objects
+    let findings = objects
         .iter()
         .flat_map(|object| manifest::lint_object(file, object, options, &namespaces))
-        .collect())
+        .collect();
+    Outcome { findings, errors }
 }
 
 /// Reads and lints one file.
@@ -111,28 +168,89 @@ pub fn lint_file(path: &Path) -> Result<Vec<Finding>, LintError> {
 
 /// [`lint_file`] with the given options.
 pub fn lint_file_with(path: &Path, options: &LintOptions) -> Result<Vec<Finding>, LintError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LintError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    lint_documents_with(&text, &path.display().to_string(), options)
+    read_and_lint(path, options).into_result()
 }
 
-/// Every document of the stream, with YAML merge keys (`<<: *anchor`) applied.
-fn parse_documents(text: &str, file: &str) -> Result<Vec<Value>, LintError> {
-    let mut documents = Vec::new();
-    // The deserializer repeats a syntax error forever: stop at the first one.
-    for (i, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let parse_error = |source| LintError::Parse {
-            file: file.to_string(),
-            doc_index: i + 1,
-            source,
-        };
-        let mut value = Value::deserialize(document).map_err(parse_error)?;
-        value.apply_merge().map_err(parse_error)?;
-        documents.push(value);
+fn read_and_lint(path: &Path, options: &LintOptions) -> Outcome {
+    match std::fs::read_to_string(path) {
+        Ok(text) => lint_text(&text, &path.display().to_string(), options),
+        Err(cause) => Outcome {
+            findings: Vec::new(),
+            errors: vec![LintError::Read {
+                path: path.to_path_buf(),
+                cause,
+            }],
+        },
     }
-    Ok(documents)
+}
+
+/// What standard input is called in findings.
+pub const STDIN_NAME: &str = "<stdin>";
+
+/// Lints each of `paths` in order: a file; a directory, whose `*.yaml` and `*.yml` files are
+/// linted in name order, recursing into subdirectories (not into symbolic links to
+/// directories); or `-`, the text read from `stdin`. What cannot be read is reported and the
+/// rest is still linted.
+pub fn lint_paths(paths: &[PathBuf], stdin: &mut dyn Read, options: &LintOptions) -> Outcome {
+    let mut outcome = Outcome::default();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            let mut text = String::new();
+            outcome.append(match stdin.read_to_string(&mut text) {
+                Ok(_) => lint_text(&text, STDIN_NAME, options),
+                Err(cause) => Outcome {
+                    findings: Vec::new(),
+                    errors: vec![LintError::Read {
+                        path: PathBuf::from(STDIN_NAME),
+                        cause,
+                    }],
+                },
+            });
+        } else if path.is_dir() {
+            let mut files = Vec::new();
+            yaml_files(path, &mut files, &mut outcome.errors);
+            for file in files {
+                outcome.append(read_and_lint(&file, options));
+            }
+        } else {
+            outcome.append(read_and_lint(path, options));
+        }
+    }
+    outcome
+}
+
+/// The `*.yaml` and `*.yml` files under `dir`, depth first in name order.
+fn yaml_files(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<LintError>) {
+    let read_error = |cause| LintError::Read {
+        path: dir.to_path_buf(),
+        cause,
+    };
+    let entries =
+        match std::fs::read_dir(dir).and_then(|entries| entries.collect::<Result<Vec<_>, _>>()) {
+            Ok(entries) => entries,
+            Err(cause) => {
+                errors.push(read_error(cause));
+                return;
+            }
+        };
+    let mut entries: Vec<(PathBuf, bool)> = entries
+        .iter()
+        .map(|entry| {
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            (entry.path(), is_dir)
+        })
+        .collect();
+    entries.sort();
+    for (path, is_dir) in entries {
+        if is_dir {
+            yaml_files(&path, files, errors);
+        } else if path
+            .extension()
+            .is_some_and(|ext| ext == "yaml" || ext == "yml")
+        {
+            files.push(path);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -179,7 +297,7 @@ spec:
             Err(error @ LintError::Parse { doc_index: 3, .. }) => {
                 let message = error.to_string();
                 assert!(
-                    message.starts_with("bad.yaml: document 3: invalid YAML: "),
+                    message.starts_with("bad.yaml:5:11: document 3: invalid YAML: "),
                     "{message}"
                 );
             }
@@ -405,6 +523,40 @@ spec:
         assert_eq!(
             lint_documents(text, "x.yaml").map_err(|e| e.to_string()),
             Ok(vec![])
+        );
+    }
+
+    #[test]
+    fn a_containers_own_account_annotation_is_checked_and_must_name_a_container() {
+        let text = "kind: Pod\nmetadata:\n  annotations:\n    run-as-user.hostprocess.io/agent: \"a\\\\b\\\\c\"\n    run-as-user.hostprocess.io/agnet: NT AUTHORITY\\SYSTEM\nspec:\n  hostNetwork: true\n  runtimeClassName: hostprocess\n  containers: [{name: agent}]\n";
+        assert_eq!(
+            errors(text),
+            vec![
+                (
+                    "metadata.annotations[run-as-user.hostprocess.io/agent]".to_string(),
+                    r#"Invalid value: "a\\b\\c": runAsUserName cannot contain more than one backslash"#
+                        .to_string()
+                ),
+                (
+                    "metadata.annotations[run-as-user.hostprocess.io/agnet]".to_string(),
+                    r#"names no container of this pod, so no container runs as "NT AUTHORITY\\SYSTEM": the pod's containers are "agent""#
+                        .to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_containers_account_annotation_on_a_workload_does_not_reach_its_pods() {
+        let text = "kind: DaemonSet\nmetadata:\n  name: ds\n  annotations: {run-as-user.hostprocess.io/a: nobody}\nspec:\n  template:\n    spec:\n      hostNetwork: true\n      runtimeClassName: hostprocess\n      containers: [{name: a}]\n";
+        let findings = lint_documents(text, "x.yaml").unwrap_or_default();
+        let note = findings
+            .iter()
+            .find(|f| f.rule == Rule::AnnotationOnWorkload)
+            .map(|f| (f.field.as_str(), f.line, f.column));
+        assert_eq!(
+            note,
+            Some(("metadata.annotations[run-as-user.hostprocess.io/a]", 4, 17))
         );
     }
 

@@ -3,16 +3,16 @@
 
 use std::collections::BTreeMap;
 
-use serde_yaml::Value;
-
 use crate::field::FieldPath;
 use crate::finding::Finding;
 use crate::node::Node;
 use crate::pod::{
     lint_pod, NamespacePolicy, PodTemplate, HOSTPROCESS_CONTAINER, POD_SECURITY_ENFORCE,
-    RUN_AS_USER,
+    RUN_AS_USER, RUN_AS_USER_OF_CONTAINER,
 };
 use crate::report::{Origin, Report};
+use crate::rules::Rule;
+use crate::yaml::{Data, Value};
 use crate::LintOptions;
 
 /// One Kubernetes object: a whole document, or an item of a `List` in one.
@@ -74,9 +74,8 @@ fn collect<'a>(
     else {
         return;
     };
-    if let (Some(list_of), Some(Value::Sequence(items))) =
-        (kind.strip_suffix("List"), node.value().get("items"))
-    {
+    let items = node.value().get("items").map(|items| &items.data);
+    if let (Some(list_of), Some(Data::Sequence(items))) = (kind.strip_suffix("List"), items) {
         let items_path = node.path().child("items");
         let item_kind = Some(list_of).filter(|k| !k.is_empty());
         for (i, item) in items.iter().enumerate() {
@@ -162,23 +161,36 @@ pub(crate) fn lint_object(
 
 /// Our annotations only work on pods: on a workload's own metadata they are silently unused.
 fn check_annotations_reach_pods(object: &Object<'_>, pod: &PodTemplate<'_>, report: &mut Report) {
+    let annotations = object
+        .node
+        .value()
+        .get("metadata")
+        .and_then(|m| m.get("annotations"));
     let annotations_path = object.node.path().children(&["metadata", "annotations"]);
     let pod_annotations = pod
         .metadata
         .as_ref()
         .and_then(|m| m.value().get("annotations"));
-    for key in [HOSTPROCESS_CONTAINER, RUN_AS_USER] {
-        let on_object = object
-            .node
-            .value()
-            .get("metadata")
-            .and_then(|m| m.get("annotations"))
-            .and_then(|a| a.get(key))
-            .is_some();
+    let per_container = annotations
+        .map(|a| match &a.data {
+            Data::Mapping(entries) => entries
+                .iter()
+                .map(|e| e.key.as_str())
+                .filter(|k| k.starts_with(RUN_AS_USER_OF_CONTAINER))
+                .collect(),
+            _ => Vec::new(),
+        })
+        .unwrap_or_default();
+    for key in [HOSTPROCESS_CONTAINER, RUN_AS_USER]
+        .into_iter()
+        .chain(per_container)
+    {
+        let on_object = annotations.and_then(|a| a.entry(key));
         let on_pod = pod_annotations.and_then(|a| a.get(key)).is_some();
-        if on_object && !on_pod {
+        if let (Some(entry), false) = (on_object, on_pod) {
             report.info(
-                &annotations_path.key(key),
+                Rule::AnnotationOnWorkload,
+                &annotations_path.key(key).at(entry.at),
                 format!(
                     "annotations of a {} do not reach its pods: set it in {}",
                     object.kind,

@@ -1,10 +1,11 @@
 //! Typed reads of a YAML document: each value comes with its field path, and a value of the
 //! wrong type is reported (the apiserver would refuse to decode it) and then treated as unset.
 
-use serde_yaml::{Mapping, Value};
+use crate::yaml::{Data, Entry, Value};
 
 use crate::field::{invalid, show_value, FieldPath};
 use crate::report::Report;
+use crate::rules::Rule;
 
 /// A value of a document and where it is.
 #[derive(Debug, Clone)]
@@ -14,8 +15,12 @@ pub(crate) struct Node<'a> {
 }
 
 impl<'a> Node<'a> {
+    /// The value at `path` (the path takes the value's position).
     pub(crate) fn new(value: &'a Value, path: FieldPath) -> Node<'a> {
-        Node { value, path }
+        Node {
+            value,
+            path: path.at(value.at),
+        }
     }
 
     pub(crate) fn value(&self) -> &'a Value {
@@ -28,8 +33,20 @@ impl<'a> Node<'a> {
 
     /// The field `key` of this object; `None` when it is absent or `null`.
     pub(crate) fn get(&self, key: &str, report: &mut Report) -> Option<Node<'a>> {
-        let value = self.mapping(report)?.get(key)?;
-        (!value.is_null()).then(|| Node::new(value, self.path.child(key)))
+        let entry = self.find(key, report)?;
+        (!entry.value.is_null()).then(|| Node::at_key(entry, self.path.child(key)))
+    }
+
+    /// An entry's value, located where its key is (where a reader looks for the field).
+    fn at_key(entry: &'a Entry, path: FieldPath) -> Node<'a> {
+        Node {
+            value: &entry.value,
+            path: path.at(entry.at),
+        }
+    }
+
+    fn find(&self, key: &str, report: &mut Report) -> Option<&'a Entry> {
+        self.mapping(report)?.iter().find(|e| e.key == key)
     }
 
     /// [`Node::get`] down several levels.
@@ -40,13 +57,13 @@ impl<'a> Node<'a> {
 
     /// The entry `key` of this map (labels, annotations): its path is `map[key]`.
     pub(crate) fn entry(&self, key: &str, report: &mut Report) -> Option<Node<'a>> {
-        let value = self.mapping(report)?.get(key)?;
-        (!value.is_null()).then(|| Node::new(value, self.path.key(key)))
+        let entry = self.find(key, report)?;
+        (!entry.value.is_null()).then(|| Node::at_key(entry, self.path.key(key)))
     }
 
-    pub(crate) fn mapping(&self, report: &mut Report) -> Option<&'a Mapping> {
-        match self.value {
-            Value::Mapping(mapping) => Some(mapping),
+    pub(crate) fn mapping(&self, report: &mut Report) -> Option<&'a [Entry]> {
+        match &self.value.data {
+            Data::Mapping(entries) => Some(entries),
             _ => {
                 self.wrong_type("object", "", report);
                 None
@@ -56,8 +73,8 @@ impl<'a> Node<'a> {
 
     /// The elements of this list.
     pub(crate) fn items(&self, report: &mut Report) -> Vec<Node<'a>> {
-        match self.value {
-            Value::Sequence(items) => items
+        match &self.value.data {
+            Data::Sequence(items) => items
                 .iter()
                 .enumerate()
                 .map(|(i, item)| Node::new(item, self.path.index(i)))
@@ -72,9 +89,9 @@ impl<'a> Node<'a> {
     /// A boolean. YAML 1.1 plain words (`yes`, `on`, `no`, `off` …) count, as kubectl reads
     /// them; a quoted `"true"` does not.
     pub(crate) fn bool(&self, report: &mut Report) -> Option<bool> {
-        match self.value {
-            Value::Bool(b) => Some(*b),
-            Value::String(s) => match s.as_str() {
+        match &self.value.data {
+            Data::Bool(b) => Some(*b),
+            Data::String(s) => match s.as_str() {
                 "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" => Some(true),
                 "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" => Some(false),
                 _ => {
@@ -90,9 +107,9 @@ impl<'a> Node<'a> {
     }
 
     pub(crate) fn string(&self, report: &mut Report) -> Option<&'a str> {
-        match self.value {
-            Value::String(s) => Some(s.as_str()),
-            Value::Bool(_) | Value::Number(_) => {
+        match &self.value.data {
+            Data::String(s) => Some(s.as_str()),
+            Data::Bool(_) | Data::Number(_) => {
                 let hint = format!(" (quote it: \"{}\")", show_value(self.value));
                 self.wrong_type("string", &hint, report);
                 None
@@ -106,6 +123,7 @@ impl<'a> Node<'a> {
 
     fn wrong_type(&self, expected: &str, hint: &str, report: &mut Report) {
         report.error(
+            Rule::FieldType,
             &self.path,
             invalid(
                 show_value(self.value),

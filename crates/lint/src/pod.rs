@@ -4,16 +4,18 @@
 use crate::field::{go_quote, invalid, FieldPath};
 use crate::node::Node;
 use crate::report::Report;
+use crate::rules::Rule;
 use crate::LintOptions;
 use hostprocess_engine::annotations::NETWORK;
 use hostprocess_engine::plan::network::POD;
 use hostprocess_engine::plan::run_as_user_name::run_as_user_name_errors;
 
-/// Pod annotation that marks a pod as a HostProcess pod (set by containerd's CRI on Windows;
-/// set by hand for our runtime on Linux).
-pub(crate) const HOSTPROCESS_CONTAINER: &str = "microsoft.com/hostprocess-container";
-/// Pod annotation naming the account of a Linux HostProcess pod, in `runAsUserName` syntax.
-pub(crate) const RUN_AS_USER: &str = "hostprocess.io/run-as-user";
+// The pod annotations the runtime reads: the marker of a HostProcess pod (set by containerd's
+// CRI on Windows, by hand for our runtime on Linux), and the account of every container or of
+// one (`run-as-user.hostprocess.io/<container-name>`), in `runAsUserName` syntax.
+pub(crate) use hostprocess_engine::annotations::{
+    HOSTPROCESS_CONTAINER, RUN_AS_USER, RUN_AS_USER_OF_CONTAINER,
+};
 /// The Pod Security admission label that decides which pods a namespace admits.
 pub(crate) const POD_SECURITY_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
 
@@ -48,10 +50,8 @@ impl<'a> Security<'a> {
         let windows = context
             .as_ref()
             .and_then(|c| c.get("windowsOptions", report));
-        let host_process = windows
-            .as_ref()
-            .and_then(|w| w.get("hostProcess", report))
-            .and_then(|n| n.bool(report));
+        let host_process_node = windows.as_ref().and_then(|w| w.get("hostProcess", report));
+        let host_process = host_process_node.as_ref().and_then(|n| n.bool(report));
         let run_as_user_name = windows
             .as_ref()
             .and_then(|w| w.get("runAsUserName", report))
@@ -62,11 +62,14 @@ impl<'a> Security<'a> {
             .and_then(|n| Some((n.path().clone(), n.bool(report)?)));
         Security {
             host_process,
-            host_process_path: owner.path().children(&[
-                "securityContext",
-                "windowsOptions",
-                "hostProcess",
-            ]),
+            host_process_path: match host_process_node {
+                Some(node) => node.path().clone(),
+                None => {
+                    owner
+                        .path()
+                        .children(&["securityContext", "windowsOptions", "hostProcess"])
+                }
+            },
             run_as_user_name,
             run_as_non_root,
         }
@@ -133,9 +136,14 @@ pub(crate) fn lint_pod(
         .and_then(|n| Some((n.path().clone(), n.string(report)?)));
     // `None` when set to something that is not a boolean: reported already, so no second
     // finding for the same field.
-    let host_network = match spec.get("hostNetwork", report) {
+    let host_network_node = spec.get("hostNetwork", report);
+    let host_network = match &host_network_node {
         Some(node) => node.bool(report),
         None => Some(false),
+    };
+    let host_network_path = match &host_network_node {
+        Some(node) => node.path().clone(),
+        None => spec.path().child("hostNetwork"),
     };
     let host_pid = optional_bool(spec, "hostPID", report).unwrap_or(false);
     let host_ipc = optional_bool(spec, "hostIPC", report).unwrap_or(false);
@@ -160,6 +168,9 @@ pub(crate) fn lint_pod(
     if let Some((path, name)) = &run_as_user {
         check_run_as_user_name(path, name, report);
     }
+    if let Some(annotations) = &annotations {
+        check_container_accounts(annotations, &containers, report);
+    }
     if is_hostprocess {
         check_run_as_non_root(&pod_security, report);
     }
@@ -169,6 +180,7 @@ pub(crate) fn lint_pod(
         if let (Some(pod_value), Some(value)) = (pod_security.host_process, security.host_process) {
             if pod_value != value {
                 report.error(
+                    Rule::HostProcessIdentical,
                     &security.host_process_path,
                     invalid(
                         value,
@@ -181,6 +193,7 @@ pub(crate) fn lint_pod(
         }
         if is_hostprocess && !asked(container).unwrap_or(implied) {
             report.error(
+                Rule::HostProcessAllContainers,
                 &security.host_process_path,
                 invalid(
                     false,
@@ -202,13 +215,15 @@ pub(crate) fn lint_pod(
     if let (Some(false), Some((path, _)), false) = (host_network, &pod_network, by_windows_options)
     {
         report.info(
+            Rule::HostNetwork,
             path,
             "the pod runs in a network namespace of its own (its pod IP) instead of the host's: \
              a HostProcess extension of the hostprocess runtime; hostNetwork is not required",
         );
     } else if host_network == Some(false) {
         report.error(
-            &spec.path().child("hostNetwork"),
+            Rule::HostNetwork,
+            &host_network_path,
             invalid(
                 false,
                 "hostNetwork must be true if pod contains any hostProcess containers",
@@ -265,7 +280,7 @@ pub(crate) fn lint_pod(
     } else if let Some(container) = setting.first() {
         container.security.host_process_path.clone()
     } else if host_network == Some(true) {
-        spec.path().child("hostNetwork")
+        host_network_path
     } else if let (true, Some((path, _))) = (by_runtime_class, &runtime_class) {
         path.clone()
     } else if let Some((path, _)) = &marked {
@@ -273,10 +288,11 @@ pub(crate) fn lint_pod(
     } else {
         spec.path().clone()
     };
-    report.info(&field, note);
+    report.info(Rule::PodSecurityLevel, &field, note);
 
     if let (Some((path, true)), false, false) = (&marked, by_runtime_class, by_windows_options) {
         report.info(
+            Rule::RuntimeClass,
             path,
             format!(
                 "takes effect only when the HostProcess runtime runs the pod: set {} to {}, \
@@ -315,6 +331,7 @@ fn read_flag(node: &Node<'_>, report: &mut Report) -> Option<bool> {
         Some(false)
     } else {
         report.error(
+            Rule::HostProcessAnnotation,
             node.path(),
             invalid(go_quote(text), "must be \"true\" or \"false\""),
         );
@@ -322,15 +339,60 @@ fn read_flag(node: &Node<'_>, report: &mut Report) -> Option<bool> {
     }
 }
 
+/// `run-as-user.hostprocess.io/<container-name>`: the name follows the `runAsUserName` rules,
+/// and the container exists (the runtime ignores a key that names none: a typo would leave
+/// the container under the pod-wide account without a word).
+fn check_container_accounts(
+    annotations: &Node<'_>,
+    containers: &[Container<'_>],
+    report: &mut Report,
+) {
+    let keys: Vec<&str> = annotations
+        .mapping(report)
+        .unwrap_or_default()
+        .iter()
+        .map(|e| e.key.as_str())
+        .filter(|k| k.starts_with(RUN_AS_USER_OF_CONTAINER))
+        .collect();
+    for key in keys {
+        let Some(node) = annotations.entry(key, report) else {
+            continue;
+        };
+        let Some(name) = node.string(report) else {
+            continue;
+        };
+        check_run_as_user_name(node.path(), name, report);
+        let container = &key[RUN_AS_USER_OF_CONTAINER.len()..];
+        if !containers.iter().any(|c| c.name == container) {
+            let names: Vec<String> = containers.iter().map(|c| go_quote(c.name)).collect();
+            report.error(
+                Rule::RunAsUserContainer,
+                node.path(),
+                format!(
+                    "names no container of this pod, so no container runs as {}: the pod's \
+                     containers are {}",
+                    go_quote(name),
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            );
+        }
+    }
+}
+
 fn check_run_as_user_name(path: &FieldPath, name: &str, report: &mut Report) {
     for error in run_as_user_name_errors(name) {
-        report.error(path, invalid(go_quote(name), error));
+        report.error(Rule::RunAsUserName, path, invalid(go_quote(name), error));
     }
 }
 
 fn check_run_as_non_root(security: &Security<'_>, report: &mut Report) {
     if let Some((path, true)) = &security.run_as_non_root {
         report.error(
+            Rule::RunAsNonRoot,
             path,
             invalid(
                 true,

@@ -2,6 +2,7 @@
 
 use crate::field::FieldPath;
 use crate::finding::{Finding, Severity};
+use crate::rules::Rule;
 
 /// Where findings come from: the object of one document of one file.
 #[derive(Debug, Clone)]
@@ -27,15 +28,15 @@ impl Report {
         }
     }
 
-    pub(crate) fn error(&mut self, field: &FieldPath, message: impl Into<String>) {
-        self.push(Severity::Error, field, message.into());
+    pub(crate) fn error(&mut self, rule: Rule, field: &FieldPath, message: impl Into<String>) {
+        self.push(Severity::Error, rule, field, message.into());
     }
 
-    pub(crate) fn info(&mut self, field: &FieldPath, message: impl Into<String>) {
-        self.push(Severity::Info, field, message.into());
+    pub(crate) fn info(&mut self, rule: Rule, field: &FieldPath, message: impl Into<String>) {
+        self.push(Severity::Info, rule, field, message.into());
     }
 
-    fn push(&mut self, severity: Severity, field: &FieldPath, message: String) {
+    fn push(&mut self, severity: Severity, rule: Rule, field: &FieldPath, message: String) {
         let duplicate = self
             .findings
             .iter()
@@ -43,13 +44,17 @@ impl Report {
         if duplicate {
             return;
         }
+        let at = field.position();
         self.findings.push(Finding {
             file: self.origin.file.clone(),
+            line: at.line,
+            column: at.column,
             doc_index: self.origin.doc_index,
             kind: self.origin.kind.clone(),
             name: self.origin.name.clone(),
             field: field.to_string(),
             severity,
+            rule,
             message,
         });
     }

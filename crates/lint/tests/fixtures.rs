@@ -57,7 +57,18 @@ fn lint(relative: &str) -> Vec<Finding> {
 
 /// `Kind/name (doc N): field: message` for every finding of the fixture.
 fn lines(relative: &str) -> Vec<String> {
-    let prefix = format!("{}: ", Path::new(FIXTURES).join(relative).display());
+    positioned_lines(relative)
+        .into_iter()
+        .map(|line| match line.split_once(": ") {
+            Some((_position, rest)) => rest.to_string(),
+            None => panic!("{line:?} has no position"),
+        })
+        .collect()
+}
+
+/// `LINE:COLUMN: Kind/name (doc N): field: message` for every finding of the fixture.
+fn positioned_lines(relative: &str) -> Vec<String> {
+    let prefix = format!("{}:", Path::new(FIXTURES).join(relative).display());
     lint(relative)
         .iter()
         .map(|finding| {
@@ -266,6 +277,27 @@ fn host_network_is_required_whether_missing_or_false() {
                 privileged(&[&containers_set(r#"container "a""#)])
             ),
         ],
+    );
+}
+
+#[test]
+fn findings_point_at_the_field_or_at_the_object_that_lacks_it() {
+    let positions: Vec<String> = positioned_lines("bad/host-network-missing.yaml")
+        .iter()
+        .filter_map(|line| {
+            let (line_column, rest) = line.split_once(": ")?;
+            let (_, field) = rest.split_once("): ")?;
+            Some(format!("{line_column} {}", field.split(':').next()?))
+        })
+        .collect();
+    assert_eq!(
+        positions,
+        vec![
+            "6:1 spec.hostNetwork",
+            "9:7 spec.securityContext.windowsOptions.hostProcess",
+            "19:3 spec.hostNetwork",
+            "25:11 spec.containers[0].securityContext.windowsOptions.hostProcess",
+        ]
     );
 }
 

@@ -28,8 +28,41 @@ static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 /// The runtime type containerd maps to this binary's name.
 pub const RUNTIME_ID: &str = "io.containerd.hostprocess.v1";
 
+/// `-h`/`-help`: what containerd passes, for a person who runs the binary by hand.
+const USAGE: &str = "\
+Usage: containerd-shim-hostprocess-v1 [flags] [start | delete]
+
+The containerd runtime v2 shim for HostProcess containers (runtime type
+io.containerd.hostprocess.v1, task API v2). containerd runs it; it is not meant to be run by
+hand. Register it as a runtime in containerd's config and select it with a RuntimeClass.
+
+Actions:
+  start            start the pod's shim (or join the one serving its pod) and print its address
+  delete           clean up after a shim of this bundle that died
+  (none)           serve the task API on the socket containerd gave
+
+Flags (Go style: -flag value; --flag works too):
+  -namespace NAME       containerd namespace of the task
+  -id ID                task id
+  -address ADDRESS      containerd's GRPC address
+  -publish-binary PATH  the binary that publishes events to containerd
+  -bundle DIR           the task's bundle (default: the working directory)
+  -socket ADDRESS       the socket to serve
+  -debug                log debug messages
+  -v, -version          print the version and exit
+  -h, -help             print this help and exit
+";
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args
+        .iter()
+        .skip(1)
+        .any(|a| matches!(a.as_str(), "-h" | "-help" | "--help"))
+    {
+        print!("{USAGE}");
+        return;
+    }
     if args
         .iter()
         .skip(1)

@@ -4,6 +4,7 @@ use hostprocess_engine::Engine;
 #[derive(clap::Args)]
 #[cfg_attr(test, derive(Debug, PartialEq))]
 pub struct Args {
+    /// Container id.
     pub id: String,
     /// Kill the container first if it still runs; no error if it does not exist.
     #[arg(short, long)]

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 #[derive(clap::Args)]
 #[cfg_attr(test, derive(Debug, PartialEq))]
 pub struct Args {
+    /// Container id.
     pub id: String,
     /// Print one stats event and exit.
     #[arg(long)]

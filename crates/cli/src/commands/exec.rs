@@ -9,6 +9,7 @@ use crate::terminal;
 #[derive(clap::Args)]
 #[cfg_attr(test, derive(Debug, PartialEq))]
 pub struct Args {
+    /// Container id.
     pub id: String,
     /// Command and arguments (unless --process gives a process.json).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -16,10 +17,13 @@ pub struct Args {
     /// A process.json with the whole process.
     #[arg(short, long)]
     pub process: Option<PathBuf>,
+    /// Return once the process has started, leaving it running.
     #[arg(short, long)]
     pub detach: bool,
+    /// Write the process's pid here.
     #[arg(long = "pid-file")]
     pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty's controller end (with --tty).
     #[arg(long = "console-socket")]
     pub console_socket: Option<PathBuf>,
     /// Allocate a terminal.
@@ -34,6 +38,7 @@ pub struct Args {
     /// Ignored: every process of a HostProcess container runs as the container's account.
     #[arg(short, long)]
     pub user: Option<String>,
+    /// Pass this many extra descriptors (3, 4, …) to the process.
     #[arg(long = "preserve-fds", default_value_t = 0)]
     pub preserve_fds: u32,
 }

@@ -4,6 +4,7 @@ use hostprocess_engine::Engine;
 #[derive(clap::Args)]
 #[cfg_attr(test, derive(Debug, PartialEq))]
 pub struct Args {
+    /// Container id.
     pub id: String,
     /// Signal name or number (default SIGTERM).
     #[arg(default_value = "SIGTERM")]

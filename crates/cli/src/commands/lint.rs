@@ -1,28 +1,46 @@
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use hostprocess_lint::{Format, LintOptions};
 
 #[derive(clap::Args)]
 #[cfg_attr(test, derive(Debug, PartialEq))]
 pub struct Args {
-    /// Kubernetes YAML files (Pods and workload templates; multi-document files).
-    #[arg(required = true)]
+    /// Kubernetes manifests (multi-document YAML): files, directories (their *.yaml and *.yml
+    /// files, recursively, in name order) or - for standard input.
+    #[arg(required = true, value_name = "PATH")]
     pub files: Vec<PathBuf>,
-    /// RuntimeClass names that select HostProcess containers.
-    #[arg(long = "runtime-class", default_value = hostprocess_lint::DEFAULT_RUNTIME_CLASS)]
+    /// RuntimeClass names that select HostProcess containers (repeat for several).
+    #[arg(long = "runtime-class", value_name = "NAME", default_value = hostprocess_lint::DEFAULT_RUNTIME_CLASS)]
     pub runtime_classes: Vec<String>,
+    /// Output format: text lines, one JSON object, or a SARIF 2.1.0 log.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
 }
 
-/// Prints every finding; exits 1 when any is an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+    Sarif,
+}
+
+/// Reports every finding and everything that could not be read; exits 0 when clean, 1 when a
+/// rule is broken, 2 when a file or document could not be read (whatever the findings).
 pub fn run(args: Args) -> Result<u8> {
-    let options = hostprocess_lint::LintOptions::with_runtime_classes(args.runtime_classes);
-    let mut errors = false;
-    for file in &args.files {
-        let findings = hostprocess_lint::lint_file_with(file, &options)?;
-        for finding in &findings {
-            println!("{finding}");
-        }
-        errors |= hostprocess_lint::has_errors(&findings);
-    }
-    Ok(u8::from(errors))
+    let options = LintOptions::with_runtime_classes(args.runtime_classes);
+    let outcome = hostprocess_lint::lint_paths(&args.files, &mut std::io::stdin().lock(), &options);
+    let format = match args.format {
+        OutputFormat::Text => Format::Text,
+        OutputFormat::Json => Format::Json,
+        OutputFormat::Sarif => Format::Sarif,
+    };
+    hostprocess_lint::render(
+        &outcome,
+        format,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    )
+    .context("write the report")?;
+    Ok(outcome.exit_code())
 }

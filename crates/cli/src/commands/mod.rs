@@ -1,5 +1,6 @@
 //! One module per verb; each parses its flags and calls the engine.
 
+mod completion;
 pub mod create;
 pub mod delete;
 mod events;
@@ -8,6 +9,7 @@ mod features;
 pub mod kill;
 mod lint;
 mod list;
+mod man;
 mod node;
 mod node_check;
 mod node_config;
@@ -65,6 +67,10 @@ pub enum Command {
     /// Install the runtime on this node, remove it, or check the node's prerequisites.
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// Print a shell completion script.
+    Completion(completion::Args),
+    /// Write the manual pages (hostprocess.1 and one per verb) into a directory.
+    Man(man::Args),
 }
 
 pub fn engine(root: &Path) -> Engine {
@@ -90,6 +96,8 @@ pub fn dispatch(command: Command, engine: &Engine) -> Result<u8> {
         Command::Features => features::run().map(|()| 0),
         Command::Spec(a) => spec::run(a).map(|()| 0),
         Command::Lint(a) => lint::run(a),
+        Command::Completion(a) => completion::run(a).map(|()| 0),
+        Command::Man(a) => man::run(a).map(|()| 0),
         Command::Node(c) => node::run(c),
     }
 }

@@ -10,6 +10,7 @@ use hostprocess_engine::Engine;
 #[derive(clap::Args)]
 #[cfg_attr(test, derive(Debug, PartialEq))]
 pub struct Args {
+    /// Container id.
     pub id: String,
     /// JSON resources file (`linux.resources` shape, or {"windows": …}); `-` reads stdin.
     #[arg(short, long)]
@@ -17,16 +18,22 @@ pub struct Args {
     /// Memory limit in bytes (-1: none).
     #[arg(long, allow_negative_numbers = true)]
     pub memory: Option<i64>,
+    /// CPU time in microseconds the job may use per period (-1: no limit).
     #[arg(long = "cpu-quota", allow_negative_numbers = true)]
     pub cpu_quota: Option<i64>,
+    /// Length of the CPU period in microseconds.
     #[arg(long = "cpu-period")]
     pub cpu_period: Option<u64>,
+    /// Relative CPU weight (cgroup v1 shares, converted to a weight on cgroup v2).
     #[arg(long = "cpu-share")]
     pub cpu_share: Option<u64>,
+    /// CPUs the job may run on (e.g. 0-3,6).
     #[arg(long = "cpuset-cpus")]
     pub cpuset_cpus: Option<String>,
+    /// Memory nodes the job may allocate from (e.g. 0-1).
     #[arg(long = "cpuset-mems")]
     pub cpuset_mems: Option<String>,
+    /// Maximum number of processes in the job (-1: no limit).
     #[arg(long = "pids-limit", allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
 }

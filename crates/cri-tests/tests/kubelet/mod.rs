@@ -12,14 +12,16 @@ use std::time::{Duration, Instant};
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
-    ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState, ContainerStats,
-    ContainerStatsFilter, ContainerStatus, ContainerStatusRequest, CreateContainerRequest,
-    ExecSyncRequest, ExecSyncResponse, ImageSpec, Int64Value, LinuxContainerConfig,
-    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
-    ListContainerStatsRequest, ListContainersRequest, ListPodSandboxRequest, Mount, NamespaceMode,
-    NamespaceOption, PodSandboxConfig, PodSandboxMetadata, PodSandboxState,
-    PodSandboxStatusRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
-    StopContainerRequest, StopPodSandboxRequest,
+    AttachRequest, ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState,
+    ContainerStats, ContainerStatsFilter, ContainerStatus, ContainerStatusRequest,
+    CreateContainerRequest, ExecRequest, ExecSyncRequest, ExecSyncResponse, ImageSpec, Int64Value,
+    LinuxContainerConfig, LinuxContainerResources, LinuxContainerSecurityContext,
+    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListContainerStatsRequest,
+    ListContainersRequest, ListPodSandboxRequest, Mount, NamespaceMode, NamespaceOption,
+    PodSandboxConfig, PodSandboxMetadata, PodSandboxState, PodSandboxStatusRequest,
+    PortForwardRequest, RemoveContainerRequest, RemovePodSandboxRequest, ReopenContainerLogRequest,
+    RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+    UpdateContainerResourcesRequest,
 };
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -448,16 +450,88 @@ impl Cri {
     }
 
     pub fn exec_sync(&self, id: &str, cmd: &[&str]) -> ExecSyncResponse {
+        self.try_exec_sync(id, cmd, 30)
+            .unwrap_or_else(|e| panic!("ExecSync {cmd:?} in {id}: {e}"))
+    }
+
+    /// ExecSync with the timeout of an exec probe (`timeoutSeconds`); CRI's error when it fails.
+    pub fn try_exec_sync(
+        &self,
+        id: &str,
+        cmd: &[&str],
+        timeout_seconds: i64,
+    ) -> Result<ExecSyncResponse, Status> {
         let request = ExecSyncRequest {
             container_id: id.into(),
             cmd: cmd.iter().map(|a| a.to_string()).collect(),
-            timeout: 30,
+            timeout: timeout_seconds,
         };
         self.call(
             "ExecSync",
             |mut c| async move { c.exec_sync(request).await },
         )
-        .unwrap_or_else(|e| panic!("ExecSync {cmd:?} in {id}: {e}"))
+    }
+
+    /// Exec: the URL on containerd's streaming server that runs the command once a client
+    /// connects (what the kubelet hands the apiserver for `kubectl exec`).
+    pub fn exec_url(&self, request: ExecRequest) -> Result<String, Status> {
+        self.call("Exec", |mut c| async move { c.exec(request).await })
+            .map(|r| r.url)
+    }
+
+    /// Attach: the streaming URL of a running container's stdio (`kubectl attach`).
+    pub fn attach_url(&self, request: AttachRequest) -> Result<String, Status> {
+        self.call("Attach", |mut c| async move { c.attach(request).await })
+            .map(|r| r.url)
+    }
+
+    /// PortForward: the streaming URL forwarding `ports` of a pod (`kubectl port-forward`).
+    pub fn port_forward_url(&self, pod: &str, ports: &[i32]) -> Result<String, Status> {
+        let request = PortForwardRequest {
+            pod_sandbox_id: pod.into(),
+            port: ports.to_vec(),
+        };
+        self.call("PortForward", |mut c| async move {
+            c.port_forward(request).await
+        })
+        .map(|r| r.url)
+    }
+
+    /// ReopenContainerLog, as the kubelet calls it after it rotated a container's log.
+    pub fn reopen_container_log(&self, id: &str) -> Result<(), Status> {
+        let request = ReopenContainerLogRequest {
+            container_id: id.into(),
+        };
+        self.call("ReopenContainerLog", |mut c| async move {
+            c.reopen_container_log(request).await
+        })
+        .map(drop)
+    }
+
+    pub fn update_container_resources(
+        &self,
+        id: &str,
+        linux: LinuxContainerResources,
+    ) -> Result<(), Status> {
+        let request = UpdateContainerResourcesRequest {
+            container_id: id.into(),
+            linux: Some(linux),
+            ..UpdateContainerResourcesRequest::default()
+        };
+        self.call("UpdateContainerResources", |mut c| async move {
+            c.update_container_resources(request).await
+        })
+        .map(drop)
+    }
+
+    pub fn remove_container(&self, id: &str) -> Result<(), Status> {
+        let request = RemoveContainerRequest {
+            container_id: id.into(),
+        };
+        self.call("RemoveContainer", |mut c| async move {
+            c.remove_container(request).await
+        })
+        .map(drop)
     }
 
     pub fn container_stats(&self, id: &str) -> ContainerStats {

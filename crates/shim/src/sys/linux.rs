@@ -149,11 +149,7 @@ impl ProcessIo {
             Some(Pump::start("stdin", source, console.try_clone()?)?)
         };
         let output = match open_output(&paths.stdout, &mut readers)? {
-            Some(destination) => Some(Pump::start_draining(
-                "console",
-                console.try_clone()?,
-                destination,
-            )?),
+            Some(destination) => Some(Pump::start("console", console.try_clone()?, destination)?),
             None => None,
         };
         let stdio = Stdio {
@@ -328,36 +324,25 @@ fn openpty() -> io::Result<(File, OwnedFd)> {
 }
 
 /// A thread copying `source` to `destination` until the source ends or `stop` is called; the
-/// destination is closed when it finishes (so a pipe's reader sees EOF).
+/// destination is closed when it finishes (so a pipe's reader sees EOF). A stopped pump still
+/// copies what the source holds already: a terminal's last output is not lost when the process
+/// exits just before the shim stops copying, and what containerd wrote to a stdin FIFO before
+/// it closed its end and called `CloseIO` still reaches the process (the end of the archive
+/// `kubectl cp` sends to `tar xf -`).
 struct Pump {
     stop: Option<OwnedFd>,
     done: Arc<CopyDone>,
 }
 
 impl Pump {
-    fn start(name: &'static str, source: File, destination: File) -> io::Result<Pump> {
-        Self::spawn(name, source, destination, false)
-    }
-
-    /// A pump that, when stopped, still copies what the source holds already: a terminal's
-    /// last output is not lost when the process exits just before the shim stops copying.
-    fn start_draining(name: &'static str, source: File, destination: File) -> io::Result<Pump> {
-        Self::spawn(name, source, destination, true)
-    }
-
-    fn spawn(
-        name: &'static str,
-        source: File,
-        mut destination: File,
-        drain: bool,
-    ) -> io::Result<Pump> {
+    fn start(name: &'static str, source: File, mut destination: File) -> io::Result<Pump> {
         let (stop_read, stop_write) = pipe()?;
         let done = Arc::new(CopyDone::default());
         let finished = done.clone();
         std::thread::Builder::new()
             .name(format!("io-{name}"))
             .spawn(move || {
-                if let Err(e) = copy(&source, &stop_read, &mut destination, drain) {
+                if let Err(e) = copy(&source, &stop_read, &mut destination) {
                     debug!("{name} copy ended: {e}");
                 }
                 drop(destination);
@@ -375,7 +360,7 @@ impl Pump {
     }
 }
 
-fn copy(source: &File, stop: &OwnedFd, destination: &mut File, drain: bool) -> io::Result<()> {
+fn copy(source: &File, stop: &OwnedFd, destination: &mut File) -> io::Result<()> {
     let mut buf = vec![0u8; 32 * 1024];
     let mut source = source;
     let mut stopped = false;
@@ -392,7 +377,7 @@ fn copy(source: &File, stop: &OwnedFd, destination: &mut File, drain: bool) -> i
                 revents: 0,
             },
         ];
-        // Once stopped, a draining pump only takes what the source holds already.
+        // Once stopped, the pump only takes what the source holds already.
         let (count, timeout) = if stopped { (1, 0) } else { (2, -1) };
         // SAFETY: poll(2) on `count` valid pollfd entries.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), count, timeout) };
@@ -407,9 +392,6 @@ fn copy(source: &File, stop: &OwnedFd, destination: &mut File, drain: bool) -> i
             return Ok(());
         }
         if fds[1].revents != 0 {
-            if !drain {
-                return Ok(());
-            }
             stopped = true;
         }
         if fds[0].revents & libc::POLLNVAL != 0 {
@@ -442,7 +424,7 @@ mod tests {
     use std::time::Duration;
 
     /// The source holds `data` and stays open; the copy's stop was signalled before it ran.
-    fn copy_stopped_early(data: &[u8], drain: bool) -> String {
+    fn copy_stopped_early(data: &[u8]) -> String {
         let (source, source_writer) = pipe().unwrap();
         let mut source_writer = File::from(source_writer);
         source_writer.write_all(data).unwrap();
@@ -450,7 +432,7 @@ mod tests {
         drop(stop_writer);
         let (copied, destination) = pipe().unwrap();
         let mut destination = File::from(destination);
-        copy(&File::from(source), &stop, &mut destination, drain).unwrap();
+        copy(&File::from(source), &stop, &mut destination).unwrap();
         drop(destination);
         let mut out = String::new();
         File::from(copied).read_to_string(&mut out).unwrap();
@@ -459,12 +441,7 @@ mod tests {
 
     #[test]
     fn a_terminals_last_output_is_copied_even_when_the_copy_is_stopped_first() {
-        assert_eq!(
-            copy_stopped_early(b"last words\r\n", true),
-            "last words\r\n"
-        );
-        // Stdin's copy stops at once: containerd closed it.
-        assert_eq!(copy_stopped_early(b"more input", false), "");
+        assert_eq!(copy_stopped_early(b"last words\r\n"), "last words\r\n");
     }
 
     fn mkfifo(path: &Path) {
@@ -514,6 +491,35 @@ mod tests {
         let (_dir, _fifo, mut io, process_stdin) = open_stdin_fifo();
         io.close_stdin();
         assert_eq!(read_with_timeout(process_stdin, Duration::from_secs(5)), "");
+    }
+
+    #[test]
+    fn close_stdin_still_delivers_what_the_writer_wrote_before_closing() {
+        let (_dir, fifo, mut io, process_stdin) = open_stdin_fifo();
+        // More than the process's pipe, the copy buffer and nothing else can hold: once the
+        // writer is done, part of it waits in the FIFO while the copy is blocked on the pipe.
+        let data: Vec<u8> = (0..128 * 1024).map(|i| (i % 251) as u8).collect();
+        let writer = {
+            let (fifo, data) = (fifo.clone(), data.clone());
+            std::thread::spawn(move || {
+                let mut writer = OpenOptions::new().write(true).open(&fifo).unwrap();
+                writer.write_all(&data).unwrap();
+            })
+        };
+        writer.join().unwrap();
+        // containerd closed its end of the FIFO, then calls CloseIO.
+        io.close_stdin();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut read = Vec::new();
+            let _ = (&process_stdin).read_to_end(&mut read);
+            let _ = tx.send(read);
+        });
+        let read = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the process got EOF");
+        assert_eq!(read.len(), data.len());
+        assert!(read == data, "the bytes differ");
     }
 
     /// A `stdout` FIFO in `dir` with a client reading it, as containerd's would.
