@@ -15,6 +15,10 @@ pub const RUN_AS_USER: &str = "hostprocess.io/run-as-user";
 /// account and wins over [`RUN_AS_USER`] for it (the convention Kubernetes used for
 /// per-container AppArmor profiles: the kubelet passes pod annotations, not container ones).
 pub const RUN_AS_USER_OF_CONTAINER: &str = "run-as-user.hostprocess.io/";
+/// Our own, on the pod: `pod` runs every process of the pod's containers in the pod's network
+/// namespace (the one containerd's CRI made and ran CNI in), `host` (the default) in the
+/// host's (§7).
+pub const NETWORK: &str = "hostprocess.io/network";
 /// Our own: seconds between SIGTERM and SIGKILL for the rest of the job once init exits.
 pub const GRACE_PERIOD: &str = "hostprocess.io/grace-period-seconds";
 

@@ -249,6 +249,19 @@ impl Spec {
         self.annotations.get(key).map(String::as_str)
     }
 
+    /// The network namespace `linux.namespaces` asks for: `None` when it lists none (the
+    /// host's), `Some(None)` for a new one, `Some(Some(path))` for one to join.
+    pub fn network_namespace(&self) -> Option<Option<&str>> {
+        let namespaces = self.linux.as_ref().map(|l| l.namespaces.as_slice())?;
+        namespaces.iter().find_map(|ns| {
+            (ns.get("type").and_then(|t| t.as_str()) == Some("network")).then(|| {
+                ns.get("path")
+                    .and_then(|p| p.as_str())
+                    .filter(|p| !p.is_empty())
+            })
+        })
+    }
+
     /// Settings that a HostProcess container accepts but cannot apply, for the debug log.
     pub fn ignored_isolation_settings(&self) -> Vec<&'static str> {
         let mut ignored = Vec::new();

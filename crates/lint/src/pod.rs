@@ -6,6 +6,8 @@ use crate::node::Node;
 use crate::report::Report;
 use crate::rules::Rule;
 use crate::LintOptions;
+use hostprocess_engine::annotations::NETWORK;
+use hostprocess_engine::plan::network::POD;
 use hostprocess_engine::plan::run_as_user_name::run_as_user_name_errors;
 
 // The pod annotations the runtime reads: the marker of a HostProcess pod (set by containerd's
@@ -123,6 +125,12 @@ pub(crate) fn lint_pod(
         .as_ref()
         .and_then(|a| a.entry(RUN_AS_USER, report))
         .and_then(|n| Some((n.path().clone(), n.string(report)?)));
+    // Our extension: `hostprocess.io/network: pod` runs the pod in a network of its own.
+    let pod_network = annotations
+        .as_ref()
+        .and_then(|a| a.entry(NETWORK, report))
+        .and_then(|n| Some((n.path().clone(), n.string(report)? == POD)))
+        .filter(|(_, pod)| *pod);
     let runtime_class = spec
         .get("runtimeClassName", report)
         .and_then(|n| Some((n.path().clone(), n.string(report)?)));
@@ -204,7 +212,15 @@ pub(crate) fn lint_pod(
     if !is_hostprocess {
         return;
     }
-    if host_network == Some(false) {
+    if let (Some(false), Some((path, _)), false) = (host_network, &pod_network, by_windows_options)
+    {
+        report.info(
+            Rule::HostNetwork,
+            path,
+            "the pod runs in a network namespace of its own (its pod IP) instead of the host's: \
+             a HostProcess extension of the hostprocess runtime; hostNetwork is not required",
+        );
+    } else if host_network == Some(false) {
         report.error(
             Rule::HostNetwork,
             &host_network_path,

@@ -2,7 +2,7 @@
 //! process and its exec processes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -39,6 +39,8 @@ pub struct Container {
     pub bundle: String,
     /// The spec's annotations (after the pod's were inherited).
     pub annotations: BTreeMap<String, String>,
+    /// A pod sandbox's network namespace, when the pod opted in to it (§7).
+    pub pod_network: Option<PathBuf>,
     /// The job, volume and account; `None` for a pod sandbox, which runs no process (§7).
     engine: Option<Mutex<EngineContainer>>,
     /// A container's init process; a pod sandbox's stand-in for the pause process, which has
@@ -110,6 +112,7 @@ impl Container {
             id: req.id.clone(),
             bundle: req.bundle.clone(),
             annotations: spec.annotations,
+            pod_network: None,
             engine: Some(Mutex::new(created)),
             init,
             execs: Mutex::new(HashMap::new()),
@@ -128,10 +131,12 @@ impl Container {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
+        let pod_network = plan::network::pod_network(&spec).ok().flatten();
         Container {
             id: req.id.clone(),
             bundle: req.bundle.clone(),
             annotations: spec.annotations,
+            pod_network,
             engine: None,
             init: Arc::new(Process::new("", stdio)),
             execs: Mutex::new(HashMap::new()),

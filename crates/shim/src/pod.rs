@@ -4,17 +4,21 @@
 //! annotations and namespaces; the task service applies them.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use hostprocess_engine::annotations::{
-    CRI_CONTAINER_TYPE, CRI_SANDBOX_ID, HOSTPROCESS_CONTAINER, INHERIT_USER, ROOTFS_LOCATION,
+    CRI_CONTAINER_TYPE, CRI_SANDBOX_ID, HOSTPROCESS_CONTAINER, INHERIT_USER, NETWORK,
+    ROOTFS_LOCATION,
 };
+use hostprocess_engine::plan::network;
 use hostprocess_engine::spec::Spec;
 
 /// `io.kubernetes.cri.container-type` of a pod sandbox.
 const SANDBOX: &str = "sandbox";
 /// The pod annotations hcsshim copies to every container of the pod that lacks them
-/// ("Kubernetes only passes annotations to RunPodSandbox").
-const INHERITED: [&str; 2] = [INHERIT_USER, ROOTFS_LOCATION];
+/// ("Kubernetes only passes annotations to RunPodSandbox"), and ours that says where the
+/// pod's network is.
+const INHERITED: [&str; 3] = [INHERIT_USER, ROOTFS_LOCATION, NETWORK];
 
 /// What a task is to the pod it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,9 +82,10 @@ fn pod_value(sandbox: &BTreeMap<String, String>, whose: &str) -> Result<bool, Re
     Ok(hostprocess_value(sandbox, whose)?.unwrap_or(true))
 }
 
-/// Checks a pod sandbox: a HostProcess pod is in the host's network namespace, and this
-/// runtime runs nothing but HostProcess pods. `is_host_network` tells whether a namespace path
-/// is the host's own network namespace.
+/// Checks a pod sandbox: a HostProcess pod is in the host's network namespace unless it opts
+/// in to its own with `hostprocess.io/network: pod`, and this runtime runs nothing but
+/// HostProcess pods. `is_host_network` tells whether a namespace path is the host's own
+/// network namespace.
 pub fn check_sandbox(
     id: &str,
     spec: &Spec,
@@ -94,6 +99,10 @@ pub fn check_sandbox(
              choose another runtime class for this pod"
         )));
     }
+    let pod_network = network::pod_network(spec).map_err(|e| Refusal(format!("{whose}: {e}")))?;
+    if pod_network.is_some() {
+        return Ok(());
+    }
     if let Some(path) = own_network_namespace(spec, is_host_network) {
         let what = match path {
             Some(path) => format!("joins the network namespace {path}"),
@@ -102,7 +111,9 @@ pub fn check_sandbox(
         return Err(Refusal(format!(
             "{whose}: hostNetwork is required if Pod contains HostProcess containers: the \
              sandbox {what}, but a HostProcess pod uses the host's network; set hostNetwork: \
-             true in the pod spec"
+             true in the pod spec (or, to run the pod in its own network namespace, give it \
+             the annotation {NETWORK}: {})",
+            network::POD
         )));
     }
     Ok(())
@@ -114,21 +125,53 @@ fn own_network_namespace(
     spec: &Spec,
     is_host_network: impl Fn(&str) -> bool,
 ) -> Option<Option<String>> {
-    let namespaces = spec.linux.as_ref().map(|l| l.namespaces.as_slice())?;
-    namespaces.iter().find_map(|ns| {
-        if ns.get("type").and_then(|t| t.as_str()) != Some("network") {
-            return None;
+    match spec.network_namespace()? {
+        None => Some(None),
+        Some(path) if is_host_network(path) => None,
+        Some(path) => Some(Some(path.to_string())),
+    }
+}
+
+/// What the containers of a pod take from its sandbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodSandbox {
+    pub annotations: BTreeMap<String, String>,
+    /// The pod's network namespace, when the pod opted in to it (§7).
+    pub network: Option<PathBuf>,
+}
+
+impl PodSandbox {
+    /// Of a sandbox's spec (already checked by [`check_sandbox`]).
+    pub fn of(spec: &Spec) -> PodSandbox {
+        PodSandbox {
+            annotations: spec.annotations.clone(),
+            network: network::pod_network(spec).ok().flatten(),
         }
-        match ns
-            .get("path")
-            .and_then(|p| p.as_str())
-            .filter(|p| !p.is_empty())
-        {
-            None => Some(None),
-            Some(path) if is_host_network(path) => None,
-            Some(path) => Some(Some(path.to_string())),
+    }
+}
+
+/// Points a container that runs in its pod's network at the pod's network namespace. The
+/// sandbox has the namespace containerd's CRI made (and ran CNI in); the container's spec
+/// names it through the sandbox's process (`/proc/<sandbox pid>/ns/net`), and a HostProcess
+/// sandbox has no process. Without a known pod network the spec is left as it is.
+pub fn join_pod_network(spec: &mut Spec, sandbox: Option<&PodSandbox>) {
+    let Some(path) = sandbox.and_then(|s| s.network.as_ref()) else {
+        return;
+    };
+    if spec.annotation(NETWORK) != Some(network::POD) {
+        return;
+    }
+    let Some(linux) = spec.linux.as_mut() else {
+        return;
+    };
+    let path = serde_json::Value::String(path.to_string_lossy().into_owned());
+    for ns in &mut linux.namespaces {
+        if ns.get("type").and_then(|t| t.as_str()) == Some("network") {
+            if let Some(entry) = ns.as_object_mut() {
+                entry.insert("path".into(), path.clone());
+            }
         }
-    })
+    }
 }
 
 /// Admits a container into its pod: its HostProcess value must be the pod's (containerd's
@@ -239,7 +282,11 @@ mod tests {
             "{message}"
         );
         assert!(
-            message.ends_with("set hostNetwork: true in the pod spec"),
+            message.contains("set hostNetwork: true in the pod spec"),
+            "{message}"
+        );
+        assert!(
+            message.ends_with("give it the annotation hostprocess.io/network: pod)"),
             "{message}"
         );
 
@@ -251,6 +298,28 @@ mod tests {
         };
         assert!(
             message.contains("joins the network namespace /var/run/netns/cni-1"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_sandbox_in_its_pods_network_is_accepted_only_with_the_annotation() {
+        let mut spec = sandbox_spec(serde_json::json!([
+            {"type": "network", "path": "/var/run/netns/cni-1"}, {"type": "pid"}
+        ]));
+        assert!(check_sandbox("p1", &spec, never_host).is_err());
+        spec.annotations.insert(NETWORK.into(), "pod".into());
+        assert_eq!(check_sandbox("p1", &spec, never_host), Ok(()));
+        spec.annotations.insert(NETWORK.into(), "host".into());
+        assert!(check_sandbox("p1", &spec, never_host).is_err());
+        spec.annotations.insert(NETWORK.into(), "cni".into());
+        let Err(Refusal(message)) = check_sandbox("p1", &spec, never_host) else {
+            panic!("an unknown network value was accepted");
+        };
+        assert!(
+            message.starts_with(
+                r#"pod sandbox p1: invalid spec: annotation hostprocess.io/network="cni""#
+            ),
             "{message}"
         );
     }
@@ -301,6 +370,52 @@ mod tests {
             assert_eq!(admit_container("c1", &mut container, Some(&pod)), Ok(()));
             assert_eq!(admit_container("c1", &mut container, None), Ok(()));
         }
+    }
+
+    #[test]
+    fn a_container_of_a_pod_in_its_own_network_joins_the_sandboxs_namespace() {
+        let sandbox = {
+            let mut spec = sandbox_spec(serde_json::json!([
+                {"type": "network", "path": "/var/run/netns/cni-1"}
+            ]));
+            spec.annotations.insert(NETWORK.into(), "pod".into());
+            PodSandbox::of(&spec)
+        };
+        assert_eq!(sandbox.network, Some(PathBuf::from("/var/run/netns/cni-1")));
+        let container = |annotation: Option<&str>| {
+            let mut spec = sandbox_spec(serde_json::json!([
+                {"type": "pid"}, {"type": "network", "path": "/proc/0/ns/net"}
+            ]));
+            spec.annotations
+                .insert(CRI_CONTAINER_TYPE.into(), "container".into());
+            if let Some(value) = annotation {
+                spec.annotations.insert(NETWORK.into(), value.into());
+            }
+            spec
+        };
+        let network_path = |spec: &Spec| spec.network_namespace().flatten().map(str::to_string);
+
+        let mut member = container(None);
+        admit_container("c1", &mut member.annotations, Some(&sandbox.annotations)).unwrap();
+        join_pod_network(&mut member, Some(&sandbox));
+        assert_eq!(
+            network_path(&member).as_deref(),
+            Some("/var/run/netns/cni-1")
+        );
+        assert_eq!(member.annotation(NETWORK), Some("pod"), "inherited");
+
+        // A container that says "host", or a pod without a network of its own: unchanged.
+        let mut host = container(Some("host"));
+        admit_container("c1", &mut host.annotations, Some(&sandbox.annotations)).unwrap();
+        join_pod_network(&mut host, Some(&sandbox));
+        assert_eq!(network_path(&host).as_deref(), Some("/proc/0/ns/net"));
+        let mut no_pod_network = container(Some("pod"));
+        join_pod_network(&mut no_pod_network, Some(&PodSandbox::default()));
+        join_pod_network(&mut no_pod_network, None);
+        assert_eq!(
+            network_path(&no_pod_network).as_deref(),
+            Some("/proc/0/ns/net")
+        );
     }
 
     #[test]

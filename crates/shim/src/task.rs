@@ -1,6 +1,6 @@
 //! The Task API (containerd.task.v2.Task): every call maps to the engine, in-process.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
 use std::thread;
@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::exits;
 use crate::io::StdioPaths;
-use crate::pod::{self, Role};
+use crate::pod::{self, PodSandbox, Role};
 use crate::process::Status;
 use crate::sys;
 
@@ -96,19 +96,18 @@ impl Shared {
             .ok_or_else(|| Error::not_found(format!("container {id} does not exist")))
     }
 
-    /// The annotations of pod sandbox `sandbox_id`: from the sandbox this shim serves (CRI
-    /// groups a pod in one shim), else from its bundle, a sibling of the container's.
-    fn sandbox_annotations(
-        &self,
-        sandbox_id: &str,
-        bundle: &Path,
-    ) -> Option<BTreeMap<String, String>> {
+    /// Pod sandbox `sandbox_id`'s annotations and network: from the sandbox this shim serves
+    /// (CRI groups a pod in one shim), else from its bundle, a sibling of the container's.
+    fn sandbox_of(&self, sandbox_id: &str, bundle: &Path) -> Option<PodSandbox> {
         if let Some(sandbox) = self.map().get(sandbox_id) {
-            return Some(sandbox.annotations.clone());
+            return Some(PodSandbox {
+                annotations: sandbox.annotations.clone(),
+                network: sandbox.pod_network.clone(),
+            });
         }
         let sandbox_bundle = bundle.parent()?.join(sandbox_id);
         match Spec::load(&sandbox_bundle) {
-            Ok(spec) => Some(spec.annotations),
+            Ok(spec) => Some(PodSandbox::of(&spec)),
             Err(e) => {
                 debug!("pod sandbox {sandbox_id}: no spec to read its annotations: {e}");
                 None
@@ -177,9 +176,11 @@ impl TaskService {
                 Ok(Container::sandbox(req, spec))
             }
             Role::Member { sandbox_id } => {
-                let sandbox = self.shared.sandbox_annotations(&sandbox_id, bundle);
-                pod::admit_container(&req.id, &mut spec.annotations, sandbox.as_ref())
+                let sandbox = self.shared.sandbox_of(&sandbox_id, bundle);
+                let pod_annotations = sandbox.as_ref().map(|s| &s.annotations);
+                pod::admit_container(&req.id, &mut spec.annotations, pod_annotations)
                     .map_err(|refusal| Error::invalid(refusal.0))?;
+                pod::join_pod_network(&mut spec, sandbox.as_ref());
                 Container::create(&self.shared.engine, req, spec)
             }
             Role::Standalone => Container::create(&self.shared.engine, req, spec),

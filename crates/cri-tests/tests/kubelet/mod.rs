@@ -325,6 +325,26 @@ impl Cri {
             .map_or(PodSandboxState::SandboxNotready, |s| s.state())
     }
 
+    /// The pod's IP addresses, as PodSandboxStatus reports them (the primary one first).
+    pub fn pod_sandbox_ips(&self, pod: &str) -> Vec<String> {
+        let request = PodSandboxStatusRequest {
+            pod_sandbox_id: pod.into(),
+            verbose: false,
+        };
+        let network = self
+            .call("PodSandboxStatus", |mut c| async move {
+                c.pod_sandbox_status(request).await
+            })
+            .unwrap_or_else(|e| panic!("PodSandboxStatus {pod}: {e}"))
+            .status
+            .and_then(|s| s.network)
+            .unwrap_or_default();
+        std::iter::once(network.ip)
+            .filter(|ip| !ip.is_empty())
+            .chain(network.additional_ips.into_iter().map(|ip| ip.ip))
+            .collect()
+    }
+
     pub fn list_pod_sandboxes(&self) -> Vec<String> {
         let request = ListPodSandboxRequest { filter: None };
         self.call("ListPodSandbox", |mut c| async move {

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod mounts;
+pub mod network;
 pub mod process;
 pub mod resources;
 pub mod run_as_user_name;
@@ -100,6 +101,9 @@ pub struct ContainerPlan {
     pub job_path: Option<String>,
     pub grace_period: Duration,
     pub annotations: BTreeMap<String, String>,
+    /// The pod's network namespace every process joins (§7, opt-in); `None`: the host's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_network: Option<PathBuf>,
 }
 
 /// The longest grace period the annotation may ask for: a day. Waits are measured on the
@@ -208,6 +212,15 @@ pub fn plan(
             skip.kind
         );
     }
+    let pod_network = network::pod_network(spec)?;
+    if let Some(netns) = &pod_network {
+        log::debug!(
+            "container {id}: joins the pod's network namespace {} ({}={})",
+            netns.display(),
+            annotations::NETWORK,
+            network::POD
+        );
+    }
     for setting in spec.ignored_isolation_settings() {
         log::debug!("container {id}: {setting} does not apply to a HostProcess container");
     }
@@ -239,6 +252,7 @@ pub fn plan(
             .filter(|p| !p.is_empty()),
         grace_period,
         annotations: spec.annotations.clone(),
+        pod_network,
     })
 }
 
@@ -424,6 +438,27 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("root.path is missing"));
+    }
+
+    #[test]
+    fn the_plan_records_the_pods_network_namespace_only_when_the_pod_opts_in() {
+        let options = PlanOptions::new("/r");
+        let mut s = spec();
+        s.linux = Some(crate::spec::Linux {
+            namespaces: vec![
+                serde_json::json!({"type": "network", "path": "/var/run/netns/cni-1"}),
+            ],
+            ..crate::spec::Linux::default()
+        });
+        let p = plan("c", Path::new("/b"), &s, &options, None).unwrap();
+        assert_eq!(p.pod_network, None, "ignored without the annotation");
+        s.annotations
+            .insert(annotations::NETWORK.into(), network::POD.into());
+        let p = plan("c", Path::new("/b"), &s, &options, None).unwrap();
+        assert_eq!(p.pod_network, Some(PathBuf::from("/var/run/netns/cni-1")));
+        s.annotations
+            .insert(annotations::NETWORK.into(), "bridge".into());
+        assert!(plan("c", Path::new("/b"), &s, &options, None).is_err());
     }
 
     #[test]

@@ -145,6 +145,7 @@ fn launch(
             .and_then(|_| cgroup::controller_dir(&record.cgroup, "pids"))
             .map(Path::to_path_buf),
         mount_ns: record.volume.ns_pin.clone(),
+        network_ns: plan.pod_network.clone(),
         account,
         rlimits: process.rlimits.clone(),
         no_new_privileges: process.no_new_privileges,

@@ -35,6 +35,7 @@ const STEPS: &[&str] = &[
     "execute the command",
     "open /dev/null",
     "join the job: it is at its pids limit",
+    "join the pod's network namespace",
 ];
 const STEP_CGROUP: u32 = 0;
 const STEP_SETSID: u32 = 1;
@@ -51,6 +52,7 @@ const STEP_CHDIR: u32 = 11;
 const STEP_EXEC: u32 = 12;
 const STEP_DEVNULL: u32 = 13;
 const STEP_PIDS: u32 = 14;
+const STEP_NETNS: u32 = 15;
 /// Sent by a held init once everything but exec is done.
 const READY: u8 = b'R';
 
@@ -69,6 +71,8 @@ pub struct Launch {
     /// the new process checks it itself.
     pub pids_dir: Option<PathBuf>,
     pub mount_ns: Option<PathBuf>,
+    /// The pod's network namespace (§7, opt-in), joined with the mount namespace.
+    pub network_ns: Option<PathBuf>,
     pub account: Account,
     pub rlimits: Vec<(String, u64, u64)>,
     pub no_new_privileges: bool,
@@ -216,6 +220,10 @@ pub fn spawn(launch: &Launch, stdio: Stdio) -> Result<ProcessInfo> {
         Some(pin) => Some(fs::File::open(pin).map_err(|e| Error::io("open", pin, e))?),
         None => None,
     };
+    let netns = match &launch.network_ns {
+        Some(path) => Some(open_network_namespace(path)?),
+        None => None,
+    };
     let fifo = match &launch.exec_fifo {
         Some(p) => Some(c(p.as_os_str().as_bytes(), "the exec FIFO")?),
         None => None,
@@ -263,6 +271,7 @@ pub fn spawn(launch: &Launch, stdio: Stdio) -> Result<ProcessInfo> {
         pids_files: pids_files.as_ref(),
         new_session: launch.new_session,
         ns: ns.as_ref().map(|f| f.as_raw_fd()),
+        netns: netns.as_ref().map(|f| f.as_raw_fd()),
         stdio: stdio_fds,
         terminal: stdio.terminal,
         dev_null: &dev_null,
@@ -309,6 +318,7 @@ pub fn spawn(launch: &Launch, stdio: Stdio) -> Result<ProcessInfo> {
     drop(report_w);
     drop(stdio);
     drop(ns);
+    drop(netns);
     let pid = pid as u32;
     let mut reader = fs::File::from(report_r);
     let mut first = [0u8; 1];
@@ -351,6 +361,26 @@ pub fn spawn(launch: &Launch, stdio: Stdio) -> Result<ProcessInfo> {
     Ok(ProcessInfo { pid, start_time })
 }
 
+/// `ioctl_ns(2)`: the type of namespace a descriptor refers to.
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+
+/// Opens the pod's network namespace for the child to join, refusing any other file: a path
+/// that no longer holds a namespace (the pod was removed) must not start the process on the
+/// host's network.
+fn open_network_namespace(path: &Path) -> Result<fs::File> {
+    let what = "open the pod's network namespace";
+    let file = fs::File::open(path).map_err(|e| Error::io(what, path, e))?;
+    // SAFETY: an ioctl without argument on a descriptor we own.
+    let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
+    if kind != libc::CLONE_NEWNET {
+        return Err(Error::sys(
+            format!("{what} '{}'", path.display()),
+            std::io::Error::other("it is not a network namespace"),
+        ));
+    }
+    Ok(file)
+}
+
 /// How a process ended, from its wait status.
 fn describe_wait_status(status: libc::c_int) -> String {
     if libc::WIFSIGNALED(status) {
@@ -365,6 +395,14 @@ fn step_failed(launch: &Launch, step: u32, errno: i32) -> Error {
     let what = STEPS.get(step as usize).copied().unwrap_or("start");
     let detail = match step {
         STEP_CHDIR => format!("{what} '{}'", launch.cwd.display()),
+        STEP_NETNS => format!(
+            "{what} '{}'",
+            launch
+                .network_ns
+                .as_deref()
+                .unwrap_or(Path::new(""))
+                .display()
+        ),
         STEP_EXEC => format!("{what} '{}'", launch.executable.display()),
         STEP_CGROUP => format!(
             "{what} ({})",
@@ -425,6 +463,7 @@ struct ChildArgs<'a> {
     pids_files: Option<&'a (CString, CString)>,
     new_session: bool,
     ns: Option<RawFd>,
+    netns: Option<RawFd>,
     stdio: [RawFd; 3],
     terminal: bool,
     dev_null: &'a CString,
@@ -672,6 +711,11 @@ unsafe fn child(a: ChildArgs<'_>) -> ! {
     if let Some(ns) = a.ns {
         if libc::setns(ns, libc::CLONE_NEWNS) < 0 {
             fail(a.report, a.slot, STEP_SETNS);
+        }
+    }
+    if let Some(netns) = a.netns {
+        if libc::setns(netns, libc::CLONE_NEWNET) < 0 {
+            fail(a.report, a.slot, STEP_NETNS);
         }
     }
     // 2. stdio: move the sources above 2 first so none is overwritten before it is used.
@@ -922,6 +966,7 @@ mod tests {
             v1_tasks: Vec::new(),
             pids_dir: None,
             mount_ns: None,
+            network_ns: None,
             account: Account {
                 uid: 65534,
                 gid: 65534,
