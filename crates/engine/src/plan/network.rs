@@ -2,7 +2,7 @@
 //! `hostprocess.io/network: pod` runs in the network namespace containerd's CRI made for it
 //! (and ran CNI in). Everything else (PID, filesystem, accounts, the volume) stays the host's.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::annotations::NETWORK;
 use crate::error::{Error, Result};
@@ -27,15 +27,15 @@ pub fn pod_network(spec: &Spec) -> Result<Option<PathBuf>> {
                  linux.namespaces (containerd's CRI does)"
             ))),
             Some(Some(path)) => {
-                let path = Path::new(path);
-                if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) {
+                // A path of `linux.namespaces`: read the Linux way whatever the platform
+                // planning it (a Windows build reads `C:\…` as absolute, `/…` not).
+                if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
                     return Err(Error::Spec(format!(
-                        "annotation {NETWORK}={POD:?}: the network namespace path {:?} must be \
-                         absolute, without '..'",
-                        path.display().to_string()
+                        "annotation {NETWORK}={POD:?}: the network namespace path {path:?} must \
+                         be absolute, without '..'"
                     )));
                 }
-                Ok(Some(path.to_path_buf()))
+                Ok(Some(PathBuf::from(path)))
             }
         },
         Some(other) => Err(Error::Spec(format!(
