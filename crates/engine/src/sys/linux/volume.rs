@@ -551,25 +551,39 @@ fn move_mount_to(tree: &OwnedFd, destination: &Path, at: Option<&OwnedFd>) -> Re
     Ok(())
 }
 
+/// The directory that holds `m`'s host mount point, opened by the walk that follows no symlink
+/// another user could have planted (`create`: missing directories are made with that mode),
+/// and the mount point's name in it. `op` names the operation in an I/O error.
+fn host_mount_point_parent(
+    m: &VolumeMount,
+    create: Option<u32>,
+    op: &'static str,
+) -> Result<(OwnedFd, CString)> {
+    let (Some(parent), Some(name)) = (m.destination.parent(), m.destination.file_name()) else {
+        return Err(destination_refused(m, "names no mount point".into()));
+    };
+    let dir = open_host_dir(parent, create).map_err(|e| match e {
+        WalkError::Untrusted(reason) => destination_refused(m, reason),
+        WalkError::Io(e) => Error::io(op, &m.destination, e),
+    })?;
+    let name = CString::new(name.as_bytes())
+        .map_err(|_| destination_refused(m, "contains a NUL byte".into()))?;
+    Ok((dir, name))
+}
+
+fn destination_refused(m: &VolumeMount, reason: String) -> Error {
+    Error::Mount(MountError::Destination {
+        destination: m.destination.display().to_string(),
+        reason,
+    })
+}
+
 /// The host mount point of `m`, opened by the same walk that made it (in the view being
 /// built): what was checked is what gets mounted on, even if a user's symlink was swapped in
 /// meanwhile. None for a final symlink of root's, which the host check allowed: it is
 /// followed by path.
 fn open_host_mount_point(m: &VolumeMount) -> Result<Option<OwnedFd>> {
-    let refuse = |reason: String| {
-        Error::Mount(MountError::Destination {
-            destination: m.destination.display().to_string(),
-            reason,
-        })
-    };
-    let (Some(parent), Some(name)) = (m.destination.parent(), m.destination.file_name()) else {
-        return Err(refuse("names no mount point".into()));
-    };
-    let dir = open_host_dir(parent, None).map_err(|e| match e {
-        WalkError::Untrusted(reason) => refuse(reason),
-        WalkError::Io(e) => Error::io("open", &m.destination, e),
-    })?;
-    let name = CString::new(name.as_bytes()).map_err(|_| refuse("contains a NUL byte".into()))?;
+    let (dir, name) = host_mount_point_parent(m, None, "open")?;
     // SAFETY: openat on a valid directory descriptor and a C string.
     let fd = unsafe {
         libc::openat(
@@ -633,27 +647,15 @@ fn set_mount_attrs(destination: &Path, attrs: u64) -> Result<()> {
 /// the sandbox mount point itself: other containers may use them. Nothing is made through a
 /// symlink another user could have planted (see [`open_host_dir`]).
 fn ensure_host_mount_point(m: &VolumeMount, source_is_dir: bool) -> Result<()> {
-    let refuse = |reason: String| {
-        Error::Mount(MountError::Destination {
-            destination: m.destination.display().to_string(),
-            reason,
-        })
-    };
-    let (Some(parent), Some(name)) = (m.destination.parent(), m.destination.file_name()) else {
-        return Err(refuse("names no mount point".into()));
-    };
-    let dir = open_host_dir(parent, Some(0o755)).map_err(|e| match e {
-        WalkError::Untrusted(reason) => refuse(reason),
-        WalkError::Io(e) => Error::io("create", &m.destination, e),
-    })?;
-    let name = CString::new(name.as_bytes()).map_err(|_| refuse("contains a NUL byte".into()))?;
+    let (dir, name) = host_mount_point_parent(m, Some(0o755), "create")?;
     match stat_at(&dir, &name) {
         Ok(st) => {
             if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
-                let holder = stat_at(&dir, c".")
-                    .map_err(|e| refuse(format!("inspect '{}': {e}", parent.display())))?;
+                let holder = stat_at(&dir, c".").map_err(|e| {
+                    destination_refused(m, format!("inspect the directory holding it: {e}"))
+                })?;
                 if st.st_uid != 0 || holder.st_uid != 0 {
-                    return Err(refuse(format!(
+                    return Err(destination_refused(m, format!(
                         "'{}' is a symlink that uid {} could change; not following it (mount on the real path instead)",
                         m.destination.display(),
                         if st.st_uid != 0 { st.st_uid } else { holder.st_uid }
