@@ -7,11 +7,9 @@ use std::io;
 use std::sync::OnceLock;
 
 use windows_sys::core::{GUID, HRESULT, PCWSTR};
-use windows_sys::Win32::System::LibraryLoader::{
-    GetProcAddress, LoadLibraryExW, LOAD_LIBRARY_SEARCH_SYSTEM32,
-};
+use windows_sys::Win32::System::LibraryLoader::GetProcAddress;
 
-use super::win::{from_wide, hresult_error, wide};
+use super::win::{from_wide, hresult_error, system_module, wide};
 use crate::error::{Error, Result};
 use crate::sys::winlogic::layers::{Layer, LayerMount};
 
@@ -53,18 +51,7 @@ struct StorageApi {
 fn storage_api() -> Option<&'static StorageApi> {
     static API: OnceLock<Option<StorageApi>> = OnceLock::new();
     API.get_or_init(|| {
-        let name = wide("vmcompute.dll");
-        // SAFETY: a NUL-terminated name, searched in System32 only; the module stays loaded.
-        let module = unsafe {
-            LoadLibraryExW(
-                name.as_ptr(),
-                std::ptr::null_mut(),
-                LOAD_LIBRARY_SEARCH_SYSTEM32,
-            )
-        };
-        if module.is_null() {
-            return None;
-        }
+        let module = system_module("vmcompute.dll")?;
         type Export = unsafe extern "system" fn() -> isize;
         // SAFETY: NUL-terminated export names.
         let find =

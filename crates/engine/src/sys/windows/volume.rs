@@ -21,12 +21,10 @@ use std::sync::OnceLock;
 use windows_sys::core::{HRESULT, PCWSTR};
 use windows_sys::Win32::Foundation::HANDLE;
 use windows_sys::Win32::Storage::FileSystem::{DeleteVolumeMountPointW, SetVolumeMountPointW};
-use windows_sys::Win32::System::LibraryLoader::{
-    GetProcAddress, LoadLibraryExW, LOAD_LIBRARY_SEARCH_SYSTEM32,
-};
+use windows_sys::Win32::System::LibraryLoader::GetProcAddress;
 
 use super::job::Job;
-use super::win::{hresult_error, last_error, wide};
+use super::win::{hresult_error, last_error, system_module, wide};
 use super::Record;
 use crate::error::{Error, Result};
 use crate::sys::winlogic::mounts::{Binding, VolumeAttach, VolumeLayout, VolumeLink};
@@ -50,18 +48,7 @@ pub fn bind_filter() -> Option<&'static BindFilter> {
     static FILTER: OnceLock<Option<BindFilter>> = OnceLock::new();
     FILTER
         .get_or_init(|| {
-            let name = wide("bindfltapi.dll");
-            // SAFETY: a NUL-terminated name, searched in System32 only; the module stays loaded.
-            let module = unsafe {
-                LoadLibraryExW(
-                    name.as_ptr(),
-                    std::ptr::null_mut(),
-                    LOAD_LIBRARY_SEARCH_SYSTEM32,
-                )
-            };
-            if module.is_null() {
-                return None;
-            }
+            let module = system_module("bindfltapi.dll")?;
             // SAFETY: NUL-terminated export names; the exports have these signatures.
             unsafe {
                 let setup = GetProcAddress(module, c"BfSetupFilter".as_ptr() as *const u8)?;

@@ -75,6 +75,21 @@ fn directory(get: unsafe extern "system" fn(*mut u16, u32) -> u32, fallback: &st
     from_wide(&buffer[..n])
 }
 
+/// A DLL of System32 (never one found elsewhere on the search path), loaded for the life of the
+/// process; `None` where the host has none.
+pub fn system_module(name: &str) -> Option<windows_sys::Win32::Foundation::HMODULE> {
+    let name = wide(name);
+    // SAFETY: a NUL-terminated name, searched in System32 only; the module stays loaded.
+    let module = unsafe {
+        windows_sys::Win32::System::LibraryLoader::LoadLibraryExW(
+            name.as_ptr(),
+            std::ptr::null_mut(),
+            windows_sys::Win32::System::LibraryLoader::LOAD_LIBRARY_SEARCH_SYSTEM32,
+        )
+    };
+    (!module.is_null()).then_some(module)
+}
+
 /// `GetSystemDirectory` (`C:\Windows\system32`).
 pub fn system_dir() -> String {
     directory(GetSystemDirectoryW, r"C:\Windows\system32")
