@@ -412,45 +412,24 @@ fn a_symlink_swapped_in_after_the_host_check_is_never_mounted_through() {
     fs::create_dir_all(real.join("mnt")).unwrap();
     let source = open_dir();
     fs::write(source.path().join("payload"), "x").unwrap();
-    let stop = std::sync::atomic::AtomicBool::new(false);
     let mut through = Vec::new();
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            let (a, b) = (
-                std::ffi::CString::new(link.to_string_lossy().as_bytes()).unwrap(),
-                std::ffi::CString::new(real.to_string_lossy().as_bytes()).unwrap(),
-            );
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                // SAFETY: renameat2 with two valid C strings.
-                unsafe {
-                    libc::syscall(
-                        libc::SYS_renameat2,
-                        libc::AT_FDCWD,
-                        a.as_ptr(),
-                        libc::AT_FDCWD,
-                        b.as_ptr(),
-                        libc::RENAME_EXCHANGE,
-                    )
-                };
-            }
-        });
-        for round in 0..40 {
-            let rt = Runtime::new();
-            let id = unique_id("swaprace");
-            let bundle = Bundle::new()
-                .bind(source.path(), &link.join("mnt").to_string_lossy(), &[])
-                .sh(&format!(
-                    "if [ -e {}/mnt/payload ]; then echo THROUGH; fi",
-                    victim.path().display()
-                ));
-            let _c = rt.guard(&id);
-            let out = rt.run(&id, &bundle);
-            if out.status.success() && out.stdout_text().contains("THROUGH") {
-                through.push(round);
-            }
+    let swapper = PathSwapper::start(&link, &real);
+    for round in 0..40 {
+        let rt = Runtime::new();
+        let id = unique_id("swaprace");
+        let bundle = Bundle::new()
+            .bind(source.path(), &link.join("mnt").to_string_lossy(), &[])
+            .sh(&format!(
+                "if [ -e {}/mnt/payload ]; then echo THROUGH; fi",
+                victim.path().display()
+            ));
+        let _c = rt.guard(&id);
+        let out = rt.run(&id, &bundle);
+        if out.status.success() && out.stdout_text().contains("THROUGH") {
+            through.push(round);
         }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    });
+    }
+    drop(swapper);
     assert!(
         through.is_empty(),
         "rounds that mounted through the user's symlink: {through:?}"

@@ -8,7 +8,6 @@ mod support;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::json;
 use support::*;
@@ -162,46 +161,25 @@ fn a_mount_source_swapped_for_a_fifo_during_create_is_never_mounted() {
     let other = area.path().join("other");
     fs::create_dir(&source).unwrap();
     nix::unistd::mkfifo(&other, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    let stop = AtomicBool::new(false);
     let area_path = area.path().to_path_buf();
     let mut mounted_fifo = Vec::new();
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            let (a, b) = (
-                std::ffi::CString::new(source.to_string_lossy().as_bytes()).unwrap(),
-                std::ffi::CString::new(other.to_string_lossy().as_bytes()).unwrap(),
-            );
-            while !stop.load(Ordering::Relaxed) {
-                // SAFETY: renameat2 with two valid C strings.
-                unsafe {
-                    libc::syscall(
-                        libc::SYS_renameat2,
-                        libc::AT_FDCWD,
-                        a.as_ptr(),
-                        libc::AT_FDCWD,
-                        b.as_ptr(),
-                        libc::RENAME_EXCHANGE,
-                    )
-                };
-            }
-        });
-        for round in 0..40 {
-            // A new mount point each round, made from what the source is at that moment.
-            let destination = area_path.join(format!("mounted-{round}"));
-            let destination = destination.to_string_lossy();
-            let bundle = Bundle::new()
-                .bind(&source, &destination, &[])
-                .sh(&format!("if [ -p {destination} ]; then echo FIFO; fi"));
-            let rt = Runtime::new();
-            let id = unique_id("fiforace");
-            let _c = rt.guard(&id);
-            let out = rt.run(&id, &bundle);
-            if out.status.success() && out.stdout_text().contains("FIFO") {
-                mounted_fifo.push(round);
-            }
+    let swapper = PathSwapper::start(&source, &other);
+    for round in 0..40 {
+        // A new mount point each round, made from what the source is at that moment.
+        let destination = area_path.join(format!("mounted-{round}"));
+        let destination = destination.to_string_lossy();
+        let bundle = Bundle::new()
+            .bind(&source, &destination, &[])
+            .sh(&format!("if [ -p {destination} ]; then echo FIFO; fi"));
+        let rt = Runtime::new();
+        let id = unique_id("fiforace");
+        let _c = rt.guard(&id);
+        let out = rt.run(&id, &bundle);
+        if out.status.success() && out.stdout_text().contains("FIFO") {
+            mounted_fifo.push(round);
         }
-        stop.store(true, Ordering::Relaxed);
-    });
+    }
+    drop(swapper);
     assert!(
         mounted_fifo.is_empty(),
         "rounds that mounted the FIFO: {mounted_fifo:?}"

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use k8s_cri::v1::{ContainerState, NamespaceMode, PodSandboxState};
 use kubelet::{
-    assert_nothing_left, container, ephemeral_claims_of, processes_in_cgroups_of, run_as,
-    with_annotation, with_mount, Node, K8S_NAMESPACE,
+    assert_cpu_and_memory_used, assert_nothing_left, container, ephemeral_claims_of, exec_stdout,
+    processes_in_cgroups_of, run_as, with_annotation, with_mount, Node, K8S_NAMESPACE,
 };
 use support::image::{PAUSE_CMD, PAUSE_IMAGE};
 use support::{text, unique_id, wait_until};
@@ -30,18 +30,6 @@ const RUN_AS_USER_OF_CONTAINER: &str = "run-as-user.hostprocess.io/";
 /// The reserved range of ephemeral uids (§4).
 const EPHEMERAL_UIDS: std::ops::RangeInclusive<u32> = 61184..=65519;
 const SERVICE_ACCOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
-
-fn exec_stdout(node: &Node, id: &str, cmd: &[&str]) -> String {
-    let out = node.cri.exec_sync(id, cmd);
-    assert_eq!(
-        out.exit_code,
-        0,
-        "{cmd:?}: stdout {:?}, stderr {:?}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout).trim_end().to_string()
-}
 
 #[test]
 fn a_host_network_pod_runs_its_init_container_then_two_containers() {
@@ -322,38 +310,14 @@ fn container_stats_report_cpu_and_memory() {
     pod.wait_for_log("busy", "busy-done");
 
     let stats = node.cri.container_stats(&id);
-    let cpu = stats
-        .cpu
-        .as_ref()
-        .and_then(|c| c.usage_core_nano_seconds.as_ref());
-    assert!(cpu.is_some_and(|c| c.value > 0), "no CPU usage: {stats:?}");
-    let memory = stats
-        .memory
-        .as_ref()
-        .and_then(|m| m.working_set_bytes.as_ref());
-    assert!(
-        memory.is_some_and(|m| m.value > 0),
-        "no memory usage: {stats:?}"
-    );
+    assert_cpu_and_memory_used(&stats);
 
     let listed = node.cri.list_container_stats(&pod.id);
     let ours = listed
         .iter()
         .find(|s| s.attributes.as_ref().is_some_and(|a| a.id == id))
         .unwrap_or_else(|| panic!("ListContainerStats lacks {id}: {listed:?}"));
-    let cpu = ours
-        .cpu
-        .as_ref()
-        .and_then(|c| c.usage_core_nano_seconds.as_ref());
-    assert!(cpu.is_some_and(|c| c.value > 0), "no CPU usage: {ours:?}");
-    let memory = ours
-        .memory
-        .as_ref()
-        .and_then(|m| m.working_set_bytes.as_ref());
-    assert!(
-        memory.is_some_and(|m| m.value > 0),
-        "no memory usage: {ours:?}"
-    );
+    assert_cpu_and_memory_used(ours);
 
     let pod_id = pod.id.clone();
     pod.remove();

@@ -12,7 +12,7 @@ mod kubelet;
 use std::fs;
 use std::path::Path;
 
-use kubelet::{assert_nothing_left, container, Node, PodsCgroup};
+use kubelet::{assert_cpu_and_memory_used, assert_nothing_left, container, Node, PodsCgroup};
 
 /// Processes whose cgroup, in some hierarchy, is exactly `cgroup`.
 fn processes_in(cgroup: &str) -> Vec<u32> {
@@ -83,19 +83,7 @@ fn a_pod_under_a_systemd_slice_runs_in_its_scope_reports_stats_and_leaves_no_cgr
         "the scope's memory cgroup is missing"
     );
     let stats = node.cri.container_stats(&id);
-    let cpu = stats
-        .cpu
-        .as_ref()
-        .and_then(|c| c.usage_core_nano_seconds.as_ref());
-    assert!(cpu.is_some_and(|c| c.value > 0), "no CPU usage: {stats:?}");
-    let memory = stats
-        .memory
-        .as_ref()
-        .and_then(|m| m.working_set_bytes.as_ref());
-    assert!(
-        memory.is_some_and(|m| m.value > 0),
-        "no memory usage: {stats:?}"
-    );
+    assert_cpu_and_memory_used(&stats);
 
     let pod_id = pod.id.clone();
     pod.remove();

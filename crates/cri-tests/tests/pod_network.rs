@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use k8s_cri::v1::{ContainerConfig, NamespaceMode};
-use kubelet::{assert_nothing_left, container, Node};
+use kubelet::{assert_nothing_left, container, exec_stdout, Node};
 use support::image::HELLO_TEXT;
 use support::{text, unique_id};
 
@@ -212,18 +212,6 @@ fn processes_in_namespace(link: &str) -> Vec<i32> {
             fs::read_link(format!("/proc/{pid}/ns/net")).is_ok_and(|l| l.to_string_lossy() == link)
         })
         .collect()
-}
-
-fn exec_stdout(node: &Node, id: &str, cmd: &[&str]) -> String {
-    let out = node.cri.exec_sync(id, cmd);
-    assert_eq!(
-        out.exit_code,
-        0,
-        "{cmd:?}: stdout {:?}, stderr {:?}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout).trim_end().to_string()
 }
 
 #[test]

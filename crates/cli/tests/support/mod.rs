@@ -821,6 +821,52 @@ impl Drop for ContainerGuard<'_> {
     }
 }
 
+/// Exchanges two paths (`renameat2` with `RENAME_EXCHANGE`) over and over on a thread of its
+/// own until dropped, also when the test panics: a race against whatever resolves one of them.
+pub struct PathSwapper {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PathSwapper {
+    pub fn start(a: &Path, b: &Path) -> PathSwapper {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (a, b) = (
+            std::ffi::CString::new(a.as_os_str().as_encoded_bytes()).unwrap(),
+            std::ffi::CString::new(b.as_os_str().as_encoded_bytes()).unwrap(),
+        );
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: renameat2 with two valid C strings.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_renameat2,
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+            }
+        });
+        PathSwapper {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for PathSwapper {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Host accounts
 

@@ -29,7 +29,7 @@ use tonic::Status;
 
 use crate::support::containerd::Containerd;
 use crate::support::image::BUSYBOX_IMAGE;
-use crate::support::{cgroup_dirs_named, unique_id, wait_until};
+use crate::support::{cgroup_dirs_named, text, unique_id, wait_until};
 
 /// Where the engine claims ephemeral uids (host-wide).
 pub const EPHEMERAL_CLAIMS_DIR: &str = "/run/hostprocess-ephemeral-uids";
@@ -744,4 +744,34 @@ pub fn ephemeral_claims_of(ids: &[&str]) -> Vec<PathBuf> {
                 .is_ok_and(|owner| owner.lines().next().is_some_and(|id| ids.contains(&id)))
         })
         .collect()
+}
+
+/// ExecSync that must succeed: its stdout without the final newline.
+pub fn exec_stdout(node: &Node, id: &str, cmd: &[&str]) -> String {
+    let out = node.cri.exec_sync(id, cmd);
+    assert_eq!(
+        out.exit_code,
+        0,
+        "{cmd:?}: stdout {:?}, stderr {:?}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout).trim_end().to_string()
+}
+
+/// Container stats that count some CPU time and some working set.
+pub fn assert_cpu_and_memory_used(stats: &ContainerStats) {
+    let cpu = stats
+        .cpu
+        .as_ref()
+        .and_then(|c| c.usage_core_nano_seconds.as_ref());
+    assert!(cpu.is_some_and(|c| c.value > 0), "no CPU usage: {stats:?}");
+    let memory = stats
+        .memory
+        .as_ref()
+        .and_then(|m| m.working_set_bytes.as_ref());
+    assert!(
+        memory.is_some_and(|m| m.value > 0),
+        "no memory usage: {stats:?}"
+    );
 }

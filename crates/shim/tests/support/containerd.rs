@@ -130,14 +130,12 @@ impl Containerd {
         config
     }
 
-    /// containerd 2.x: CRI split into plugins `io.containerd.cri.v1.images` (the sandbox image
-    /// is a pinned image) and `io.containerd.cri.v1.runtime` (runtimes, CNI); NRI, on by default
-    /// in 2.x, is off so parallel instances do not compete for its host-wide socket.
-    fn config_v3(&self) -> String {
+    /// What every config version says alike: this instance's own directories and sockets,
+    /// debug logs, and containerd's `opt` plugin under its directory.
+    fn config_common(&self, version: u32) -> String {
         let d = self.dir.display();
-        let shim_root = self.shim_root.display();
         format!(
-            r#"version = 3
+            r#"version = {version}
 root = "{d}/root"
 state = "{d}/state"
 
@@ -153,7 +151,19 @@ state = "{d}/state"
 [plugins]
   [plugins."io.containerd.internal.v1.opt"]
     path = "{d}/opt"
-  [plugins."io.containerd.nri.v1.nri"]
+"#
+        )
+    }
+
+    /// containerd 2.x: CRI split into plugins `io.containerd.cri.v1.images` (the sandbox image
+    /// is a pinned image) and `io.containerd.cri.v1.runtime` (runtimes, CNI); NRI, on by default
+    /// in 2.x, is off so parallel instances do not compete for its host-wide socket.
+    fn config_v3(&self) -> String {
+        let d = self.dir.display();
+        let shim_root = self.shim_root.display();
+        self.config_common(3)
+            + &format!(
+                r#"  [plugins."io.containerd.nri.v1.nri"]
     disable = true
   [plugins."io.containerd.grpc.v1.cri"]
     stream_server_port = "0"
@@ -170,32 +180,17 @@ state = "{d}/state"
         runtime_type = "io.containerd.runc.v2"
 # hostprocess state root of this instance: {shim_root}
 "#,
-            pause = image::PAUSE_IMAGE,
-        )
+                pause = image::PAUSE_IMAGE,
+            )
     }
 
     /// containerd 1.6 and 1.7: config version 2, CRI in one plugin.
     fn config_v2(&self) -> String {
         let d = self.dir.display();
         let shim_root = self.shim_root.display();
-        format!(
-            r#"version = 2
-root = "{d}/root"
-state = "{d}/state"
-
-[grpc]
-  address = "{d}/containerd.sock"
-
-[ttrpc]
-  address = ""
-
-[debug]
-  level = "debug"
-
-[plugins]
-  [plugins."io.containerd.internal.v1.opt"]
-    path = "{d}/opt"
-  [plugins."io.containerd.grpc.v1.cri"]
+        self.config_common(2)
+            + &format!(
+                r#"  [plugins."io.containerd.grpc.v1.cri"]
     sandbox_image = "{pause}"
     restrict_oom_score_adj = true
     stream_server_port = "0"
@@ -208,8 +203,8 @@ state = "{d}/state"
         runtime_type = "io.containerd.runc.v2"
 # hostprocess state root of this instance: {shim_root}
 "#,
-            pause = image::PAUSE_IMAGE,
-        )
+                pause = image::PAUSE_IMAGE,
+            )
     }
 
     fn wait_ready(&mut self) {
