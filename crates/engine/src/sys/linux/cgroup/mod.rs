@@ -2,15 +2,19 @@
 //! controllers for limits and accounting, plus the v2 tree for `cgroup.kill`, `cgroup.freeze`
 //! and `cgroup.events` when it is mounted).
 //!
-//! `layout` says how the host mounts cgroups, `settings` turns limits into file writes,
-//! `stats` reads the figures back, `systemd` reads systemd's `slice:prefix:name` paths and
-//! `scope` registers such a job with systemd where it is init; this file names the job's directories and acts on them.
+//! What the job is made of is decided in `sys::linuxlogic::cgroup` (the layout, the record of
+//! the job's directories, the limits as file writes, systemd's paths); here it is executed:
+//! `layout` reads how this host mounts cgroups, `settings` writes the limits, `stats` reads the
+//! figures back, `scope` registers a job with systemd where it is init, and this file makes,
+//! signals, freezes and removes the job's directories.
 
 pub mod layout;
 pub mod scope;
 pub mod settings;
 pub mod stats;
-pub mod systemd;
+
+pub use crate::sys::linuxlogic::cgroup::systemd;
+pub use crate::sys::linuxlogic::cgroup::{controller_dir, dirs, v1_tasks_files, CgroupRecord};
 
 use std::fs;
 use std::io::{ErrorKind, Write};
@@ -19,8 +23,6 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, Result};
 use crate::plan::resources::ResourceRequest;
 
@@ -28,87 +30,12 @@ pub use layout::{is_unified_only, Kind, Layout};
 pub use settings::{apply, settings_for, update_settings, write_file};
 pub use stats::stats;
 
-use layout::{kernel_at_least, V1_CONTROLLERS};
+use layout::kernel_at_least;
 
-/// The cgroup directories of one job.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CgroupRecord {
-    /// The job's path below each hierarchy's root.
-    pub relative: String,
-    /// The kind of host the job was made on (a record written before it was noted was made
-    /// on this host: then it is this host's).
-    #[serde(default = "layout::this_hosts_kind")]
-    pub layout: Kind,
-    /// The job's directory in the v2 tree (on a pure v2 host, where limits go too).
-    pub unified: Option<PathBuf>,
-    /// v1 controller name → the job's directory in that hierarchy.
-    pub v1: Vec<(String, PathBuf)>,
-    /// The file (in the container's state directory) that lists each job directory this
-    /// container made, written as it makes them: it signals and removes only those, never a
-    /// directory of the same name another container made first. Empty in a record written
-    /// before the runtime noted ownership: then every directory counts as made.
-    #[serde(default)]
-    pub made: PathBuf,
-    /// What this process made, when it is the one creating or updating the job: the truth
-    /// about ownership, which the list on disk may lack after a crash between a `mkdir` and
-    /// its note.
-    #[serde(skip)]
-    pub made_now: Option<Vec<PathBuf>>,
-    /// The systemd unit of a job given as `slice:prefix:name`: where systemd is init, the job
-    /// is also that transient scope.
-    #[serde(default)]
-    pub unit: Option<systemd::Unit>,
-}
-
-/// Names the job's directories (nothing is made).
+/// Names the job's directories on this host (nothing is made).
 pub fn plan_record(layout: &Layout, relative: &str, request: &ResourceRequest) -> CgroupRecord {
-    let relative = relative.trim_start_matches('/');
-    let mut v1: Vec<(String, PathBuf)> = Vec::new();
-    for (controller, mount) in layout.v1() {
-        let wanted = match controller.as_str() {
-            "cpu" => request.cpu_cap.is_some() || request.cpu_weight.is_some(),
-            "cpuset" => request.cpuset_cpus.is_some() || request.cpuset_mems.is_some(),
-            // cgroup.freeze exists in every non-root v2 cgroup since Linux 5.2.
-            "freezer" => layout.unified().is_none() || !kernel_at_least(5, 2),
-            c => V1_CONTROLLERS.contains(&c),
-        };
-        if wanted {
-            v1.push((controller.clone(), mount.join(relative)));
-        }
-    }
-    // A controller co-mounted with a joined one (cpu,cpuacct) is joined with it: it is the
-    // same directory, which a later join could not make again.
-    for (controller, mount) in layout.v1() {
-        let dir = mount.join(relative);
-        if v1.iter().any(|(_, d)| *d == dir) && !v1.iter().any(|(c, _)| c == controller) {
-            v1.push((controller.clone(), dir));
-        }
-    }
-    CgroupRecord {
-        relative: relative.to_string(),
-        layout: layout.kind(),
-        unified: layout.unified().map(|u| u.join(relative)),
-        v1,
-        made: PathBuf::new(),
-        made_now: None,
-        unit: None,
-    }
-}
-
-/// Every distinct directory of the job (co-mounted v1 controllers share one).
-pub fn dirs(record: &CgroupRecord) -> Vec<&Path> {
-    let mut out: Vec<&Path> = Vec::new();
-    for dir in record
-        .unified
-        .iter()
-        .map(PathBuf::as_path)
-        .chain(record.v1.iter().map(|(_, d)| d.as_path()))
-    {
-        if !out.contains(&dir) {
-            out.push(dir);
-        }
-    }
-    out
+    // cgroup.freeze exists in every non-root v2 cgroup since Linux 5.2.
+    crate::sys::linuxlogic::cgroup::plan_record(layout, relative, request, kernel_at_least(5, 2))
 }
 
 /// Makes the directories and applies the limits. A v1 cpuset directory gets its parent's CPUs
@@ -333,33 +260,6 @@ pub fn join_missing(record: &mut CgroupRecord, wanted: &CgroupRecord) -> Result<
     result
 }
 
-/// The job's directory that holds a controller's files (v1: that hierarchy; v2: the job).
-pub fn controller_dir<'a>(record: &'a CgroupRecord, controller: &str) -> Option<&'a Path> {
-    if record.layout == Kind::V2 {
-        return record.unified.as_deref();
-    }
-    record
-        .v1
-        .iter()
-        .find(|(c, _)| c == controller)
-        .map(|(_, d)| d.as_path())
-}
-
-/// The v1 hierarchies' `tasks` files a new process writes "0" into (it joins the v2 tree at
-/// fork). While the process has one thread, `tasks` moves all of it, and moving the writing
-/// thread itself skips the kernel's global threadgroup lock, whose first taker after a quiet
-/// spell waits for an RCU grace period (5–30 ms here; `cgroup.procs` always takes it).
-pub fn v1_tasks_files(record: &CgroupRecord) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = Vec::new();
-    for (_, dir) in &record.v1 {
-        let file = dir.join("tasks");
-        if !files.contains(&file) && Some(dir) != record.unified.as_ref() {
-            files.push(file);
-        }
-    }
-    files
-}
-
 fn read_pids(dir: &Path) -> Result<Vec<u32>> {
     match fs::read_to_string(dir.join("cgroup.procs")) {
         Ok(text) => Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect()),
@@ -544,47 +444,7 @@ pub fn destroy(record: &CgroupRecord) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::layout::tests::HYBRID;
     use super::*;
-
-    #[test]
-    fn cpuset_is_joined_only_when_asked_for() {
-        let hybrid = Layout::from_mountinfo(HYBRID);
-        let record = plan_record(&hybrid, "/hostprocess/c1", &ResourceRequest::default());
-        assert!(!record.v1.iter().any(|(c, _)| c == "cpuset" || c == "cpu"));
-        assert!(record.v1.iter().any(|(c, _)| c == "memory"));
-        let request = ResourceRequest {
-            cpuset_cpus: Some("0".into()),
-            ..ResourceRequest::default()
-        };
-        let record = plan_record(&hybrid, "/hostprocess/c1", &request);
-        assert!(record
-            .v1
-            .iter()
-            .any(|(c, d)| c == "cpuset" && d == Path::new("/sys/fs/cgroup/cpuset/hostprocess/c1")));
-    }
-
-    #[test]
-    fn a_hybrid_job_joins_v1_cpuacct_and_what_is_co_mounted_with_it() {
-        let hybrid = Layout::from_mountinfo(HYBRID);
-        let record = plan_record(&hybrid, "/hostprocess/c1", &ResourceRequest::default());
-        assert!(
-            record.v1.iter().any(|(c, _)| c == "cpuacct"),
-            "v1 cpuacct.usage must be the job's own: {record:?}"
-        );
-        let co_mounted = Layout::from_mountinfo(
-            "35 25 0:30 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
-             36 25 0:31 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct",
-        );
-        let record = plan_record(&co_mounted, "/hostprocess/c1", &ResourceRequest::default());
-        let dir = Path::new("/sys/fs/cgroup/cpu,cpuacct/hostprocess/c1");
-        for controller in ["cpu", "cpuacct"] {
-            assert!(
-                record.v1.iter().any(|(c, d)| c == controller && d == dir),
-                "{controller} shares the directory: {record:?}"
-            );
-        }
-    }
 
     #[test]
     fn only_the_directories_a_container_made_are_its_own() {
