@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::plan::mounts::{relative_components, MountError};
 use crate::plan::{ContainerPlan, ImageSource, Layout, Propagation, VolumeMount};
+use crate::sys::linuxlogic::mountinfo;
 
 /// Everything the volume and view of one container are made of.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,32 +246,10 @@ fn mount_of(path: &Path) -> Result<(PathBuf, bool)> {
     let path = fs::canonicalize(path).map_err(|e| Error::io("resolve", path, e))?;
     let text = fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
-    let mut best: Option<(PathBuf, bool)> = None;
-    for line in text.lines() {
-        let Some((left, _)) = line.split_once(" - ") else {
-            continue;
-        };
-        let fields: Vec<&str> = left.split(' ').collect();
-        let Some(point) = fields.get(4) else { continue };
-        let point = PathBuf::from(unescape(point));
-        if path.starts_with(&point)
-            && best
-                .as_ref()
-                .is_none_or(|(b, _)| point.as_os_str().len() >= b.as_os_str().len())
-        {
-            let shared = fields.iter().skip(6).any(|f| f.starts_with("shared:"));
-            best = Some((point, shared));
-        }
-    }
-    Ok(best.unwrap_or((PathBuf::from("/"), false)))
-}
-
-fn unescape(field: &str) -> String {
-    field
-        .replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
+    let mounts = mountinfo::parse(&text);
+    Ok(mountinfo::mount_holding(&mounts, &path)
+        .map(|m| (m.mount_point.clone(), m.is_shared()))
+        .unwrap_or((PathBuf::from("/"), false)))
 }
 
 /// The overlay's mount data. The upper directory (ours, or containerd's) is given to the

@@ -6,3 +6,4 @@
 //! what they decide.
 
 pub mod cgroup;
+pub mod mountinfo;

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::sys::linuxlogic::mountinfo;
+
 /// v1 controllers a job always joins: accounting (CPU, memory, processes, I/O) and the
 /// common limits. `cpu` joins only for CPU limits, `cpuset` for cpusets, and `freezer` only
 /// where the v2 tree has no `cgroup.freeze`: every hierarchy joined costs a mkdir, a write and
@@ -53,23 +55,18 @@ impl Layout {
         }
     }
 
+    /// The layout the host's mount table (`/proc/self/mountinfo`) shows: the last cgroup2
+    /// mount is the v2 tree, each v1 controller a job may join is found at its cgroup mount.
     pub fn from_mountinfo(text: &str) -> Layout {
         let mut unified = None;
         let mut v1 = Vec::new();
-        for line in text.lines() {
-            let Some((left, right)) = line.split_once(" - ") else {
-                continue;
-            };
-            let mount_point = left.split(' ').nth(4).unwrap_or_default();
-            let mut right = right.split(' ');
-            let fstype = right.next().unwrap_or_default();
-            let super_options = right.nth(1).unwrap_or_default();
-            match fstype {
-                "cgroup2" => unified = Some(PathBuf::from(mount_point)),
+        for mount in mountinfo::parse(text) {
+            match mount.fs_type {
+                "cgroup2" => unified = Some(mount.mount_point),
                 "cgroup" => {
-                    for option in super_options.split(',') {
+                    for option in mount.super_options {
                         if V1_CONTROLLERS.contains(&option) || V1_OPTIONAL.contains(&option) {
-                            v1.push((option.to_string(), PathBuf::from(mount_point)));
+                            v1.push((option.to_string(), mount.mount_point.clone()));
                         }
                     }
                 }
@@ -111,6 +108,8 @@ impl Layout {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use super::*;
+
     pub const HYBRID: &str = "\
 35 25 0:30 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw
 36 25 0:31 / /sys/fs/cgroup/cpu rw,nosuid - cgroup cgroup rw,cpu
@@ -119,4 +118,20 @@ pub(crate) mod tests {
 39 25 0:34 / /sys/fs/cgroup/pids rw,nosuid - cgroup cgroup rw,pids
 40 25 0:35 / /sys/fs/cgroup/cpuset rw,nosuid - cgroup cgroup rw,cpuset
 41 25 0:36 / /sys/fs/cgroup/systemd rw,nosuid - cgroup cgroup rw,xattr,name=systemd";
+
+    #[test]
+    fn a_cgroup_mount_point_with_an_escaped_space_is_read_as_the_path_it_is() {
+        let layout = Layout::from_mountinfo(
+            "35 25 0:30 / /sys/fs/cgroup/uni\\040fied rw - cgroup2 cgroup2 rw\n\
+             38 25 0:33 / /sys/fs/cgroup/mem\\040ory rw - cgroup cgroup rw,memory",
+        );
+        assert_eq!(layout.unified(), Some(Path::new("/sys/fs/cgroup/uni fied")));
+        assert_eq!(
+            layout.v1(),
+            [(
+                "memory".to_string(),
+                PathBuf::from("/sys/fs/cgroup/mem ory")
+            )]
+        );
+    }
 }
