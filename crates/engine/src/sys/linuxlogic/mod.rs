@@ -7,3 +7,4 @@
 
 pub mod cgroup;
 pub mod mountinfo;
+pub mod view;
