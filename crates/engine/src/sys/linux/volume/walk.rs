@@ -66,9 +66,9 @@ pub fn make_dir_in_volume(volume: &Path, path: &Path) -> Result<()> {
     open_dirs_nofollow(root.as_raw_fd(), &relative_components(rel), path).map(drop)
 }
 
-/// The directory that holds `destination`'s host mount point, opened by the walk that follows no symlink
-/// another user could have planted (`create`: missing directories are made with that mode),
-/// and the mount point's name in it. `op` names the operation in an I/O error.
+/// The directory that holds `destination`'s host mount point, opened by the walk that follows
+/// no symlink another user could have planted (`create`: missing directories are made with
+/// that mode), and the mount point's name in it. `op` names the operation in an I/O error.
 fn host_mount_point_parent(
     destination: &Path,
     create: Option<u32>,
@@ -96,10 +96,10 @@ fn destination_refused(destination: &Path, reason: String) -> Error {
     })
 }
 
-/// The host mount point of `destination`, opened by the same walk that made it (in the view being
-/// built): what was checked is what gets mounted on, even if a user's symlink was swapped in
-/// meanwhile. None for a final symlink of root's, which the host check allowed: it is
-/// followed by path.
+/// The host mount point of `destination`, opened by the same walk that made it (in the view
+/// being built): what was checked is what gets mounted on, even if a user's symlink was
+/// swapped in meanwhile. None for a final symlink of root's, which the host check allowed: it
+/// is followed by path.
 pub(super) fn open_host_mount_point(destination: &Path) -> Result<Option<OwnedFd>> {
     let (dir, name) = host_mount_point_parent(destination, None, "open")?;
     // SAFETY: openat on a valid directory descriptor and a C string.
