@@ -27,7 +27,7 @@ use crate::sys;
 /// How long containerd gets to accept one event.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Where containerd finds the ttrpc socket of its Events service (set for every shim).
-const TTRPC_ADDRESS_ENV: &str = "TTRPC_ADDRESS";
+pub const TTRPC_ADDRESS_ENV: &str = "TTRPC_ADDRESS";
 /// The protobuf package of containerd's task events.
 const EVENTS_PACKAGE: &str = "containerd.events";
 

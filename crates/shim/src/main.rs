@@ -76,5 +76,13 @@ fn main() {
         println!("  Runtime:  {RUNTIME_ID} (task API v2)");
         return;
     }
+    // The serving shim a `start` action of this binary executed, on the socket it bound.
+    if let Some(listener) = sys::inherited_listener() {
+        if let Err(e) = service::serve(listener) {
+            eprintln!("{RUNTIME_ID}: {e:?}");
+            std::process::exit(1);
+        }
+        return;
+    }
     containerd_shim::run::<service::Service>(RUNTIME_ID, None);
 }

@@ -9,8 +9,9 @@ use std::time::Duration;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::util::write_address;
+use containerd_shim::protos::create_task;
 use containerd_shim::{
-    socket_address, spawn, Config, DeleteResponse, Error as ShimError, ExitSignal, Flags, Shim,
+    Config, DeleteResponse, Error as ShimError, ExitSignal, Flags, Shim,
     StartOpts,
 };
 use hostprocess_engine::annotations::{CRI_SANDBOX_ID, RUNC_GROUP};
@@ -20,7 +21,7 @@ use hostprocess_engine::sys::SIGKILL;
 use hostprocess_engine::Engine;
 use log::{info, warn};
 
-use crate::events::Events;
+use crate::events::{Events, TTRPC_ADDRESS_ENV};
 use crate::sys;
 use crate::task::{Shared, TaskService};
 
@@ -101,15 +102,9 @@ impl Shim for Service {
             .map(|spec| spec.annotations)
             .unwrap_or_default();
         let grouping = group(&opts.id, &annotations);
-        // A pod's later containers: its shim already serves the group's socket. Answer that
-        // address, as runc's shim does, instead of spawning a serving shim that would start,
-        // find the socket taken and exit (an `exec` and a shim start-up per container).
-        let address = socket_address(&opts.address, &opts.namespace, &grouping);
-        if sys::is_served(&address) {
-            write_address(&address)?;
-            return Ok(address);
-        }
-        let (_, address) = spawn(opts, &grouping, Vec::new())?;
+        // A pod's later containers: its shim already serves the group's socket, and
+        // `start_serving` answers that address, as runc's shim does.
+        let address = sys::start_serving(opts, &grouping)?;
         write_address(&address)?;
         Ok(address)
     }
@@ -173,6 +168,43 @@ impl Shim for Service {
             self.exit.clone(),
         ))
     }
+}
+
+/// The serving shim on the socket its `start` action bound (`sys::start_serving`): what the
+/// shim library does for a shim it started, but on a socket that already exists.
+pub fn serve(listener: sys::Listener) -> Result<(), ShimError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flags = containerd_shim::parse(&args)?;
+    if flags.namespace.is_empty() || flags.socket.is_empty() {
+        return Err(ShimError::InvalidArgument(
+            "a serving shim needs -namespace and -socket".into(),
+        ));
+    }
+    let ttrpc_address = std::env::var(TTRPC_ADDRESS_ENV)
+        .map_err(|e| ShimError::Other(format!("{TTRPC_ADDRESS_ENV}: {e}")))?;
+    sys::reap_children()?;
+    sys::become_subreaper()?;
+    let mut config = Config::default();
+    let mut shim = Service::new(crate::RUNTIME_ID, &flags, &mut config);
+    if !config.no_setup_logger {
+        containerd_shim::logger::init(
+            flags.debug,
+            &config.default_log_level,
+            &flags.namespace,
+            &flags.id,
+        )?;
+    }
+    let publisher = RemotePublisher::new(&ttrpc_address)?;
+    let task = shim.create_task_service(publisher);
+    let mut server = listener
+        .into_server()?
+        .register_service(create_task(Arc::new(task)));
+    server.start()?;
+    info!("Shim successfully started, waiting for exit signal...");
+    shim.wait();
+    info!("Shutting down shim instance");
+    server.shutdown();
+    Ok(())
 }
 
 #[cfg(test)]
