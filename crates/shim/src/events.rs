@@ -43,9 +43,27 @@ enum Message {
 }
 
 /// Where the forwarder sends events.
-enum Sink {
+pub enum Sink {
     Direct(EventsClient),
     Library(RemotePublisher),
+}
+
+impl Sink {
+    /// A connection of the shim's own to containerd's Events service, else the library's
+    /// publisher, which `fallback` makes only then: it is one more connection to containerd
+    /// and two more threads in every shim.
+    pub fn connect<E>(fallback: impl FnOnce() -> Result<RemotePublisher, E>) -> Result<Sink, E> {
+        let Ok(address) = std::env::var(TTRPC_ADDRESS_ENV) else {
+            return fallback().map(Sink::Library);
+        };
+        match sys::connect_ttrpc(&address) {
+            Ok(client) => Ok(Sink::Direct(EventsClient::new(client))),
+            Err(e) => {
+                warn!("events: connect to {address}: {e}; using the library's publisher");
+                fallback().map(Sink::Library)
+            }
+        }
+    }
 }
 
 /// The sending side; cheap to clone.
@@ -60,19 +78,8 @@ fn type_url(name: &str) -> String {
 }
 
 impl Events {
-    /// Starts the forwarding thread that publishes to containerd for `namespace`, on a
-    /// connection of its own when it can make one, else through the library's `publisher`.
-    pub fn start(publisher: RemotePublisher, namespace: String) -> Events {
-        let sink = match std::env::var(TTRPC_ADDRESS_ENV) {
-            Ok(address) => match sys::connect_ttrpc(&address) {
-                Ok(client) => Sink::Direct(EventsClient::new(client)),
-                Err(e) => {
-                    warn!("events: connect to {address}: {e}; using the library's publisher");
-                    Sink::Library(publisher)
-                }
-            },
-            Err(_) => Sink::Library(publisher),
-        };
+    /// Starts the forwarding thread that publishes to containerd for `namespace` on `sink`.
+    pub fn start(sink: Sink, namespace: String) -> Events {
         let (tx, rx) = channel();
         std::thread::Builder::new()
             .name("events".into())

@@ -2,17 +2,17 @@
 //! and serving the Task API with events forwarded to containerd.
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use containerd_shim::protos::create_task;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::util::write_address;
-use containerd_shim::protos::create_task;
 use containerd_shim::{
-    Config, DeleteResponse, Error as ShimError, ExitSignal, Flags, Shim,
-    StartOpts,
+    Config, DeleteResponse, Error as ShimError, ExitSignal, Flags, Shim, StartOpts,
 };
 use hostprocess_engine::annotations::{CRI_SANDBOX_ID, RUNC_GROUP};
 use hostprocess_engine::plan::PlanOptions;
@@ -21,7 +21,7 @@ use hostprocess_engine::sys::SIGKILL;
 use hostprocess_engine::Engine;
 use log::{info, warn};
 
-use crate::events::{Events, TTRPC_ADDRESS_ENV};
+use crate::events::{Events, Sink, TTRPC_ADDRESS_ENV};
 use crate::sys;
 use crate::task::{Shared, TaskService};
 
@@ -152,13 +152,21 @@ impl Shim for Service {
     }
 
     fn create_task_service(&self, publisher: RemotePublisher) -> TaskService {
+        let sink = Sink::connect(|| Ok::<_, Infallible>(publisher));
+        self.task_service(sink.unwrap_or_else(|never| match never {}))
+    }
+}
+
+impl Service {
+    /// The Task API of this shim, its events sent to containerd on `sink`.
+    fn task_service(&self, sink: Sink) -> TaskService {
         let root = state_root(&self.namespace);
         info!(
             "serving namespace {} with engine state in {}",
             self.namespace,
             root.display()
         );
-        let events = Events::start(publisher, self.namespace.clone());
+        let events = Events::start(sink, self.namespace.clone());
         if self.events.set(events.clone()).is_err() {
             warn!("the task service was created twice");
         }
@@ -194,8 +202,8 @@ pub fn serve(listener: sys::Listener) -> Result<(), ShimError> {
             &flags.id,
         )?;
     }
-    let publisher = RemotePublisher::new(&ttrpc_address)?;
-    let task = shim.create_task_service(publisher);
+    let sink = Sink::connect(|| RemotePublisher::new(&ttrpc_address))?;
+    let task = shim.task_service(sink);
     let mut server = listener
         .into_server()?
         .register_service(create_task(Arc::new(task)));

@@ -108,8 +108,7 @@ pub fn inherited_listener() -> Option<Listener> {
     let fd: i32 = fd.parse().ok().filter(|fd| *fd > 2)?;
     // SAFETY: fstat only reads the descriptor's metadata into the buffer.
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(fd, &mut stat) } < 0 || stat.st_mode & libc::S_IFMT != libc::S_IFSOCK
-    {
+    if unsafe { libc::fstat(fd, &mut stat) } < 0 || stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
         return None;
     }
     // SAFETY: the descriptor was handed to this process by its `start` action, and nothing
