@@ -22,7 +22,10 @@
 #        runtime for the phase split), LOG_LEVEL=info (containerd's; the test harness uses
 #        debug), KEEP=1 keeps the temporary directory (containerd's log) for a look,
 #        SHIM_BIN=PATH measures that build of the shim instead of building one, NULL_SHIM_BIN=PATH
-#        that build of the floor's shim.
+#        that build of the floor's shim, BASELINE_BIN=PATH also times that other build of our
+#        shim in the same rounds and traced runs (runtime io.containerd.hostprocessbase.v1): a
+#        change measured A/B with the builds alternating, STRACE=N only counts system calls (see
+#        0. below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -38,6 +41,8 @@ RUNC_RUNTIME=io.containerd.runc.v2
 HP_SHIM=containerd-shim-hostprocess-v1
 NULL_RUNTIME=io.containerd.null.v1
 NULL_SHIM=containerd-shim-null-v1
+BASE_RUNTIME=io.containerd.hostprocessbase.v1
+BASE_SHIM=containerd-shim-hostprocessbase-v1
 RUNC_SHIM=containerd-shim-runc-v2
 IMAGE=docker.io/library/hpc-bench-busybox:latest
 BUSYBOX=/bin/busybox
@@ -94,6 +99,10 @@ mkdir -p "$results" "$work"/{root,state,opt,cni/net.d,hostprocess,bin}
 # elsewhere cannot swap the binary under the benchmark.
 cp "$shim_bin" "$work/bin/$HP_SHIM"
 cp "$null_shim_bin" "$work/bin/$NULL_SHIM"
+if [[ -n ${BASELINE_BIN:-} ]]; then
+  [[ -x $BASELINE_BIN ]] || { echo "bench: $BASELINE_BIN is not an executable" >&2; exit 1; }
+  cp "$BASELINE_BIN" "$work/bin/$BASE_SHIM"
+fi
 
 ctr_() { ctr --address "$sock" --namespace "$ns" "$@"; }
 ctr_t() { timeout 30 ctr --address "$sock" --namespace "$ns" "$@"; }   # for cleanup paths
@@ -134,6 +143,7 @@ cleanup() {
   set +e
   trap - EXIT INT TERM
   [[ -n ${events_pid:-} ]] && kill "$events_pid" 2>/dev/null
+  [[ -n ${strace_pid:-} ]] && kill -INT "$strace_pid" 2>/dev/null
   if [[ -n $ctrd_pid ]] && kill -0 "$ctrd_pid" 2>/dev/null; then
     remove_all
     ctr_t images rm "$IMAGE" >/dev/null 2>&1
@@ -155,7 +165,8 @@ cleanup() {
   while read -r pid socket; do
     kill -KILL "$pid" 2>/dev/null
     [[ -S $socket ]] && rm -f "$socket"
-  done < <(shim_pids "$HP_SHIM" any; shim_pids "$RUNC_SHIM" any; shim_pids "$NULL_SHIM" any)
+  done < <(shim_pids "$HP_SHIM" any; shim_pids "$RUNC_SHIM" any; shim_pids "$NULL_SHIM" any
+    shim_pids "$BASE_SHIM" any)
   # Whatever still runs in our namespace's cgroups (containers whose shim was killed) is ours:
   # kill it, then remove the cgroups, deepest first (runc and the engine leave the namespace's).
   for procs in /sys/fs/cgroup/*/"$ns"/*/cgroup.procs /sys/fs/cgroup/"$ns"/*/cgroup.procs; do
@@ -166,6 +177,7 @@ cleanup() {
   for dir in /sys/fs/cgroup/*/"$ns" /sys/fs/cgroup/"$ns"; do
     [[ -d $dir ]] && find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null
   done
+  [[ -n ${cpu_cg:-} ]] && rmdir "$cpu_cg" 2>/dev/null
   # Unmount everything under the directory, deepest first.
   while read -r mp; do umount -l "$mp" 2>/dev/null; done < <(
     awk -v d="$work" '$5 == d || index($5, d "/") == 1 { print length($5), $5 }' /proc/self/mountinfo |
@@ -221,6 +233,24 @@ echo "bench: starting a private containerd in $work" >&2
 PATH=$work/bin:$PATH HOSTPROCESS_SHIM_ROOT=$work/hostprocess \
   containerd --config "$work/containerd.toml" </dev/null >"$work/containerd.log" 2>&1 &
 ctrd_pid=$!
+# containerd and everything it starts (the shims; not the containers, which the engine and runc
+# move to cgroups of their own) in a CPU accounting cgroup of their own: the traced runs report
+# the CPU each run cost them, a figure the machine's load disturbs far less than time.
+cpu_cg=
+for dir in /sys/fs/cgroup/cpuacct /sys/fs/cgroup; do
+  if [[ -f $dir/cpuacct.usage || -f $dir/cgroup.controllers ]] && mkdir "$dir/$ns-cpu" 2>/dev/null; then
+    cpu_cg=$dir/$ns-cpu
+    echo "$ctrd_pid" >"$cpu_cg/cgroup.procs" 2>/dev/null || { rmdir "$cpu_cg"; cpu_cg=; }
+    break
+  fi
+done
+# CPU nanoseconds used so far in that cgroup (0 without one).
+cpu_ns() {
+  if [[ -z $cpu_cg ]]; then echo 0
+  elif [[ -f $cpu_cg/cpuacct.usage ]]; then cat "$cpu_cg/cpuacct.usage"
+  else awk '$1 == "usage_usec" { print $2 * 1000 }' "$cpu_cg/cpu.stat"
+  fi
+}
 for i in $(seq 300); do
   kill -0 "$ctrd_pid" 2>/dev/null || { tail -n 40 "$work/containerd.log" >&2; echo "bench: containerd exited" >&2; exit 1; }
   [[ -S $sock ]] && ctr --address "$sock" version >/dev/null 2>&1 && break
@@ -263,10 +293,114 @@ tar --create --file "$img/image.tar" --directory "$img/layout" --sort=name \
   --numeric-owner --owner=0 --group=0 --mtime=@0 oci-layout index.json blobs
 ctr_ images import "$img/image.tar" >&2
 
+# ---------------------------------------------------------------- 0. system calls (STRACE=N)
+# STRACE=N: only N runs of each shim (ours and the floor's) with strace attached to containerd
+# and everything it starts, then per shim and per role of its processes (the `start` action, the
+# serving shim, the `delete` action): system calls per run by count, and the time the calls
+# that wait spent blocked. ptrace slows every call, so this counts; the times are elsewhere.
+# Writes bench/results/shim-strace.txt (and keeps the traces with KEEP=1).
+if [[ -n ${STRACE:-} ]]; then
+  command -v strace >/dev/null || { echo "bench: missing: strace" >&2; exit 1; }
+  mkdir -p "$work/strace"
+  strace -f -ff -tt -T -s 256 -o "$work/strace/t" -p "$ctrd_pid" 2>"$work/strace.log" &
+  strace_pid=$!
+  sleep 1
+  for r in $(seq "$STRACE"); do
+    for pair in "hostprocess:$HP_RUNTIME" "null:$NULL_RUNTIME"; do
+      id=$idp-strace-${pair%%:*}-$r
+      ctr_ run --rm --runtime "${pair#*:}" "$IMAGE" "$id" /bin/true >/dev/null 2>&1 ||
+        { note strace "${pair%%:*}" "ctr run failed"; reset_id "$id"; }
+    done
+  done
+  sleep 1
+  kill -INT "$strace_pid"; wait "$strace_pid" 2>/dev/null || true
+  strace_pid=
+  python3 - "$work/strace" "$STRACE" "$HP_SHIM" "$NULL_SHIM" >"$results/shim-strace.txt" <<'PY'
+import collections, os, re, sys
+tdir, runs, ours, floor = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+line_re = re.compile(r"^(\d+):(\d+):([\d.]+) (?:<\.\.\. )?(\w+)(.*?)(?:<([\d.]+)>)?$")
+traces = {}  # tid -> lines
+for name in os.listdir(tdir):
+    tid = int(name.rsplit(".", 1)[1])
+    traces[tid] = open(os.path.join(tdir, name), errors="replace").read().splitlines()
+# Who started whom: a clone's result is the new task; CLONE_THREAD keeps the process.
+parent, thread = {}, {}
+for tid, lines in traces.items():
+    for l in lines:
+        m = re.search(r"\b(clone3?|fork|vfork)\((.*)\)\s+=\s+(\d+)", l)
+        if m:
+            child = int(m.group(3))
+            parent[child] = tid
+            thread[child] = "CLONE_THREAD" in m.group(2)
+# A task's role: the binary and action its process last executed.
+def own_role(tid):
+    for l in traces.get(tid, []):
+        m = re.search(r'execve\("([^"]*)", \[(.*?)\]', l)
+        if m and " = 0" in l:
+            args = re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(2))
+            binary = os.path.basename(m.group(1))
+            action = "start" if "start" in args else "delete" if "delete" in args else "serving"
+            return binary, action
+    return None
+def role(tid, seen=0):
+    r = own_role(tid)
+    if r:
+        return r
+    if tid in parent and seen < 50:
+        binary, action = role(parent[tid], seen + 1)
+        # A process forked by a `start` action (no exec) is the serving shim.
+        if action == "start" and not thread.get(tid):
+            action = "serving (forked)"
+        return binary, action
+    return "containerd", ""
+calls = collections.defaultdict(collections.Counter)
+blocked = collections.defaultdict(float)
+tasks = collections.Counter()
+waits = {"futex", "epoll_wait", "epoll_pwait", "poll", "ppoll", "wait4", "waitid", "read",
+         "accept4", "accept", "nanosleep", "clock_nanosleep", "recvmsg", "select", "pselect6"}
+for tid, lines in traces.items():
+    binary, action = role(tid)
+    if binary not in (ours, floor):
+        continue
+    key = (binary, action)
+    tasks[key] += 1
+    for l in lines:
+        m = re.match(r"^\d\d:\d\d:[\d.]+ (?:<\.\.\. )?(\w+)", l)
+        if not m or "resumed>" in l and not l.split("resumed>")[1].strip():
+            continue
+        if "unfinished" in l:
+            continue
+        name = m.group(1)
+        calls[key][name] += 1
+        t = re.search(r"<([\d.]+)>\s*$", l)
+        if t and name in waits:
+            blocked[key, name] += float(t.group(1))
+print(f"system calls per `ctr run --rm` ({runs} traced runs per shim; strace attached)\n")
+for key in sorted(calls):
+    total = sum(calls[key].values())
+    print(f"## {key[0]} {key[1]}: {tasks[key] / runs:.1f} tasks (threads), {total / runs:.0f} calls per run")
+    top = ", ".join(f"{n} {c / runs:.1f}" for n, c in calls[key].most_common(25))
+    print(f"calls: {top}")
+    waited = sorted(((v, n) for (k, n), v in blocked.items() if k == key), reverse=True)
+    print("blocked ms per run: " + ", ".join(f"{n} {v * 1e3 / runs:.2f}" for v, n in waited[:8]))
+    print()
+PY
+  cat "$results/shim-strace.txt"
+  exit 0
+fi
+
 # ---------------------------------------------------------------- 1. time
 hp_cmd="ctr --address $sock --namespace $ns run --rm --runtime $HP_RUNTIME $IMAGE $idp-hp /bin/true"
 runc_cmd="ctr --address $sock --namespace $ns run --rm --runtime $RUNC_RUNTIME $IMAGE $idp-runc /bin/true"
 null_cmd="ctr --address $sock --namespace $ns run --rm --runtime $NULL_RUNTIME $IMAGE $idp-null /bin/true"
+base_cmd="ctr --address $sock --namespace $ns run --rm --runtime $BASE_RUNTIME $IMAGE $idp-base /bin/true"
+# With a baseline build: its command in every check and round, after ours.
+base_pair=() base_named=() base_trace=()
+if [[ -n ${BASELINE_BIN:-} ]]; then
+  base_pair=("baseline:$base_cmd:$idp-base")
+  base_named=(-n "hostprocess shim (baseline)" "$base_cmd")
+  base_trace=("base:$BASE_RUNTIME")
+fi
 failures=$results/shim-failures.txt
 : >"$failures"
 
@@ -289,7 +423,7 @@ note() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$failures"; echo "bench: $1 $2 
 
 # hyperfine reuses one id per command: check that a fixed id works back to back (--rm removed
 # the container and the shim is gone before the next run needs the same id and shim socket).
-for pair in "hostprocess:$hp_cmd:$idp-hp" "runc:$runc_cmd:$idp-runc" "floor:$null_cmd:$idp-null"; do
+for pair in "hostprocess:$hp_cmd:$idp-hp" "${base_pair[@]}" "runc:$runc_cmd:$idp-runc" "floor:$null_cmd:$idp-null"; do
   label=${pair%%:*} rest=${pair#*:}
   cmd=${rest%:*} id=${rest##*:}
   ok=0
@@ -315,6 +449,7 @@ while ((round <= rounds)); do
   if hyperfine -N --style basic --warmup "$round_warmup" --runs "$per_round" \
     --export-json "$work/hyperfine-$round.json" \
     -n "hostprocess shim" "$hp_cmd" \
+    "${base_named[@]}" \
     -n "runc shim" "$runc_cmd" \
     -n "null shim (floor)" "$null_cmd" >&2; then
     round=$((round + 1))
@@ -322,6 +457,7 @@ while ((round <= rounds)); do
   fi
   note "timed-attempt-$attempt" "?" "$(new_errors "$mark" | tr '\n' ' ')"
   reset_id "$idp-hp"
+  reset_id "$idp-base"
   reset_id "$idp-runc"
   reset_id "$idp-null"
   ((++attempt <= ${ATTEMPTS:-3})) || { echo "bench: hyperfine failed $((attempt - 1)) times" >&2; exit 1; }
@@ -362,12 +498,14 @@ events_pid=$!
 sleep 0.5
 : >"$work/client.log"
 for r in $(seq "$trace_runs"); do
-  for pair in "hostprocess:$HP_RUNTIME" "runc:$RUNC_RUNTIME" "null:$NULL_RUNTIME"; do
+  for pair in "hostprocess:$HP_RUNTIME" "${base_trace[@]}" "runc:$RUNC_RUNTIME" "null:$NULL_RUNTIME"; do
     id=$idp-trace-${pair%%:*}-$r
+    c0=$(cpu_ns)
     t0=$(date +%s.%N)
     if err=$(ctr_ run --rm --runtime "${pair#*:}" "$IMAGE" "$id" /bin/true 2>&1); then
       t1=$(date +%s.%N)
-      printf '%s %s %s\n' "$id" "$t0" "$t1" >>"$work/client.log"
+      c1=$(cpu_ns)
+      printf '%s %s %s %s\n' "$id" "$t0" "$t1" "$((c1 - c0))" >>"$work/client.log"
     else
       note traced "${pair%%:*}" "$err"
       reset_id "$id"
@@ -422,7 +560,8 @@ def first_log(t0, t1, *needles):
 # The floor's shim publishes no events and its serving shim logs nothing: for it, only the
 # phases bounded by containerd's own events and log lines have figures, the first two rows
 # summing the phases that follow them.
-serving = {"hostprocess": ("serving namespace",), "runc": ("starting signal loop", "path=")}
+serving = {"hostprocess": ("serving namespace",), "base": ("serving namespace",),
+           "runc": ("starting signal loop", "path=")}
 phases = [
     ("shim start and task create", "/containers/create", "/tasks/create"),
     ("the whole task: shim start until it disconnected", "/containers/create", "disconnected"),
@@ -436,9 +575,10 @@ phases = [
     ("dead-shim `delete` exec, bundle, snapshot + container rm", "disconnected", "/containers/delete"),
     ("ctr exits", "/containers/delete", "client1"),
 ]
+CPU = "CPU time of containerd and the shims per run"
 rows = {}
 for line in open(sys.argv[2]):
-    cid, t0, t1 = line.split()
+    cid, t0, t1, *cpu = line.split()
     runtime = cid.split("-")[2]
     ev = dict(events.get(cid, {}))
     ev["client0"], ev["client1"] = Decimal(t0), Decimal(t1)
@@ -450,8 +590,10 @@ for line in open(sys.argv[2]):
         if ev.get(a) is not None and ev.get(b) is not None:
             runtime_rows.setdefault(name, []).append(float(ev[b] - ev[a]) * 1e3)
     runtime_rows.setdefault("total (client)", []).append(float(ev["client1"] - ev["client0"]) * 1e3)
+    if cpu and int(cpu[0]) > 0:
+        runtime_rows.setdefault(CPU, []).append(int(cpu[0]) / 1e6)
 
-names = [p[0] for p in phases] + ["total (client)"]
+names = [p[0] for p in phases] + ["total (client)", CPU]
 n = max(len(v["total (client)"]) for v in rows.values())
 print(f"median ms over {n} traced runs per runtime ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})")
 print()
@@ -463,6 +605,13 @@ for name in names:
     f = lambda v: "n/a" if v is None else f"{v:.1f}"
     d = lambda a, b: "n/a" if a is None or b is None else f"{a - b:.1f}"
     print(f"| {name} | {f(hp)} | {f(rc)} | {f(nl)} | {d(rc, hp)} | {d(hp, nl)} |")
+if "base" in rows:  # BASELINE_BIN: the same phases for the other build of our shim
+    print()
+    print("| phase | hostprocess shim | baseline build | hostprocess - baseline | baseline - floor |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name in names:
+        hp, base, nl = (med(rows.get(r, {}).get(name)) for r in ("hostprocess", "base", "null"))
+        print(f"| {name} | {f(hp)} | {f(base)} | {d(hp, base)} | {d(base, nl)} |")
 PY
 cat "$results/shim-phases.txt"
 
@@ -602,6 +751,11 @@ print(f"memory: hostprocess RSS {mib(h['rss'])}, PSS {mib(h['pss'])} per shim ({
       f"runc RSS {mib(c['rss'])}, PSS {mib(c['pss'])} per shim ({c['shims']} shims)")
 print(f"        ours / runc: RSS {ratio_rss:.3f} (target <= 0.25), PSS {ratio_pss:.3f}")
 print(f"load:   {load0} before, {load1} after the timed runs")
+if "hostprocess shim (baseline)" in r:
+    b = r["hostprocess shim (baseline)"]
+    print(f"A/B:    baseline build {ms(b)}, median {b['median']*1e3:.1f} ms; ours - baseline by "
+          f"medians {(hp['median'] - b['median'])*1e3:.2f} ms; above the floor by medians: ours "
+          f"{(hp['median'] - fl['median'])*1e3:.2f} ms, baseline {(b['median'] - fl['median'])*1e3:.2f} ms")
 if fails:
     print(f"failed: {len(fails)} run(s) or attempt(s), see bench/results/shim-failures.txt")
 PY
