@@ -151,7 +151,7 @@ pub fn reap_children() -> Result<(), ShimError> {
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGCHLD])
         .map_err(|e| shim_io(e, "watch", "the shim's signals"))?;
     std::thread::Builder::new()
-        .name("reaper".into())
+        .name("signals".into())
         .spawn(move || {
             for signal in signals.forever() {
                 if signal == SIGCHLD {
@@ -161,7 +161,7 @@ pub fn reap_children() -> Result<(), ShimError> {
                 }
             }
         })
-        .map_err(|e| shim_io(e, "start", "the reaper thread"))?;
+        .map_err(|e| shim_io(e, "start", "the signal thread"))?;
     Ok(())
 }
 
