@@ -102,7 +102,7 @@ impl Shared {
         if let Some(sandbox) = self.map().get(sandbox_id) {
             return Some(PodSandbox {
                 annotations: sandbox.annotations.clone(),
-                network: sandbox.pod_network.clone(),
+                network: sandbox.pod_network().cloned(),
             });
         }
         let sandbox_bundle = bundle.parent()?.join(sandbox_id);
@@ -194,10 +194,7 @@ impl TaskService {
             req.id, req.exec_id, req.signal, req.all
         );
         let container = self.shared.container(&req.id)?;
-        if !container.is_sandbox() {
-            return container.kill(&req.exec_id, req.signal, req.all);
-        }
-        if let Some(status) = container.signal_sandbox(&req.exec_id, req.signal)? {
+        if let Some(status) = container.kill(&req.exec_id, req.signal, req.all)? {
             exits::publish_exit(&container, &container.init, status, &self.shared.events);
             info!("pod sandbox {}: stopped", req.id);
         }
