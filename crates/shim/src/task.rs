@@ -13,7 +13,7 @@ use containerd_shim::api::{
     StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse, UpdateTaskRequest,
     WaitRequest, WaitResponse,
 };
-use containerd_shim::protos::api::{CheckpointTaskRequest, Status as TaskStatus};
+use containerd_shim::protos::api::CheckpointTaskRequest;
 use containerd_shim::protos::events::task::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskIO, TaskPaused, TaskResumed,
     TaskStart,
@@ -271,17 +271,12 @@ impl TaskService {
         response.stdout = process.stdio.stdout.clone();
         response.stderr = process.stdio.stderr.clone();
         response.terminal = process.stdio.terminal;
-        let status = match process.status() {
-            Status::Created => TaskStatus::CREATED,
-            Status::Running if container.is_paused() => TaskStatus::PAUSED,
-            Status::Running => TaskStatus::RUNNING,
-            Status::Exited(exit) => {
-                response.exit_status = exit.status;
-                response.exited_at = Some(exit.timestamp()).into();
-                TaskStatus::STOPPED
-            }
-        };
-        response.status = status.into();
+        let status = process.status();
+        if let Status::Exited(exit) = status {
+            response.exit_status = exit.status;
+            response.exited_at = Some(exit.timestamp()).into();
+        }
+        response.status = status.task_status(|| container.is_paused()).into();
         Ok(response)
     }
 }
