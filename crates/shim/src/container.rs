@@ -182,8 +182,8 @@ impl Container {
         ))
     }
 
-    /// A workload's engine container and exec processes, or the refusal of an operation that
-    /// needs processes.
+    /// A workload's engine container and exec processes, or, for a pod sandbox, the refusal
+    /// of `what`: an operation that needs processes.
     fn workload(&self, what: &str) -> Result<(&Mutex<EngineContainer>, &Mutex<Execs>)> {
         match &self.kind {
             Kind::Workload {
@@ -193,15 +193,23 @@ impl Container {
         }
     }
 
-    /// The engine's container, locked.
+    /// The engine's container, locked (or the refusal of `what` for a pod sandbox).
     fn engine(&self, what: &str) -> Result<MutexGuard<'_, EngineContainer>> {
         Ok(lock(self.workload(what)?.0))
+    }
+
+    /// A workload's exec processes; a pod sandbox has none.
+    fn execs(&self) -> Option<MutexGuard<'_, Execs>> {
+        match &self.kind {
+            Kind::Workload { execs, .. } => Some(lock(execs)),
+            Kind::Sandbox { .. } => None,
+        }
     }
 
     /// Releases the held init; a sandbox just starts "running". Returns the pid (0 for a
     /// sandbox).
     pub fn start(&self) -> Result<u32> {
-        let Ok((container, _)) = self.workload("start") else {
+        let Kind::Workload { container, .. } = &self.kind else {
             self.init.run_without_process();
             return Ok(0);
         };
@@ -219,9 +227,8 @@ impl Container {
         if exec_id.is_empty() {
             return Ok(self.init.clone());
         }
-        self.workload("exec")
-            .ok()
-            .and_then(|(_, execs)| lock(execs).get(exec_id).map(|e| e.process.clone()))
+        self.execs()
+            .and_then(|execs| execs.get(exec_id).map(|e| e.process.clone()))
             .ok_or_else(|| {
                 Error::not_found(format!(
                     "exec {exec_id} of container {} does not exist",
@@ -306,9 +313,7 @@ impl Container {
     }
 
     pub fn exec_by_pid(&self, pid: u32) -> Option<Arc<Process>> {
-        let (_, execs) = self.workload("exec").ok()?;
-        let execs = lock(execs);
-        execs
+        self.execs()?
             .values()
             .find(|e| e.process.pid() == pid && e.process.exit().is_none())
             .map(|e| e.process.clone())
@@ -513,8 +518,8 @@ impl Container {
                 )))
             }
         };
-        if let Ok((_, execs)) = self.workload("exec") {
-            lock(execs).remove(exec_id);
+        if let Some(mut execs) = self.execs() {
+            execs.remove(exec_id);
         }
         process.release_io();
         Ok((process.pid(), exit))
@@ -543,5 +548,95 @@ impl Container {
             exec.process.release_io();
         }
         Ok((self.init.pid(), exit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A pod sandbox needs no engine, so its half of [`Kind`] is tested here without root.
+    use super::*;
+    use containerd_shim::protos::ttrpc::Code;
+
+    const SIGHUP: u32 = 1;
+
+    fn sandbox() -> Container {
+        let mut req = CreateTaskRequest::new();
+        req.id = "p1".into();
+        req.bundle = "/run/p1".into();
+        Container::sandbox(&req, Spec::default())
+    }
+
+    fn refused(result: Result<impl std::fmt::Debug>, what: &str) {
+        let err = result.expect_err(what);
+        assert_eq!(err.code, Code::FAILED_PRECONDITION, "{what}: {err}");
+        assert!(
+            err.message.starts_with(&format!(
+                "pod sandbox p1: {what}: the sandbox of a HostProcess pod runs no process"
+            )),
+            "{what}: {err}"
+        );
+    }
+
+    #[test]
+    fn a_pod_sandbox_refuses_what_needs_a_process() {
+        let container = sandbox();
+        let spec = Any::new();
+        refused(
+            container.add_exec("e1", &spec, StdioPaths::default()),
+            "exec",
+        );
+        refused(container.pause(), "pause");
+        refused(container.resume(), "resume");
+        let mut resources = Any::new();
+        resources.value = b"{}".to_vec();
+        refused(container.update(&resources), "update");
+        let err = container.start_exec("e1").expect_err("start of an exec");
+        assert_eq!(err.code, Code::NOT_FOUND, "{err}");
+        assert_eq!(
+            container.process("e1").err().map(|e| e.code),
+            Some(Code::NOT_FOUND)
+        );
+    }
+
+    #[test]
+    fn a_pod_sandbox_is_never_paused_and_has_no_process_or_figures() {
+        let container = sandbox();
+        assert_eq!(container.start(), Ok(0));
+        assert_eq!(container.init.status(), Status::Running);
+        assert!(container.is_sandbox());
+        assert!(!container.is_paused());
+        assert!(container.pids().unwrap().is_empty());
+        assert!(container.stats().is_ok());
+        assert!(!container.take_new_oom_kill());
+        assert!(container.exec_by_pid(0).is_none());
+    }
+
+    #[test]
+    fn a_pod_sandbox_ends_on_the_signals_a_pause_process_ends_on() {
+        let container = sandbox();
+        container.start().unwrap();
+        assert_eq!(container.kill("", SIGHUP, false), Ok(None));
+        assert_eq!(container.kill("", SIGTERM as u32, false), Ok(Some(0)));
+        assert_eq!(container.kill("", SIGINT as u32, true), Ok(Some(0)));
+        assert_eq!(container.kill("", SIGKILL as u32, false), Ok(Some(KILLED)));
+        let err = container.kill("e1", SIGTERM as u32, false).unwrap_err();
+        assert_eq!(err.code, Code::NOT_FOUND, "{err}");
+        container.init.exited(0);
+        let err = container.kill("", SIGTERM as u32, false).unwrap_err();
+        assert_eq!(err.code, Code::NOT_FOUND, "{err}");
+    }
+
+    #[test]
+    fn deleting_a_pod_sandbox_ends_it_as_killed_unless_it_ended_before() {
+        let container = sandbox();
+        container.start().unwrap();
+        let (pid, exit) = container.delete().unwrap();
+        assert_eq!((pid, exit.status), (0, KILLED));
+        assert_eq!(container.init.exit(), Some(exit));
+
+        let container = sandbox();
+        container.start().unwrap();
+        let stopped = container.init.exited(0).unwrap();
+        assert_eq!(container.delete(), Ok((0, stopped)));
     }
 }
