@@ -461,6 +461,59 @@ mod tests {
         assert!(plan("c", Path::new("/b"), &s, &options, None).is_err());
     }
 
+    fn with_rlimits(limits: serde_json::Value) -> Spec {
+        let mut s = spec();
+        if let Some(process) = s.process.as_mut() {
+            process.rlimits = serde_json::from_value(limits).unwrap();
+        }
+        s
+    }
+
+    #[test]
+    fn an_unknown_rlimit_is_refused_when_planned_on_linux() {
+        let s = with_rlimits(serde_json::json!([
+            {"type": "RLIMIT_NOFILE", "soft": 10, "hard": 20},
+            {"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}
+        ]));
+        let planned = plan("c", Path::new("/b"), &s, &PlanOptions::new("/r"), None);
+        if cfg!(windows) {
+            // Limits do not apply to a Windows process: none is planned, none refused.
+            assert_eq!(planned.unwrap().process.rlimits, Vec::new());
+        } else {
+            assert_eq!(
+                planned.unwrap_err().to_string(),
+                "invalid spec: process.rlimits: unknown limit \"RLIMIT_BOGUS\""
+            );
+        }
+    }
+
+    #[test]
+    fn known_rlimits_are_planned_as_typed_limits_on_linux() {
+        let s = with_rlimits(serde_json::json!([
+            {"type": "RLIMIT_NOFILE", "soft": 10, "hard": 20},
+            {"type": "RLIMIT_CORE", "soft": 0, "hard": 0}
+        ]));
+        let planned = plan("c", Path::new("/b"), &s, &PlanOptions::new("/r"), None).unwrap();
+        let expected = if cfg!(windows) {
+            Vec::new()
+        } else {
+            use process::{Rlimit, RlimitKind};
+            vec![
+                Rlimit {
+                    kind: RlimitKind::Nofile,
+                    soft: 10,
+                    hard: 20,
+                },
+                Rlimit {
+                    kind: RlimitKind::Core,
+                    soft: 0,
+                    hard: 0,
+                },
+            ]
+        };
+        assert_eq!(planned.process.rlimits, expected);
+    }
+
     #[test]
     fn unknown_layout_annotation_is_refused() {
         let mut s = spec();

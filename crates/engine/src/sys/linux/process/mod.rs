@@ -13,6 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::plan::process::Rlimit;
 use crate::sys::ProcessInfo;
 
 use super::account::Account;
@@ -40,7 +41,7 @@ pub struct Launch {
     /// The pod's network namespace (§7, opt-in), joined with the mount namespace.
     pub network_ns: Option<PathBuf>,
     pub account: Account,
-    pub rlimits: Vec<(String, u64, u64)>,
+    pub rlimits: Vec<Rlimit>,
     pub no_new_privileges: bool,
     /// Held until `start` opens this FIFO for reading.
     pub exec_fifo: Option<PathBuf>,

@@ -11,6 +11,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::plan::process::{Rlimit, RlimitKind};
 
 use super::super::Stdio;
 use super::fork::ChildArgs;
@@ -36,35 +37,33 @@ pub(super) type Resource = libc::__rlimit_resource_t;
 #[cfg(not(target_env = "gnu"))]
 pub(super) type Resource = libc::c_int;
 
-fn rlimit_resource(name: &str) -> Option<Resource> {
-    Some(match name {
-        "RLIMIT_AS" => libc::RLIMIT_AS,
-        "RLIMIT_CORE" => libc::RLIMIT_CORE,
-        "RLIMIT_CPU" => libc::RLIMIT_CPU,
-        "RLIMIT_DATA" => libc::RLIMIT_DATA,
-        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
-        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
-        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
-        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
-        "RLIMIT_NICE" => libc::RLIMIT_NICE,
-        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
-        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
-        "RLIMIT_RSS" => libc::RLIMIT_RSS,
-        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
-        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
-        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
-        "RLIMIT_STACK" => libc::RLIMIT_STACK,
-        _ => return None,
-    })
+fn rlimit_resource(kind: RlimitKind) -> Resource {
+    match kind {
+        RlimitKind::As => libc::RLIMIT_AS,
+        RlimitKind::Core => libc::RLIMIT_CORE,
+        RlimitKind::Cpu => libc::RLIMIT_CPU,
+        RlimitKind::Data => libc::RLIMIT_DATA,
+        RlimitKind::Fsize => libc::RLIMIT_FSIZE,
+        RlimitKind::Locks => libc::RLIMIT_LOCKS,
+        RlimitKind::Memlock => libc::RLIMIT_MEMLOCK,
+        RlimitKind::Msgqueue => libc::RLIMIT_MSGQUEUE,
+        RlimitKind::Nice => libc::RLIMIT_NICE,
+        RlimitKind::Nofile => libc::RLIMIT_NOFILE,
+        RlimitKind::Nproc => libc::RLIMIT_NPROC,
+        RlimitKind::Rss => libc::RLIMIT_RSS,
+        RlimitKind::Rtprio => libc::RLIMIT_RTPRIO,
+        RlimitKind::Rttime => libc::RLIMIT_RTTIME,
+        RlimitKind::Sigpending => libc::RLIMIT_SIGPENDING,
+        RlimitKind::Stack => libc::RLIMIT_STACK,
+    }
 }
 
 /// Only limits that lower the current ones apply: raising needs a privilege this runtime
-/// should not rely on.
-fn lowered_rlimits(rlimits: &[(String, u64, u64)]) -> Result<Vec<(Resource, libc::rlimit)>> {
+/// should not rely on. A soft limit above the hard one is lowered to it.
+fn lowered_rlimits(rlimits: &[Rlimit]) -> Vec<(Resource, libc::rlimit)> {
     let mut out = Vec::new();
-    for (name, soft, hard) in rlimits {
-        let resource = rlimit_resource(name)
-            .ok_or_else(|| Error::Spec(format!("process.rlimits: unknown limit {name:?}")))?;
+    for Rlimit { kind, soft, hard } in rlimits {
+        let resource = rlimit_resource(*kind);
         let mut current = libc::rlimit {
             rlim_cur: 0,
             rlim_max: 0,
@@ -82,10 +81,10 @@ fn lowered_rlimits(rlimits: &[(String, u64, u64)]) -> Result<Vec<(Resource, libc
                 },
             ));
         } else if (soft, hard) != (current.rlim_cur, current.rlim_max) {
-            log::debug!("{name}: not raised above the runtime's own limit");
+            log::debug!("{}: not raised above the runtime's own limit", kind.name());
         }
     }
-    Ok(out)
+    out
 }
 
 pub(super) fn pipe() -> Result<(OwnedFd, OwnedFd)> {
@@ -181,7 +180,7 @@ impl Prepared {
                 .map(|p| c_path(p, "the exec FIFO"))
                 .transpose()?,
             dev_null: c("/dev/null", "/dev/null")?,
-            rlimits: lowered_rlimits(&launch.rlimits)?,
+            rlimits: lowered_rlimits(&launch.rlimits),
             groups: launch.account.groups.clone(),
         })
     }
