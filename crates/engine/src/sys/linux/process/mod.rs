@@ -72,15 +72,9 @@ pub fn is_running(process: &ProcessInfo) -> bool {
 /// Starts the process. Returns once it runs its command, or, when held, once it waits at the
 /// exec FIFO; any failure before that comes back as an error naming the step.
 pub fn spawn(launch: &Launch, stdio: Stdio) -> Result<ProcessInfo> {
-    let mut prepared = Prepared::new(launch)?;
+    let prepared = Prepared::new(launch)?;
     let (report_r, report_w) = pipe()?;
     let opened = Opened::new(launch)?;
-    if let Some(dir) = &launch.cgroup_v2 {
-        prepared.v2_procs = Some(c(
-            dir.join("cgroup.procs").as_os_str().as_bytes(),
-            "a cgroup path",
-        )?);
-    }
     let slot = ReportSlot::new();
     let args = child_args(
         launch,

@@ -164,6 +164,10 @@ impl Prepared {
             )),
             None => None,
         };
+        let v2_procs = match &launch.cgroup_v2 {
+            Some(dir) => Some(c_path(&dir.join("cgroup.procs"), "a cgroup path")?),
+            None => None,
+        };
         Ok(Prepared {
             exe,
             _args: args,
@@ -173,7 +177,7 @@ impl Prepared {
             cwd,
             v1_tasks,
             pids_files,
-            v2_procs: None,
+            v2_procs,
             fifo: launch
                 .exec_fifo
                 .as_deref()
