@@ -6,6 +6,7 @@ pub mod mounts;
 pub mod network;
 pub mod process;
 pub mod resources;
+pub mod rlimits;
 pub mod run_as_user_name;
 pub mod settings;
 
@@ -526,7 +527,7 @@ mod tests {
         let expected = if cfg!(windows) {
             Vec::new()
         } else {
-            use process::{Rlimit, RlimitKind};
+            use rlimits::{Rlimit, RlimitKind};
             vec![
                 Rlimit {
                     kind: RlimitKind::Nofile,

@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::plan::process::Rlimit;
+use crate::plan::rlimits::Rlimit;
 use crate::sys::ProcessInfo;
 
 use super::account::Account;

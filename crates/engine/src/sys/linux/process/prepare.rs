@@ -11,7 +11,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::plan::process::{Rlimit, RlimitKind};
+use crate::plan::rlimits::{Rlimit, RlimitKind};
 
 use super::super::Stdio;
 use super::fork::ChildArgs;
