@@ -256,14 +256,14 @@ impl Platform for Linux {
         if plan.volume.layout == crate::plan::Layout::Symlink {
             volume::make_host_mount_point(plan, &mut record.volume)?;
         }
-        // The job's cgroups are made while another thread builds the view.
-        let resolved = volume::build(
-            plan,
-            &record.volume,
-            owner,
-            || cgroup::create(&mut record.cgroup, &plan.resources, host_cpus()),
-            || resolve_in_view(plan, &plan.process),
-        )?;
+        let resolved = std::thread::scope(|scope| {
+            let view = volume::View::start(scope, plan, &record.volume, owner, || {
+                resolve_in_view(plan, &plan.process)
+            })?;
+            // The job's cgroups are made while another thread builds a bind-layout view.
+            let job = cgroup::create(&mut record.cgroup, &plan.resources, host_cpus());
+            view.finish(job)
+        })?;
         let launch = launch(plan, record, resolved, &plan.process, fifo)?;
         let init = process::spawn(&launch, stdio)?;
         record.init = Some(init);
