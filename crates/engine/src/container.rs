@@ -60,7 +60,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(options: PlanOptions) -> Engine {
-        let root = StateRoot::new(options.root.clone());
+        let root = StateRoot::new(options.root.clone()).with_lock_timeout(options.lock_timeout);
         Engine { options, root }
     }
 

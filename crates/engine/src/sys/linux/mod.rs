@@ -221,7 +221,7 @@ impl Platform for Linux {
             }
         }
         volume::check(plan, state_dir)?;
-        let resolution = account::resolve(&plan.account)?;
+        let resolution = account::resolve(&plan.account, &plan.accounts)?;
         Ok(Record {
             id: plan.id.clone(),
             cgroup,
@@ -242,8 +242,8 @@ impl Platform for Linux {
     ) -> Result<ProcessInfo> {
         record.account = Some(match &record.resolution {
             Resolution::Fixed(account) => account.clone(),
-            Resolution::EphemeralInGroup { group, gid } => {
-                account::claim_ephemeral(claim_owner(record), group, *gid)?
+            Resolution::EphemeralInGroup { group, gid, pool } => {
+                account::claim_ephemeral(claim_owner(record), group, *gid, pool)?
             }
         });
         let fifo = if hold {
@@ -441,7 +441,9 @@ impl Platform for Linux {
                     ..
                 }),
             ) => account::release_claim(claim, claim_owner(record)),
-            (Resolution::EphemeralInGroup { .. }, _) => account::sweep_claims(claim_owner(record)),
+            (Resolution::EphemeralInGroup { pool, .. }, _) => {
+                account::sweep_claims(claim_owner(record), pool)
+            }
             _ => Ok(()),
         };
         let _ = std::fs::remove_file(&record.exec_fifo);
