@@ -73,12 +73,13 @@ pub trait Platform {
 
     /// Checks against the host what the spec alone cannot decide (mount sources, the account)
     /// and names everything `create` will make. No side effects.
-    fn prepare(plan: &ContainerPlan, state_dir: &Path) -> Result<Self::Record>;
+    fn prepare(&self, plan: &ContainerPlan, state_dir: &Path) -> Result<Self::Record>;
 
     /// Makes the job, account, volume and view, and starts init inside the job. With `hold`,
     /// init is ready but waits for [`Platform::release`] before it runs the command. On error the
     /// caller tears down with [`Platform::destroy`].
     fn create(
+        &self,
         plan: &ContainerPlan,
         record: &mut Self::Record,
         stdio: Self::Stdio,
@@ -86,15 +87,16 @@ pub trait Platform {
     ) -> Result<ProcessInfo>;
 
     /// Lets a held init run its command.
-    fn release(record: &Self::Record) -> Result<()>;
+    fn release(&self, record: &Self::Record) -> Result<()>;
 
     /// Is init still held (created, not yet released)? Decided from what the release itself
     /// left (Linux: the process; Windows: a marker made once the thread is resumed), so a
     /// `start` that died half-way is seen for what it did.
-    fn is_held(record: &Self::Record) -> bool;
+    fn is_held(&self, record: &Self::Record) -> bool;
 
     /// Starts another process in the job, as the container's account, in its view.
     fn exec(
+        &self,
         plan: &ContainerPlan,
         record: &Self::Record,
         process: &ProcessPlan,
@@ -102,31 +104,35 @@ pub trait Platform {
     ) -> Result<ProcessInfo>;
 
     /// Is this process (not a reuse of its pid) still running?
-    fn is_running(process: &ProcessInfo) -> bool;
-    fn signal(process: &ProcessInfo, signal: i32) -> Result<()>;
+    fn is_running(&self, process: &ProcessInfo) -> bool;
+    fn signal(&self, process: &ProcessInfo, signal: i32) -> Result<()>;
     /// Signals every process of the job.
-    fn signal_job(record: &Self::Record, signal: i32) -> Result<()>;
-    fn job_pids(record: &Self::Record) -> Result<Vec<u32>>;
+    fn signal_job(&self, record: &Self::Record, signal: i32) -> Result<()>;
+    fn job_pids(&self, record: &Self::Record) -> Result<Vec<u32>>;
     /// Waits until the job has no process left; false on timeout.
-    fn wait_job_empty(record: &Self::Record, timeout: Duration) -> Result<bool>;
-    fn set_frozen(record: &Self::Record, frozen: bool) -> Result<()>;
-    fn is_frozen(record: &Self::Record) -> bool;
+    fn wait_job_empty(&self, record: &Self::Record, timeout: Duration) -> Result<bool>;
+    fn set_frozen(&self, record: &Self::Record, frozen: bool) -> Result<()>;
+    fn is_frozen(&self, record: &Self::Record) -> bool;
     /// Changes the job's limits while it runs (joining a controller the job was created
     /// without, which is why the record may change).
-    fn update(record: &mut Self::Record, resources: &ResourceRequest) -> Result<()>;
-    fn stats(record: &Self::Record) -> Result<JobStats>;
+    fn update(&self, record: &mut Self::Record, resources: &ResourceRequest) -> Result<()>;
+    fn stats(&self, record: &Self::Record) -> Result<JobStats>;
     /// Starts a watcher, detached from the calling process, that applies §6 when init exits:
     /// SIGTERM to the rest of the job, SIGKILL to what is left after `grace`. Used when the
     /// caller does not stay to supervise (the CLI's `create`); the shim supervises in-process.
-    fn supervise_detached(record: &Self::Record, init: &ProcessInfo, grace: Duration)
-        -> Result<()>;
+    fn supervise_detached(
+        &self,
+        record: &Self::Record,
+        init: &ProcessInfo,
+        grace: Duration,
+    ) -> Result<()>;
     /// Kills what is left (thawing a frozen job) and removes the view, the volume, the job and
     /// any ephemeral account. Idempotent: what is already gone is skipped.
-    fn destroy(record: &Self::Record) -> Result<()>;
+    fn destroy(&self, record: &Self::Record) -> Result<()>;
     /// Removes what a container's state directory itself names when its record cannot be
     /// read (a corrupt state file): the parts kept there and at paths derived from its id.
     /// What only the record names (the job, the account) cannot be found and is left.
-    fn destroy_unrecorded(_state_dir: &Path) -> Result<()> {
+    fn destroy_unrecorded(&self, _state_dir: &Path) -> Result<()> {
         Ok(())
     }
 }

@@ -21,6 +21,7 @@ use account::{Account, Resolution};
 use cgroup::CgroupRecord;
 use volume::VolumeRecord;
 
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Linux;
 
 /// Everything made for one container, named before it is made.
@@ -197,7 +198,7 @@ impl Platform for Linux {
     type Record = Record;
     type Stdio = Stdio;
 
-    fn prepare(plan: &ContainerPlan, state_dir: &Path) -> Result<Record> {
+    fn prepare(&self, plan: &ContainerPlan, state_dir: &Path) -> Result<Record> {
         let (relative, unit) = job_path(plan)?;
         let layout = cgroup::Layout::detect()?;
         let mut cgroup = cgroup::plan_record(&layout, &relative, &plan.resources);
@@ -235,6 +236,7 @@ impl Platform for Linux {
     }
 
     fn create(
+        &self,
         plan: &ContainerPlan,
         record: &mut Record,
         stdio: Stdio,
@@ -281,20 +283,21 @@ impl Platform for Linux {
         Ok(init)
     }
 
-    fn release(record: &Record) -> Result<()> {
+    fn release(&self, record: &Record) -> Result<()> {
         let init = record
             .init
             .ok_or_else(|| Error::container(&record.id, "the container has no init process"))?;
         process::release(&record.exec_fifo, &init)
     }
 
-    fn is_held(record: &Record) -> bool {
+    fn is_held(&self, record: &Record) -> bool {
         record
             .init
             .is_some_and(|init| process::holds_exec_fifo(&init, &record.exec_fifo))
     }
 
     fn exec(
+        &self,
         plan: &ContainerPlan,
         record: &Record,
         process: &ProcessPlan,
@@ -305,11 +308,11 @@ impl Platform for Linux {
         process::spawn(&launch, stdio)
     }
 
-    fn is_running(process: &ProcessInfo) -> bool {
+    fn is_running(&self, process: &ProcessInfo) -> bool {
         process::is_running(process)
     }
 
-    fn signal(process: &ProcessInfo, signal: i32) -> Result<()> {
+    fn signal(&self, process: &ProcessInfo, signal: i32) -> Result<()> {
         if !process::is_running(process) {
             return Err(Error::sys(
                 format!("signal process {}", process.pid),
@@ -327,27 +330,27 @@ impl Platform for Linux {
         Ok(())
     }
 
-    fn signal_job(record: &Record, signal: i32) -> Result<()> {
+    fn signal_job(&self, record: &Record, signal: i32) -> Result<()> {
         cgroup::signal_all(&record.cgroup, signal)
     }
 
-    fn job_pids(record: &Record) -> Result<Vec<u32>> {
+    fn job_pids(&self, record: &Record) -> Result<Vec<u32>> {
         cgroup::pids(&record.cgroup)
     }
 
-    fn wait_job_empty(record: &Record, timeout: Duration) -> Result<bool> {
+    fn wait_job_empty(&self, record: &Record, timeout: Duration) -> Result<bool> {
         cgroup::wait_empty(&record.cgroup, timeout)
     }
 
-    fn set_frozen(record: &Record, frozen: bool) -> Result<()> {
+    fn set_frozen(&self, record: &Record, frozen: bool) -> Result<()> {
         cgroup::set_frozen(&record.cgroup, frozen)
     }
 
-    fn is_frozen(record: &Record) -> bool {
+    fn is_frozen(&self, record: &Record) -> bool {
         cgroup::is_frozen(&record.cgroup)
     }
 
-    fn update(record: &mut Record, resources: &ResourceRequest) -> Result<()> {
+    fn update(&self, record: &mut Record, resources: &ResourceRequest) -> Result<()> {
         let layout = cgroup::Layout::detect()?;
         let wanted = cgroup::plan_record(&layout, &record.cgroup.relative, resources);
         cgroup::join_missing(&mut record.cgroup, &wanted)?;
@@ -364,11 +367,16 @@ impl Platform for Linux {
         Ok(())
     }
 
-    fn stats(record: &Record) -> Result<JobStats> {
+    fn stats(&self, record: &Record) -> Result<JobStats> {
         Ok(cgroup::stats(&record.cgroup))
     }
 
-    fn supervise_detached(record: &Record, init: &ProcessInfo, grace: Duration) -> Result<()> {
+    fn supervise_detached(
+        &self,
+        record: &Record,
+        init: &ProcessInfo,
+        grace: Duration,
+    ) -> Result<()> {
         let identity = job_identity(record);
         // SAFETY: pidfd_open(2) returns a new descriptor or -1.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, init.pid as libc::pid_t, 0) };
@@ -405,7 +413,7 @@ impl Platform for Linux {
         }
     }
 
-    fn destroy_unrecorded(state_dir: &Path) -> Result<()> {
+    fn destroy_unrecorded(&self, state_dir: &Path) -> Result<()> {
         volume::destroy_unrecorded(state_dir)?;
         match std::fs::remove_file(state_dir.join("exec.fifo")) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -415,7 +423,7 @@ impl Platform for Linux {
         }
     }
 
-    fn destroy(record: &Record) -> Result<()> {
+    fn destroy(&self, record: &Record) -> Result<()> {
         // A job this container did not make (it lost the race for the path) is another's.
         let owned = cgroup::owns_job(&record.cgroup);
         if owned && !cgroup::is_empty(&record.cgroup)? {
