@@ -166,7 +166,6 @@ impl<P: Platform> Engine<P> {
             bundle: bundle.clone(),
             created: state::rfc3339_now(),
             phase: Phase::Creating,
-            init: None,
             owner: owner(),
             plan,
             record: record.clone(),
@@ -179,8 +178,8 @@ impl<P: Platform> Engine<P> {
             self.platform
                 .create(&state.plan, &mut record, options.stdio, !options.start_now);
         state.record = record;
-        let init = match made {
-            Ok(init) => init,
+        match made {
+            Ok(_init) => {}
             Err(e) => {
                 if let Err(cleanup) = self.platform.destroy(&state.record) {
                     log::warn!("container {id}: cleanup after failed create: {cleanup}");
@@ -188,8 +187,7 @@ impl<P: Platform> Engine<P> {
                 let _ = self.root.remove_dir(id);
                 return Err(e);
             }
-        };
-        state.init = Some(init);
+        }
         state.phase = if options.start_now {
             Phase::Running
         } else {
@@ -304,7 +302,7 @@ impl<P: Platform> Container<P> {
     }
 
     pub fn init(&self) -> Option<ProcessInfo> {
-        self.state.init
+        self.platform.init(&self.state.record)
     }
 
     pub fn record(&self) -> &P::Record {
@@ -324,7 +322,7 @@ impl<P: Platform> Container<P> {
     }
 
     pub fn status(&self) -> Status {
-        match (self.state.phase, self.state.init) {
+        match (self.state.phase, self.init()) {
             (Phase::Creating, _) => Status::Creating,
             (_, None) => Status::Stopped,
             (phase, Some(init)) => {
@@ -348,7 +346,7 @@ impl<P: Platform> Container<P> {
             id: self.state.id.clone(),
             pid: match status {
                 Status::Stopped | Status::Creating => 0,
-                _ => self.state.init.map_or(0, |i| i.pid),
+                _ => self.init().map_or(0, |i| i.pid),
             },
             status,
             bundle: self.state.bundle.clone(),
@@ -409,7 +407,7 @@ impl<P: Platform> Container<P> {
         if all {
             return self.platform.signal_job(&self.state.record, signal);
         }
-        match (self.status(), self.state.init) {
+        match (self.status(), self.init()) {
             (Status::Stopped, _) | (_, None) => {
                 Err(self.refuse(Status::Stopped, "nothing to signal"))
             }
@@ -501,7 +499,7 @@ impl<P: Platform> Container<P> {
 
     /// Hands §6's init-exit rule to a watcher that outlives the caller (the CLI's `create`).
     pub fn supervise_detached(&self) -> Result<()> {
-        match self.state.init {
+        match self.init() {
             Some(init) => self.platform.supervise_detached(
                 &self.state.record,
                 &init,

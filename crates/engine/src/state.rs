@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::plan::ContainerPlan;
-use crate::sys::{Current, Platform, ProcessInfo};
+use crate::sys::{Current, Platform};
 
 const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "lock";
@@ -46,7 +46,9 @@ pub struct State<R = <Current as Platform>::Record> {
     /// RFC 3339, UTC.
     pub created: String,
     pub phase: Phase,
-    pub init: Option<ProcessInfo>,
+    // The init process is kept once, in the platform's record (`Platform::init` reads it).
+    // Files written before also have it here, at the top level, with the same value (both were
+    // set by the same save); serde skips unknown fields, so they load as they are.
     pub owner: String,
     pub plan: ContainerPlan,
     pub record: R,
@@ -549,7 +551,6 @@ mod tests {
             bundle: PathBuf::from("/b"),
             created: rfc3339_now(),
             phase: Phase::Creating,
-            init: None,
             owner: String::new(),
             plan: crate::plan::plan(
                 "a",
@@ -587,22 +588,25 @@ mod tests {
         assert_eq!(state.phase, Phase::Created);
         assert_eq!(state.created, "2026-12-07T11:20:31.953992788Z");
         assert_eq!(state.plan.grace_period, Duration::from_secs(5));
-        let init = ProcessInfo {
+        let init = crate::sys::ProcessInfo {
             pid: 27281,
             start_time: 67220,
         };
-        assert_eq!(state.init, Some(init));
         assert_eq!(state.record.init, Some(init));
+        assert_eq!(crate::sys::Current.init(&state.record), Some(init));
         assert_eq!(
             state.record.exec_fifo,
             Path::new("/run/hostprocess/fixture-a/exec.fifo")
         );
-        // Written again, it reads as it was written: the form is unchanged.
-        let before: serde_json::Value = serde_json::from_str(include_str!(
+        // Written again, it reads as it was written: the form is unchanged...
+        let mut before: serde_json::Value = serde_json::from_str(include_str!(
             "../tests/data/state-linux-before-one-init.json"
         ))
         .unwrap();
         let after = serde_json::to_value(&state).unwrap();
+        // Except the copy of the init the record keeps, which is no longer written twice.
+        let top_level_init = before.as_object_mut().unwrap().remove("init");
+        assert_eq!(top_level_init, Some(serde_json::to_value(init).unwrap()));
         assert_eq!(after, before);
     }
 

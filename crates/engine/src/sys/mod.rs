@@ -86,6 +86,9 @@ pub trait Platform {
         hold: bool,
     ) -> Result<ProcessInfo>;
 
+    /// The container's init process, as `create` recorded it (the one place it is kept).
+    fn init(&self, record: &Self::Record) -> Option<ProcessInfo>;
+
     /// Lets a held init run its command.
     fn release(&self, record: &Self::Record) -> Result<()>;
 

@@ -283,6 +283,10 @@ impl Platform for Linux {
         Ok(init)
     }
 
+    fn init(&self, record: &Record) -> Option<ProcessInfo> {
+        record.init
+    }
+
     fn release(&self, record: &Record) -> Result<()> {
         let init = record
             .init

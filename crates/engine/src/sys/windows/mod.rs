@@ -551,6 +551,13 @@ impl Platform for Windows {
         Ok(info)
     }
 
+    fn init(&self, record: &Record) -> Option<ProcessInfo> {
+        record.init.map(|init| ProcessInfo {
+            pid: init.pid,
+            start_time: init.start_time,
+        })
+    }
+
     fn release(&self, record: &Record) -> Result<()> {
         let init = record
             .init
