@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -12,12 +11,9 @@ use crate::error::{Error, Result};
 use crate::plan::{self, ContainerPlan, ImageSource, PlanOptions};
 use crate::spec::{LinuxResources, Process, Spec, WindowsResources};
 use crate::state::{self, Phase, State, StateRoot};
-use crate::sys::{Current, JobStats, Platform, ProcessInfo, SIGKILL, SIGTERM};
+use crate::sys::{self, Current, JobStats, Platform, ProcessInfo};
 
 pub type Stdio = <Current as Platform>::Stdio;
-
-/// How often a wait for the rest of a job checks that the container is still there.
-const IDENTITY_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The live status of a container, as runc names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -462,32 +458,12 @@ impl<P: Platform> Container<P> {
     /// as the container is no longer the one its state root holds under its id: deleted, and
     /// the id perhaps used again, the job at its cgroup path is not this container's.
     pub fn terminate_rest(&self) -> Result<bool> {
-        let record = &self.state.record;
-        if !self.is_current() || self.platform.job_pids(record)?.is_empty() {
-            return Ok(false);
-        }
-        if self.platform.is_frozen(record) {
-            self.platform.set_frozen(record, false)?;
-        }
-        self.platform.signal_job(record, SIGTERM)?;
-        let deadline = Instant::now() + self.state.plan.grace_period;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if self
-                .platform
-                .wait_job_empty(record, left.min(IDENTITY_CHECK_INTERVAL))?
-                || !self.is_current()
-            {
-                return Ok(false);
-            }
-            if left.is_zero() {
-                break;
-            }
-        }
-        self.platform.signal_job(record, SIGKILL)?;
-        self.platform
-            .wait_job_empty(record, Duration::from_secs(5))?;
-        Ok(true)
+        sys::terminate_rest(
+            &*self.platform,
+            &self.state.record,
+            self.state.plan.grace_period,
+            || self.is_current(),
+        )
     }
 
     /// Is this container still the one its state root holds under its id (same `created`)?

@@ -7,7 +7,7 @@
 //! can operate on or tear down the container.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -62,6 +62,50 @@ pub struct JobStats {
     pub io_write_bytes: u64,
     pub io_read_ops: u64,
     pub io_write_ops: u64,
+}
+
+/// How often the wait for the rest of a job asks whether the job is still the container's.
+const IDENTITY_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+/// How long the rest of a job may take to die once SIGKILL was sent.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// What follows the exit of init (§6), the one copy of the rule for every caller (the engine's
+/// in-process supervision, the detached watchers of both platforms): SIGTERM to the rest of the
+/// job (thawed first: a frozen job cannot act on it), then SIGKILL once `grace` is over.
+/// Returns whether anything had to be killed.
+///
+/// `still_ours` says whether the job is still the container's: the container may have been
+/// deleted and its id, so its job's name, used again meanwhile. It is asked before each signal
+/// and between waits, and the routine stops quietly once it says no.
+pub fn terminate_rest<P: Platform + ?Sized>(
+    platform: &P,
+    record: &P::Record,
+    grace: Duration,
+    still_ours: impl Fn() -> bool,
+) -> Result<bool> {
+    if !still_ours() || platform.wait_job_empty(record, Duration::ZERO)? {
+        return Ok(false);
+    }
+    if platform.is_frozen(record) {
+        platform.set_frozen(record, false)?;
+    }
+    if !still_ours() {
+        return Ok(false);
+    }
+    platform.signal_job(record, SIGTERM)?;
+    let deadline = Instant::now() + grace;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if platform.wait_job_empty(record, left.min(IDENTITY_CHECK_INTERVAL))? || !still_ours() {
+            return Ok(false);
+        }
+        if left.is_zero() {
+            break;
+        }
+    }
+    platform.signal_job(record, SIGKILL)?;
+    platform.wait_job_empty(record, KILL_WAIT)?;
+    Ok(true)
 }
 
 /// One operating system's implementation of HostProcess containers.

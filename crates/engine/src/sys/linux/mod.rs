@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::plan::process::{add_account_env, resolve, ResolvedProcess};
 use crate::plan::{ContainerPlan, ProcessPlan, ResourceRequest};
-use crate::sys::{JobStats, Platform, ProcessInfo, SIGKILL, SIGTERM};
+use crate::sys::{JobStats, Platform, ProcessInfo, SIGKILL};
 
 use account::{Account, Resolution};
 use cgroup::CgroupRecord;
@@ -163,35 +163,6 @@ fn job_identity(record: &Record) -> Vec<Option<(u64, u64)>> {
         .into_iter()
         .map(|dir| std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino())))
         .collect()
-}
-
-/// §6 for a detached watcher, once init has exited: SIGTERM to the rest of the job, SIGKILL
-/// to what is left after `grace`. Before each step it checks that the job is still the one it
-/// was made for (`identity`), and stops once it is gone or replaced: the container may have
-/// been deleted and its id (so its cgroup path) used again meanwhile.
-fn watch_after_init_exit(record: &Record, identity: &[Option<(u64, u64)>], grace: Duration) {
-    let ours = || job_identity(record) == identity;
-    if !ours() || cgroup::is_empty(&record.cgroup).unwrap_or(true) {
-        return;
-    }
-    let _ = cgroup::set_frozen(&record.cgroup, false);
-    if !ours() {
-        return;
-    }
-    let _ = cgroup::signal_all(&record.cgroup, SIGTERM);
-    let deadline = std::time::Instant::now() + grace;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let empty =
-            cgroup::wait_empty(&record.cgroup, left.min(Duration::from_millis(50))).unwrap_or(true);
-        if !ours() || empty {
-            return;
-        }
-        if left.is_zero() {
-            let _ = cgroup::signal_all(&record.cgroup, SIGKILL);
-            return;
-        }
-    }
 }
 
 impl Platform for Linux {
@@ -409,7 +380,10 @@ impl Platform for Linux {
                     };
                     while libc::poll(&mut pfd, 1, -1) < 0 {}
                 }
-                watch_after_init_exit(record, &identity, grace);
+                // Stops once the job is gone or replaced: its identity is its directories'.
+                let _ = crate::sys::terminate_rest(&Linux, record, grace, || {
+                    job_identity(record) == identity
+                });
                 // SAFETY: leave without running the caller's destructors.
                 unsafe { libc::_exit(0) }
             }
