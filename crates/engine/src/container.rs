@@ -525,3 +525,6 @@ fn absolute(path: &Path) -> Result<PathBuf> {
 fn owner() -> String {
     std::env::var("USER").unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;

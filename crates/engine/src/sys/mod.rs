@@ -17,6 +17,9 @@ use crate::plan::{ContainerPlan, ProcessPlan, ResourceRequest};
 
 pub mod winlogic;
 
+#[cfg(any(test, feature = "fake-platform"))]
+pub mod fake;
+
 #[cfg(target_os = "linux")]
 pub mod linux;
 #[cfg(target_os = "linux")]
