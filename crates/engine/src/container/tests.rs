@@ -352,8 +352,8 @@ fn racing_deletes_destroy_once_and_both_succeed() {
     let h = host();
     let first = h.container("a", Status::Stopped);
     let second = h.another_engine().load("a").unwrap();
-    let gate = h.fake.gate(Op::Destroy);
     std::thread::scope(|s| {
+        let gate = h.fake.gate(Op::Destroy);
         let one = s.spawn(|| first.delete(false));
         gate.wait_reached();
         let two = s.spawn(|| second.delete(false));
@@ -371,9 +371,9 @@ fn racing_deletes_destroy_once_and_both_succeed() {
 fn racing_deletes_by_id_with_force_destroy_once_and_both_succeed() {
     let h = host();
     h.container("a", Status::Running);
-    let gate = h.fake.gate(Op::Destroy);
     let other = h.another_engine();
     std::thread::scope(|s| {
+        let gate = h.fake.gate(Op::Destroy);
         let one = s.spawn(|| h.engine.delete("a", true));
         gate.wait_reached();
         let two = s.spawn(|| other.delete("a", true));
@@ -413,9 +413,9 @@ fn deleting_a_container_whose_id_was_used_again_leaves_the_new_one() {
 fn start_and_delete_serialise_on_the_containers_lock() {
     let h = host();
     let mut c = h.container("a", Status::Created);
-    let gate = h.fake.gate(Op::Release);
     let other = h.another_engine();
     std::thread::scope(|s| {
+        let gate = h.fake.gate(Op::Release);
         let start = s.spawn(move || c.start());
         gate.wait_reached();
         let delete = s.spawn(|| other.delete("a", true));

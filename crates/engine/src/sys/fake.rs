@@ -75,12 +75,14 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// Waits until a call has reached the gate.
+    /// Waits until a call has reached the gate; panics when none has within ten seconds.
     pub fn wait_reached(&self) {
-        let mut state = lock(&self.state);
-        while !state.0 {
-            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
-        }
+        let state = lock(&self.state);
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, Duration::from_secs(10), |s| !s.0)
+            .unwrap_or_else(|e| e.into_inner());
+        assert!(state.0, "no call reached the gate");
     }
 
     /// Lets the call go on.
@@ -96,6 +98,23 @@ impl Gate {
         while !state.1 {
             state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
+    }
+}
+
+/// The test's side of a [`Gate`]; opens it when dropped.
+#[derive(Debug)]
+pub struct GateHandle(Arc<Gate>);
+
+impl std::ops::Deref for GateHandle {
+    type Target = Gate;
+    fn deref(&self) -> &Gate {
+        &self.0
+    }
+}
+
+impl Drop for GateHandle {
+    fn drop(&mut self) {
+        self.0.open();
     }
 }
 
@@ -212,11 +231,12 @@ impl Fake {
         lock(&self.world).crash.push(op);
     }
 
-    /// The next call of `op` is recorded, then waits at the returned gate until it is opened.
-    pub fn gate(&self, op: Op) -> Arc<Gate> {
+    /// The next call of `op` is recorded, then waits at the returned gate until it is opened
+    /// (at the latest when the gate is dropped, so a failing test does not hang).
+    pub fn gate(&self, op: Op) -> GateHandle {
         let gate = Arc::new(Gate::default());
         lock(&self.world).gates.insert(op, Arc::clone(&gate));
-        gate
+        GateHandle(gate)
     }
 
     /// Ends a process as if it exited by itself.
