@@ -1,6 +1,29 @@
 //! The container lifecycle (§6), the same for the CLI and the shim: create validates everything
 //! before any side effect, start only releases the prepared init, delete works from any process
 //! and after any crash.
+//!
+//! # Locking
+//!
+//! The operations that change what the state file says take the container's lock
+//! ([`StateRoot::lock`]) and read the state again under it: `create` (it holds the lock of the
+//! directory it makes until the state says created), `start` (the phase), `update` (the
+//! resources, and a record that may name a controller joined late) and `delete` (the state
+//! file itself, and what it names is torn down only if it is still the container that was
+//! loaded: same `created`). Two of them on one container run one after the other, so none
+//! writes a state another has just replaced, and none tears down what another is making or
+//! releasing (`start_and_delete_serialise_on_the_containers_lock` pins that).
+//!
+//! `exec`, `kill`, `pause` and `resume` write no state, so they take no lock (a lock would make
+//! them wait behind a slow delete for up to the lock timeout). They act on the live kernel
+//! objects instead and check them there: the init process by its pid and start time
+//! ([`Platform::is_running`], through [`Container::status`]; `kill` of init checks it again as
+//! it signals, so a reused pid is never signalled), then the job the record names (its cgroup
+//! directories on Linux, its job object's name on Windows): `exec` and `pause`/`resume` act on
+//! it only after `status` found init running and, for `pause`/`resume`, the job's freezer in
+//! the expected state. `kill --all` signals the job the record names and checks nothing
+//! first: after a delete it finds no job and signals nothing. A job whose container was
+//! deleted and made again under the same id between the check and the call is the one case
+//! left, as with runc.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -38,7 +38,7 @@ pub enum Phase {
 }
 
 /// One container's state file. Generic over the platform's record so that the lifecycle can be
-/// driven by any [`Platform`](crate::sys::Platform); the file's form is the same for all of them.
+/// driven by any [`Platform`]; the file's form is the same for all of them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State<R = <Current as Platform>::Record> {
     pub id: String,
@@ -54,7 +54,8 @@ pub struct State<R = <Current as Platform>::Record> {
     pub record: R,
 }
 
-/// An exclusive lock on one container's directory, released on drop.
+/// An exclusive lock on one container's directory, released on drop. Which operations take it,
+/// and why the others need not, is written in [`crate::container`] (Locking).
 pub struct Lock {
     _file: File,
 }
