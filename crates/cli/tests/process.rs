@@ -129,6 +129,29 @@ fn an_unknown_rlimit_is_refused() {
     rt.assert_gone(&id);
 }
 
+/// The limit is refused while the container is planned, before create makes anything: here a
+/// file holds the place of the container's state directory, which create would otherwise
+/// report first.
+#[test]
+fn an_unknown_rlimit_is_refused_before_the_state_directory_or_cgroup_is_made() {
+    let rt = Runtime::new();
+    let id = unique_id("rlimitfirst");
+    let _c = rt.guard(&id);
+    let bundle = Bundle::new().set(
+        &["process", "rlimits"],
+        json!([{ "type": "RLIMIT_BOGUS", "soft": 1, "hard": 1 }]),
+    );
+    let placeholder = rt.root().join(&id);
+    std::fs::write(&placeholder, "").unwrap();
+    let refused = rt.create(&id, &bundle);
+    std::fs::remove_file(&placeholder).unwrap();
+    refused.fails_with("invalid spec: process.rlimits: unknown limit \"RLIMIT_BOGUS\"");
+    assert_eq!(
+        rt.leftovers(&id, &format!("hostprocess/{id}")),
+        Vec::<String>::new()
+    );
+}
+
 #[test]
 fn exec_takes_env_and_cwd_flags_and_a_process_json() {
     let rt = Runtime::new();

@@ -1,4 +1,5 @@
-//! Annotation keys the engine reads (§2, §4, §5, §7).
+//! Annotation keys the engine reads (§2, §4, §5, §7), and the one parser of boolean
+//! annotation values.
 
 /// Set by containerd's CRI on HostProcess sandboxes and containers.
 pub const HOSTPROCESS_CONTAINER: &str = "microsoft.com/hostprocess-container";
@@ -35,3 +36,105 @@ pub const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
 /// Set by containerd's CRI on a container: its name in the pod spec.
 pub const CRI_CONTAINER_NAME: &str = "io.kubernetes.cri.container-name";
 pub const RUNC_GROUP: &str = "io.containerd.runc.v2.group";
+
+/// How a boolean annotation's value may be spelled. The readers of boolean annotations have
+/// accepted different spellings since they were written, and each keeps its own; they are
+/// written here, once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoolSpelling {
+    /// Go's `strconv.ParseBool`, as containerd writes `microsoft.com/hostprocess-container`
+    /// (`FormatBool`) and hcsshim reads it: `1 t T TRUE true True` and
+    /// `0 f F FALSE false False`. The shim reads the HostProcess value of pods and containers
+    /// so.
+    Go,
+    /// The words `true` and `false`, in any case. The pod linter reads
+    /// `microsoft.com/hostprocess-container` so, and the plan reads
+    /// `microsoft.com/hostprocess-inherit-user` so (any other value there means `false`).
+    Word,
+}
+
+/// A boolean annotation whose value is not one of its spellings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotABool {
+    pub key: String,
+    pub value: String,
+}
+
+impl std::fmt::Display for NotABool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "annotation {}={:?} is not a boolean",
+            self.key, self.value
+        )
+    }
+}
+
+impl std::error::Error for NotABool {}
+
+/// Reads the value of the boolean annotation `key` as `spelling` allows.
+pub fn parse_bool(key: &str, value: &str, spelling: BoolSpelling) -> Result<bool, NotABool> {
+    let parsed = match spelling {
+        BoolSpelling::Go => match value {
+            "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+            "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+            _ => None,
+        },
+        BoolSpelling::Word if value.eq_ignore_ascii_case("true") => Some(true),
+        BoolSpelling::Word if value.eq_ignore_ascii_case("false") => Some(false),
+        BoolSpelling::Word => None,
+    };
+    parsed.ok_or_else(|| NotABool {
+        key: key.to_string(),
+        value: value.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn go(value: &str) -> Result<bool, NotABool> {
+        parse_bool(HOSTPROCESS_CONTAINER, value, BoolSpelling::Go)
+    }
+
+    fn word(value: &str) -> Result<bool, NotABool> {
+        parse_bool(INHERIT_USER, value, BoolSpelling::Word)
+    }
+
+    #[test]
+    fn go_spellings_are_exactly_strconv_parse_bools() {
+        for value in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert_eq!(go(value), Ok(true), "{value}");
+        }
+        for value in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert_eq!(go(value), Ok(false), "{value}");
+        }
+        for value in ["", "tRuE", "yes", "on", " true", "true ", "2", "FaLsE", "y"] {
+            assert!(go(value).is_err(), "{value:?} was read as a boolean");
+        }
+    }
+
+    #[test]
+    fn word_spellings_are_true_and_false_in_any_case() {
+        for value in ["true", "True", "TRUE", "tRuE"] {
+            assert_eq!(word(value), Ok(true), "{value}");
+        }
+        for value in ["false", "False", "FALSE", "fAlSe"] {
+            assert_eq!(word(value), Ok(false), "{value}");
+        }
+        for value in ["", "1", "0", "t", "f", "T", "F", "yes", " true", "truee"] {
+            assert!(word(value).is_err(), "{value:?} was read as a boolean");
+        }
+    }
+
+    #[test]
+    fn a_value_that_is_not_a_boolean_is_named_with_its_key() {
+        let err = go("yes").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "annotation microsoft.com/hostprocess-container=\"yes\" is not a boolean"
+        );
+        assert_eq!(word("1").unwrap_err().key, INHERIT_USER);
+    }
+}

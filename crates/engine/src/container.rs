@@ -108,7 +108,7 @@ impl Engine {
 impl<P: Platform> Engine<P> {
     /// The engine of any platform.
     pub fn with_platform(options: PlanOptions, platform: P) -> Engine<P> {
-        let root = StateRoot::new(options.root.clone());
+        let root = StateRoot::new(options.root.clone()).with_lock_timeout(options.lock_timeout);
         Engine {
             options,
             root,

@@ -15,9 +15,6 @@ use crate::sys::{Current, Platform};
 
 const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "lock";
-/// How long an operation waits for another's lock on a container, unless
-/// `HOSTPROCESS_LOCK_TIMEOUT` (whole seconds) says otherwise.
-const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 /// The runtime's state (process environments: secrets) is root's alone, as runc keeps it. The
 /// root itself can be passed through (not listed): the symlink layout's volumes are below it.
 const ROOT_MODE: u32 = 0o711;
@@ -68,16 +65,12 @@ pub struct StateRoot {
 }
 
 impl StateRoot {
-    /// The root at `root`; operations wait for another's lock for `HOSTPROCESS_LOCK_TIMEOUT`
-    /// seconds (default 30).
+    /// The root at `root`; operations wait for another's lock for the default time
+    /// (`PlanOptions::lock_timeout` sets another).
     pub fn new(root: impl Into<PathBuf>) -> StateRoot {
-        let lock_timeout = std::env::var("HOSTPROCESS_LOCK_TIMEOUT")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .map_or(DEFAULT_LOCK_TIMEOUT, Duration::from_secs);
         StateRoot {
             root: root.into(),
-            lock_timeout,
+            lock_timeout: crate::plan::settings::DEFAULT_LOCK_TIMEOUT,
         }
     }
 

@@ -282,10 +282,10 @@ proptest! {
 
 }
 
-/// The cgroup layout reader is Linux's.
-#[cfg(target_os = "linux")]
+/// The mount table's reader, and the cgroup layout read from it.
 mod mountinfo {
-    use hostprocess_engine::sys::linux::cgroup::{Kind, Layout};
+    use hostprocess_engine::sys::linuxlogic::cgroup::layout::{Kind, Layout};
+    use hostprocess_engine::sys::linuxlogic::mountinfo::{escape, parse, unescape};
     use proptest::prelude::*;
 
     proptest! {
@@ -297,19 +297,18 @@ mod mountinfo {
         ) {
             let text = lines.join("\n");
             let layout = Layout::from_mountinfo(&text);
-            let of_type = |fstype: &str| -> Vec<&str> {
-                text.lines()
-                    .filter(|l| {
-                        l.split_once(" - ")
-                            .is_some_and(|(_, right)| right.split(' ').next() == Some(fstype))
-                    })
+            let mounts = parse(&text);
+            let of_type = |fstype: &str| -> Vec<&std::path::Path> {
+                mounts
+                    .iter()
+                    .filter(|m| m.fs_type == fstype)
+                    .map(|m| m.mount_point.as_path())
                     .collect()
             };
             for (_, point) in layout.v1() {
-                let point = point.display().to_string();
                 prop_assert!(
-                    of_type("cgroup").iter().any(|l| l.contains(&point)),
-                    "{point} does not come from a cgroup line of {text:?}"
+                    of_type("cgroup").contains(&point.as_path()),
+                    "{} does not come from a cgroup line of {text:?}", point.display()
                 );
             }
             if layout.kind() != Kind::V1 {
@@ -318,6 +317,17 @@ mod mountinfo {
                     "a v2 tree without a cgroup2 line in {text:?}"
                 );
             }
+        }
+
+        #[test]
+        fn a_mount_point_reads_back_as_the_path_the_kernel_escaped(
+            point in "/[ -~\t\n]{0,30}"
+        ) {
+            let line = format!("30 25 0:26 / {} rw shared:4 - tmpfs tmpfs rw", escape(&point));
+            let mounts = parse(&line);
+            prop_assert_eq!(mounts.len(), 1, "{:?}", line);
+            prop_assert_eq!(mounts[0].mount_point.to_str(), Some(point.as_str()));
+            prop_assert_eq!(unescape(&escape(&point)), point);
         }
     }
 
@@ -362,6 +372,7 @@ mod mountinfo {
             "- cgroup cgroup rw,memory",
         ] {
             let _ = Layout::from_mountinfo(text);
+            let _ = parse(text);
         }
     }
 }

@@ -6,7 +6,7 @@ use crate::node::Node;
 use crate::report::Report;
 use crate::rules::Rule;
 use crate::LintOptions;
-use hostprocess_engine::annotations::NETWORK;
+use hostprocess_engine::annotations::{parse_bool, BoolSpelling, NETWORK};
 use hostprocess_engine::plan::network::POD;
 use hostprocess_engine::plan::run_as_user_name::run_as_user_name_errors;
 
@@ -322,20 +322,19 @@ fn host_process_setters(pod_sets: bool, containers: &[&Container<'_>]) -> String
     setters.join(" and ")
 }
 
-/// The `microsoft.com/hostprocess-container` annotation: `"true"` or `"false"`.
+/// The `microsoft.com/hostprocess-container` annotation: `"true"` or `"false"` (in any case).
 fn read_flag(node: &Node<'_>, report: &mut Report) -> Option<bool> {
     let text = node.string(report)?;
-    if text.eq_ignore_ascii_case("true") {
-        Some(true)
-    } else if text.eq_ignore_ascii_case("false") {
-        Some(false)
-    } else {
-        report.error(
-            Rule::HostProcessAnnotation,
-            node.path(),
-            invalid(go_quote(text), "must be \"true\" or \"false\""),
-        );
-        None
+    match parse_bool(HOSTPROCESS_CONTAINER, text, BoolSpelling::Word) {
+        Ok(flag) => Some(flag),
+        Err(_) => {
+            report.error(
+                Rule::HostProcessAnnotation,
+                node.path(),
+                invalid(go_quote(text), "must be \"true\" or \"false\""),
+            );
+            None
+        }
     }
 }
 

@@ -1,9 +1,11 @@
-//! One container as the shim serves it: the engine's container (job, volume, account), its init
-//! process and its exec processes.
+//! One container as the shim serves it: a pod sandbox (no process), or a workload (the
+//! engine's container: job, volume, account) with its init process and its exec processes.
+//! Every operation matches on [`Kind`] once; whether a workload is paused is the engine's
+//! answer (its freezer), not a copy kept here.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -14,7 +16,9 @@ use containerd_shim::protos::shim::oci::ProcessDetails;
 use hostprocess_engine::plan;
 use hostprocess_engine::spec::{LinuxResources, Process as ProcessSpec, Spec, WindowsResources};
 use hostprocess_engine::sys::{Current, JobStats, Platform, SIGKILL, SIGTERM};
-use hostprocess_engine::{Container as EngineContainer, CreateOptions, Engine};
+use hostprocess_engine::{
+    Container as EngineContainer, CreateOptions, Engine, Status as EngineStatus,
+};
 use log::{debug, warn};
 
 use crate::error::{Error, Result};
@@ -34,22 +38,38 @@ struct Exec {
     spec: ProcessSpec,
 }
 
+/// A workload's exec processes by exec id.
+type Execs = HashMap<String, Exec>;
+
+/// What the shim serves under a container id. There is one per container, in an `Arc`, so
+/// the sandbox variant being smaller than the workload's costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+enum Kind {
+    /// A pod sandbox: no job, no volume, no account and no process (§7). It cannot be paused
+    /// (the Task API refuses), so it has no pause state.
+    Sandbox {
+        /// The pod's network namespace, when the pod opted in to one (§7).
+        network: Option<PathBuf>,
+    },
+    /// A container the engine made: the job, volume and account, and the exec processes
+    /// started in it.
+    Workload {
+        container: Mutex<EngineContainer>,
+        execs: Mutex<Execs>,
+        /// The job's OOM kill count already reported with a `TaskOOM` event.
+        oom_kills_reported: AtomicU64,
+    },
+}
+
 pub struct Container {
     pub id: String,
     pub bundle: String,
     /// The spec's annotations (after the pod's were inherited).
     pub annotations: BTreeMap<String, String>,
-    /// A pod sandbox's network namespace, when the pod opted in to it (§7).
-    pub pod_network: Option<PathBuf>,
-    /// The job, volume and account; `None` for a pod sandbox, which runs no process (§7).
-    engine: Option<Mutex<EngineContainer>>,
-    /// A container's init process; a pod sandbox's stand-in for the pause process, which has
+    /// A workload's init process; a pod sandbox's stand-in for the pause process, which has
     /// no pid and runs from start until it is killed.
     pub init: Arc<Process>,
-    execs: Mutex<HashMap<String, Exec>>,
-    paused: AtomicBool,
-    /// The job's OOM kill count already reported with a `TaskOOM` event.
-    oom_kills_reported: AtomicU64,
+    kind: Kind,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -112,12 +132,12 @@ impl Container {
             id: req.id.clone(),
             bundle: req.bundle.clone(),
             annotations: spec.annotations,
-            pod_network: None,
-            engine: Some(Mutex::new(created)),
             init,
-            execs: Mutex::new(HashMap::new()),
-            paused: AtomicBool::new(false),
-            oom_kills_reported: AtomicU64::new(0),
+            kind: Kind::Workload {
+                container: Mutex::new(created),
+                execs: Mutex::new(HashMap::new()),
+                oom_kills_reported: AtomicU64::new(0),
+            },
         })
     }
 
@@ -131,53 +151,73 @@ impl Container {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let pod_network = plan::network::pod_network(&spec).ok().flatten();
+        let network = plan::network::pod_network(&spec).ok().flatten();
         Container {
             id: req.id.clone(),
             bundle: req.bundle.clone(),
             annotations: spec.annotations,
-            pod_network,
-            engine: None,
             init: Arc::new(Process::new("", stdio)),
-            execs: Mutex::new(HashMap::new()),
-            paused: AtomicBool::new(false),
-            oom_kills_reported: AtomicU64::new(0),
+            kind: Kind::Sandbox { network },
         }
     }
 
     pub fn is_sandbox(&self) -> bool {
-        self.engine.is_none()
+        matches!(self.kind, Kind::Sandbox { .. })
     }
 
-    /// The engine's container, or the refusal of an operation that needs processes.
-    fn engine(&self, what: &str) -> Result<MutexGuard<'_, EngineContainer>> {
-        match &self.engine {
-            Some(engine) => Ok(lock(engine)),
-            None => Err(Error::precondition(format!(
-                "pod sandbox {}: {what}: the sandbox of a HostProcess pod runs no process; use \
-                 one of the pod's containers",
-                self.id
-            ))),
+    /// A pod sandbox's network namespace, when the pod opted in to one; `None` for a workload.
+    pub fn pod_network(&self) -> Option<&PathBuf> {
+        match &self.kind {
+            Kind::Sandbox { network } => network.as_ref(),
+            Kind::Workload { .. } => None,
         }
     }
 
-    /// A snapshot of the engine's container for long operations that must not hold the lock.
-    fn engine_snapshot(&self, what: &str) -> Result<EngineContainer> {
-        Ok(self.engine(what)?.clone())
+    /// The refusal of an operation that needs processes, for a pod sandbox.
+    fn runs_no_process(&self, what: &str) -> Error {
+        Error::precondition(format!(
+            "pod sandbox {}: {what}: the sandbox of a HostProcess pod runs no process; use one of \
+             the pod's containers",
+            self.id
+        ))
+    }
+
+    /// A workload's engine container and exec processes, or, for a pod sandbox, the refusal
+    /// of `what`: an operation that needs processes.
+    fn workload(&self, what: &str) -> Result<(&Mutex<EngineContainer>, &Mutex<Execs>)> {
+        match &self.kind {
+            Kind::Workload {
+                container, execs, ..
+            } => Ok((container, execs)),
+            Kind::Sandbox { .. } => Err(self.runs_no_process(what)),
+        }
+    }
+
+    /// The engine's container, locked (or the refusal of `what` for a pod sandbox).
+    fn engine(&self, what: &str) -> Result<MutexGuard<'_, EngineContainer>> {
+        Ok(lock(self.workload(what)?.0))
+    }
+
+    /// A workload's exec processes; a pod sandbox has none.
+    fn execs(&self) -> Option<MutexGuard<'_, Execs>> {
+        match &self.kind {
+            Kind::Workload { execs, .. } => Some(lock(execs)),
+            Kind::Sandbox { .. } => None,
+        }
     }
 
     /// Releases the held init; a sandbox just starts "running". Returns the pid (0 for a
     /// sandbox).
     pub fn start(&self) -> Result<u32> {
-        if self.is_sandbox() {
+        let Kind::Workload { container, .. } = &self.kind else {
             self.init.run_without_process();
             return Ok(0);
-        }
+        };
         let info = self
             .init
             .info()
             .ok_or_else(|| Error::internal(format!("container {}: no init process", self.id)))?;
-        self.engine("start")?.start()?;
+        lock(container).start()?;
         self.init.started(info, None);
         Ok(info.pid)
     }
@@ -187,9 +227,8 @@ impl Container {
         if exec_id.is_empty() {
             return Ok(self.init.clone());
         }
-        lock(&self.execs)
-            .get(exec_id)
-            .map(|e| e.process.clone())
+        self.execs()
+            .and_then(|execs| execs.get(exec_id).map(|e| e.process.clone()))
             .ok_or_else(|| {
                 Error::not_found(format!(
                     "exec {exec_id} of container {} does not exist",
@@ -198,8 +237,11 @@ impl Container {
             })
     }
 
+    /// Whether the engine finds the container paused (its job frozen while init runs); a pod
+    /// sandbox is never paused.
     pub fn is_paused(&self) -> bool {
-        self.paused.load(Ordering::SeqCst)
+        self.engine("pause")
+            .is_ok_and(|engine| engine.status() == EngineStatus::Paused)
     }
 
     /// Registers an exec process; it starts with [`Container::start_exec`].
@@ -207,7 +249,7 @@ impl Container {
         if exec_id.is_empty() {
             return Err(Error::invalid("an exec needs an exec id"));
         }
-        drop(self.engine("exec")?);
+        let (_, execs) = self.workload("exec")?;
         let mut spec: ProcessSpec = serde_json::from_slice(&spec.value).map_err(|e| {
             Error::invalid(format!(
                 "exec {exec_id} of container {}: process spec ({}): {e}",
@@ -221,7 +263,7 @@ impl Container {
                 self.id
             )));
         }
-        let mut execs = lock(&self.execs);
+        let mut execs = lock(execs);
         if execs.contains_key(exec_id) {
             return Err(Error::exists(format!(
                 "exec {exec_id} of container {} already exists",
@@ -235,14 +277,16 @@ impl Container {
 
     /// Starts a registered exec process in the container's job, view and account.
     pub fn start_exec(&self, exec_id: &str) -> Result<u32> {
+        let not_found = || {
+            Error::not_found(format!(
+                "exec {exec_id} of container {} does not exist",
+                self.id
+            ))
+        };
+        let (container, execs) = self.workload("exec").map_err(|_| not_found())?;
         let (process, spec) = {
-            let execs = lock(&self.execs);
-            let exec = execs.get(exec_id).ok_or_else(|| {
-                Error::not_found(format!(
-                    "exec {exec_id} of container {} does not exist",
-                    self.id
-                ))
-            })?;
+            let execs = lock(execs);
+            let exec = execs.get(exec_id).ok_or_else(not_found)?;
             (exec.process.clone(), exec.spec.clone())
         };
         if process.status() != Status::Created {
@@ -258,7 +302,7 @@ impl Container {
             ))
         })?;
         let info = {
-            let engine = self.engine("exec")?;
+            let engine = lock(container);
             let info = engine.exec(&spec, stdio)?;
             io.bind(&engine, &info);
             sys::watch_exit(&engine, &info);
@@ -269,18 +313,38 @@ impl Container {
     }
 
     pub fn exec_by_pid(&self, pid: u32) -> Option<Arc<Process>> {
-        lock(&self.execs)
+        self.execs()?
             .values()
             .find(|e| e.process.pid() == pid && e.process.exit().is_none())
             .map(|e| e.process.clone())
     }
 
-    pub fn kill(&self, exec_id: &str, signal: u32, all: bool) -> Result<()> {
+    /// Signals a process. A pod sandbox ends as it would end a pause process (pid 1 of the
+    /// pod, which handles only SIGTERM and SIGINT): those with status 0, SIGKILL with 137; any
+    /// other signal changes nothing. Returns the exit status when a sandbox ended, for the
+    /// caller to report.
+    pub fn kill(&self, exec_id: &str, signal: u32, all: bool) -> Result<Option<u32>> {
+        match &self.kind {
+            Kind::Sandbox { .. } => self.signal_sandbox(exec_id, signal),
+            Kind::Workload { container, .. } => {
+                self.signal_workload(container, exec_id, signal, all)?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn signal_workload(
+        &self,
+        container: &Mutex<EngineContainer>,
+        exec_id: &str,
+        signal: u32,
+        all: bool,
+    ) -> Result<()> {
         let signal = i32::try_from(signal)
             .map_err(|_| Error::invalid(format!("signal {signal} is out of range")))?;
         let process = self.process(exec_id)?;
         if exec_id.is_empty() && all {
-            self.engine("kill")?.kill(signal, true)?;
+            lock(container).kill(signal, true)?;
         } else {
             match process.status() {
                 Status::Exited(_) => {
@@ -299,7 +363,7 @@ impl Container {
                 _ => {}
             }
             if exec_id.is_empty() {
-                self.engine("kill")?.kill(signal, false)?;
+                lock(container).kill(signal, false)?;
             } else if let Some(info) = process.info() {
                 Current.signal(&info, signal)?;
             }
@@ -311,10 +375,7 @@ impl Container {
         Ok(())
     }
 
-    /// A signal to a pod sandbox ends it as it would end a pause process (pid 1 of the pod,
-    /// which handles only SIGTERM and SIGINT): those with status 0, SIGKILL with 137; any other
-    /// signal changes nothing. Returns the exit status when the sandbox ended.
-    pub fn signal_sandbox(&self, exec_id: &str, signal: u32) -> Result<Option<u32>> {
+    fn signal_sandbox(&self, exec_id: &str, signal: u32) -> Result<Option<u32>> {
         if !exec_id.is_empty() {
             return Err(Error::not_found(format!(
                 "exec {exec_id} of pod sandbox {} does not exist",
@@ -336,11 +397,14 @@ impl Container {
 
     /// Every process of the job, execs marked with their exec id; none for a pod sandbox.
     pub fn pids(&self) -> Result<Vec<TaskProcess>> {
-        if self.is_sandbox() {
+        let Kind::Workload {
+            container, execs, ..
+        } = &self.kind
+        else {
             return Ok(Vec::new());
-        }
-        let pids = self.engine("ps")?.pids()?;
-        let execs: HashMap<u32, String> = lock(&self.execs)
+        };
+        let pids = lock(container).pids()?;
+        let execs: HashMap<u32, String> = lock(execs)
             .iter()
             .map(|(id, e)| (e.process.pid(), id.clone()))
             .collect();
@@ -364,15 +428,11 @@ impl Container {
     }
 
     pub fn pause(&self) -> Result<()> {
-        self.engine("pause")?.pause()?;
-        self.paused.store(true, Ordering::SeqCst);
-        Ok(())
+        Ok(self.engine("pause")?.pause()?)
     }
 
     pub fn resume(&self) -> Result<()> {
-        self.engine("resume")?.resume()?;
-        self.paused.store(false, Ordering::SeqCst);
-        Ok(())
+        Ok(self.engine("resume")?.resume()?)
     }
 
     /// Applies new limits (an OCI `LinuxResources` or `WindowsResources`, JSON in an Any).
@@ -396,23 +456,29 @@ impl Container {
 
     /// The job's figures; all zero for a pod sandbox, which has no job.
     pub fn stats(&self) -> Result<Any> {
-        let stats = if self.is_sandbox() {
-            JobStats::default()
-        } else {
-            self.engine("stats")?.stats()?
+        let stats = match &self.kind {
+            Kind::Sandbox { .. } => JobStats::default(),
+            Kind::Workload { container, .. } => lock(container).stats()?,
         };
         metrics::to_any(&stats, sys::metrics_format()).map_err(Error::internal)
     }
 
     /// True when the job had OOM kills since the last call that returned true.
     pub fn take_new_oom_kill(&self) -> bool {
-        let Some(Ok(stats)) = self.engine.as_ref().map(|e| lock(e).stats()) else {
+        let Kind::Workload {
+            container,
+            oom_kills_reported,
+            ..
+        } = &self.kind
+        else {
             return false;
         };
-        let reported = self.oom_kills_reported.load(Ordering::SeqCst);
+        let Ok(stats) = lock(container).stats() else {
+            return false;
+        };
+        let reported = oom_kills_reported.load(Ordering::SeqCst);
         stats.oom_kills > reported
-            && self
-                .oom_kills_reported
+            && oom_kills_reported
                 .compare_exchange(
                     reported,
                     stats.oom_kills,
@@ -422,9 +488,11 @@ impl Container {
                 .is_ok()
     }
 
-    /// §6 after init exits: SIGTERM to the rest of the job, SIGKILL after the grace period.
+    /// §6 after init exits: SIGTERM to the rest of the job, SIGKILL after the grace period
+    /// (the engine thaws a frozen job first). It works on a copy of the engine's container, so
+    /// that other calls are not held for the grace period.
     pub fn terminate_rest(&self) {
-        let Ok(snapshot) = self.engine_snapshot("stop") else {
+        let Ok(snapshot) = self.engine("stop").map(|engine| engine.clone()) else {
             return;
         };
         match snapshot.terminate_rest() {
@@ -435,7 +503,6 @@ impl Container {
             Ok(false) => {}
             Err(e) => warn!("container {}: stopping the rest of the job: {e}", self.id),
         }
-        self.paused.store(false, Ordering::SeqCst);
     }
 
     /// Forgets an exec process that has exited (or never started).
@@ -451,29 +518,125 @@ impl Container {
                 )))
             }
         };
-        lock(&self.execs).remove(exec_id);
+        if let Some(mut execs) = self.execs() {
+            execs.remove(exec_id);
+        }
         process.release_io();
         Ok((process.pid(), exit))
     }
 
     /// Removes the container: whatever still runs is killed, then the engine tears down the
-    /// job, the view, the volume and any ephemeral account.
+    /// job, the view, the volume and any ephemeral account. A sandbox that never started ends
+    /// with its deletion, so that waiters return.
     pub fn delete(&self) -> Result<(u32, Exit)> {
-        if self.is_sandbox() {
-            // A sandbox that never started ends with its deletion, so that waiters return.
+        let Kind::Workload {
+            container, execs, ..
+        } = &self.kind
+        else {
             self.init.exited(KILLED);
             let exit = self.init.exit().unwrap_or_else(|| Exit::now(KILLED));
             return Ok((0, exit));
-        }
-        self.engine_snapshot("delete")?.delete(true)?;
+        };
+        let snapshot = lock(container).clone();
+        snapshot.delete(true)?;
         let exit = self
             .init
             .wait_timeout(Duration::from_secs(2))
             .unwrap_or_else(|| Exit::now(KILLED));
         self.init.release_io();
-        for exec in lock(&self.execs).values() {
+        for exec in lock(execs).values() {
             exec.process.release_io();
         }
         Ok((self.init.pid(), exit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A pod sandbox needs no engine, so its half of [`Kind`] is tested here without root.
+    use super::*;
+    use containerd_shim::protos::ttrpc::Code;
+
+    const SIGHUP: u32 = 1;
+
+    fn sandbox() -> Container {
+        let mut req = CreateTaskRequest::new();
+        req.id = "p1".into();
+        req.bundle = "/run/p1".into();
+        Container::sandbox(&req, Spec::default())
+    }
+
+    fn refused(result: Result<impl std::fmt::Debug>, what: &str) {
+        let err = result.expect_err(what);
+        assert_eq!(err.code, Code::FAILED_PRECONDITION, "{what}: {err}");
+        assert!(
+            err.message.starts_with(&format!(
+                "pod sandbox p1: {what}: the sandbox of a HostProcess pod runs no process"
+            )),
+            "{what}: {err}"
+        );
+    }
+
+    #[test]
+    fn a_pod_sandbox_refuses_what_needs_a_process() {
+        let container = sandbox();
+        let spec = Any::new();
+        refused(
+            container.add_exec("e1", &spec, StdioPaths::default()),
+            "exec",
+        );
+        refused(container.pause(), "pause");
+        refused(container.resume(), "resume");
+        let mut resources = Any::new();
+        resources.value = b"{}".to_vec();
+        refused(container.update(&resources), "update");
+        let err = container.start_exec("e1").expect_err("start of an exec");
+        assert_eq!(err.code, Code::NOT_FOUND, "{err}");
+        assert_eq!(
+            container.process("e1").err().map(|e| e.code),
+            Some(Code::NOT_FOUND)
+        );
+    }
+
+    #[test]
+    fn a_pod_sandbox_is_never_paused_and_has_no_process_or_figures() {
+        let container = sandbox();
+        assert_eq!(container.start(), Ok(0));
+        assert_eq!(container.init.status(), Status::Running);
+        assert!(container.is_sandbox());
+        assert!(!container.is_paused());
+        assert!(container.pids().unwrap().is_empty());
+        assert!(container.stats().is_ok());
+        assert!(!container.take_new_oom_kill());
+        assert!(container.exec_by_pid(0).is_none());
+    }
+
+    #[test]
+    fn a_pod_sandbox_ends_on_the_signals_a_pause_process_ends_on() {
+        let container = sandbox();
+        container.start().unwrap();
+        assert_eq!(container.kill("", SIGHUP, false), Ok(None));
+        assert_eq!(container.kill("", SIGTERM as u32, false), Ok(Some(0)));
+        assert_eq!(container.kill("", SIGINT as u32, true), Ok(Some(0)));
+        assert_eq!(container.kill("", SIGKILL as u32, false), Ok(Some(KILLED)));
+        let err = container.kill("e1", SIGTERM as u32, false).unwrap_err();
+        assert_eq!(err.code, Code::NOT_FOUND, "{err}");
+        container.init.exited(0);
+        let err = container.kill("", SIGTERM as u32, false).unwrap_err();
+        assert_eq!(err.code, Code::NOT_FOUND, "{err}");
+    }
+
+    #[test]
+    fn deleting_a_pod_sandbox_ends_it_as_killed_unless_it_ended_before() {
+        let container = sandbox();
+        container.start().unwrap();
+        let (pid, exit) = container.delete().unwrap();
+        assert_eq!((pid, exit.status), (0, KILLED));
+        assert_eq!(container.init.exit(), Some(exit));
+
+        let container = sandbox();
+        container.start().unwrap();
+        let stopped = container.init.exited(0).unwrap();
+        assert_eq!(container.delete(), Ok((0, stopped)));
     }
 }

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use hostprocess_engine::annotations::{
-    CRI_CONTAINER_TYPE, CRI_SANDBOX_ID, HOSTPROCESS_CONTAINER, INHERIT_USER, NETWORK,
-    ROOTFS_LOCATION,
+    parse_bool, BoolSpelling, CRI_CONTAINER_TYPE, CRI_SANDBOX_ID, HOSTPROCESS_CONTAINER,
+    INHERIT_USER, NETWORK, ROOTFS_LOCATION,
 };
 use hostprocess_engine::plan::network;
 use hostprocess_engine::spec::Spec;
@@ -66,14 +66,9 @@ fn hostprocess_value(
     let Some(value) = annotations.get(HOSTPROCESS_CONTAINER) else {
         return Ok(None);
     };
-    match value.as_str() {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(Some(true)),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(Some(false)),
-        other => Err(Refusal(format!(
-            "{whose}: annotation {HOSTPROCESS_CONTAINER}={other:?} is not a boolean; set it to \
-             \"true\" or remove it"
-        ))),
-    }
+    parse_bool(HOSTPROCESS_CONTAINER, value, BoolSpelling::Go)
+        .map(Some)
+        .map_err(|e| Refusal(format!("{whose}: {e}; set it to \"true\" or remove it")))
 }
 
 /// The pod's HostProcess value: the runtime class selects this runtime only for HostProcess

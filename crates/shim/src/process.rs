@@ -1,9 +1,41 @@
 //! One process of a container (its init, or an exec): a small state machine
 //! `Created → Running → Exited`, its stdio, and a wait channel for `Wait`.
+//!
+//! # Status models
+//!
+//! Three status types describe a container: the shim's [`Status`], the engine's live
+//! `container::Status` and its persisted `state::Phase`; this table is the one place their
+//! mapping is written. The shim answers the Task API's `State` from its [`Status`] and, for a
+//! running process, the engine's live status.
+//!
+//! | Task API   | shim `Status` | engine `Status` (init) | engine `Phase`       |
+//! |------------|---------------|------------------------|----------------------|
+//! | (none yet) | —             | `Creating`             | `Creating`           |
+//! | `CREATED`  | `Created`     | `Created` (init held)  | `Created`            |
+//! | `RUNNING`  | `Running`     | `Running`              | `Running`            |
+//! | `PAUSED`   | `Running`     | `Paused` (job frozen)  | `Running`            |
+//! | `STOPPED`  | `Exited(..)`  | `Stopped`              | `Running`, `Created` |
+//!
+//! What is genuinely different, and so kept:
+//! - `state::Phase` is the lifecycle step a container last completed, saved for other
+//!   processes (the CLI, a shim's crash `delete`); `container::Status` is derived from it and
+//!   the kernel (is init alive, held, frozen?) on every call, never stored.
+//! - The shim's [`Status`] exists for every exec process, which has no engine status, and
+//!   carries the exit status and time that only the shim's reaper sees. An init's `Exited` is
+//!   recorded once the rest of its job has stopped (§6), so it lags the engine's `Stopped` by
+//!   up to the grace period: containerd learns of the exit when nothing of the container
+//!   runs. An init's `Created → Running` is set by the same call that has the engine release
+//!   it (`Container::start`), so the two cannot disagree.
+//! - A pod sandbox has no engine container: its stand-in init goes `Created → Running` at
+//!   start and `Exited` on a stopping signal or on delete.
+//! - `PAUSED` is not a shim status: a running process reports it while the engine finds its
+//!   container paused (an exec too, since pausing freezes the whole job); see
+//!   [`Status::task_status`].
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
+use containerd_shim::protos::api::Status as TaskStatus;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use hostprocess_engine::ProcessInfo;
 
@@ -32,12 +64,26 @@ impl Exit {
     }
 }
 
+/// A process's status as the shim tracks it (see the module's table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     /// Init: made and held; exec: registered, not started.
     Created,
     Running,
     Exited(Exit),
+}
+
+impl Status {
+    /// The Task API's status. `paused` (whether the engine finds the container paused) is
+    /// asked only of a running process.
+    pub fn task_status(self, paused: impl FnOnce() -> bool) -> TaskStatus {
+        match self {
+            Status::Created => TaskStatus::CREATED,
+            Status::Running if paused() => TaskStatus::PAUSED,
+            Status::Running => TaskStatus::RUNNING,
+            Status::Exited(_) => TaskStatus::STOPPED,
+        }
+    }
 }
 
 struct State {
@@ -225,6 +271,39 @@ mod tests {
         p.started(info(7), None);
         assert_eq!(p.status(), Status::Exited(exit));
         assert_eq!(p.pid(), 7);
+    }
+
+    #[test]
+    fn only_a_running_process_of_a_paused_container_reports_paused() {
+        let paused = || true;
+        let running = || false;
+        let exit = Exit::now(0);
+        assert_eq!(Status::Running.task_status(paused), TaskStatus::PAUSED);
+        assert_eq!(Status::Running.task_status(running), TaskStatus::RUNNING);
+        assert_eq!(Status::Created.task_status(paused), TaskStatus::CREATED);
+        assert_eq!(
+            Status::Exited(exit).task_status(paused),
+            TaskStatus::STOPPED
+        );
+        assert_eq!(Status::Created.task_status(running), TaskStatus::CREATED);
+        assert_eq!(
+            Status::Exited(exit).task_status(running),
+            TaskStatus::STOPPED
+        );
+    }
+
+    #[test]
+    fn the_engine_is_asked_whether_paused_only_for_a_running_process() {
+        let asked = std::cell::Cell::new(0);
+        let paused = || {
+            asked.set(asked.get() + 1);
+            true
+        };
+        Status::Created.task_status(paused);
+        Status::Exited(Exit::now(1)).task_status(paused);
+        assert_eq!(asked.get(), 0);
+        Status::Running.task_status(paused);
+        assert_eq!(asked.get(), 1);
     }
 
     #[test]

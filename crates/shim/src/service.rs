@@ -48,7 +48,7 @@ pub fn state_root(namespace: &str) -> PathBuf {
 }
 
 pub fn engine(namespace: &str) -> Engine {
-    Engine::new(PlanOptions::new(state_root(namespace)))
+    Engine::new(PlanOptions::from_env(state_root(namespace)))
 }
 
 /// The containers of one pod share a shim: CRI names the pod in every container's spec, and

@@ -13,7 +13,7 @@ use containerd_shim::api::{
     StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse, UpdateTaskRequest,
     WaitRequest, WaitResponse,
 };
-use containerd_shim::protos::api::{CheckpointTaskRequest, Status as TaskStatus};
+use containerd_shim::protos::api::CheckpointTaskRequest;
 use containerd_shim::protos::events::task::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskIO, TaskPaused, TaskResumed,
     TaskStart,
@@ -102,7 +102,7 @@ impl Shared {
         if let Some(sandbox) = self.map().get(sandbox_id) {
             return Some(PodSandbox {
                 annotations: sandbox.annotations.clone(),
-                network: sandbox.pod_network.clone(),
+                network: sandbox.pod_network().cloned(),
             });
         }
         let sandbox_bundle = bundle.parent()?.join(sandbox_id);
@@ -194,10 +194,7 @@ impl TaskService {
             req.id, req.exec_id, req.signal, req.all
         );
         let container = self.shared.container(&req.id)?;
-        if !container.is_sandbox() {
-            return container.kill(&req.exec_id, req.signal, req.all);
-        }
-        if let Some(status) = container.signal_sandbox(&req.exec_id, req.signal)? {
+        if let Some(status) = container.kill(&req.exec_id, req.signal, req.all)? {
             exits::publish_exit(&container, &container.init, status, &self.shared.events);
             info!("pod sandbox {}: stopped", req.id);
         }
@@ -274,17 +271,12 @@ impl TaskService {
         response.stdout = process.stdio.stdout.clone();
         response.stderr = process.stdio.stderr.clone();
         response.terminal = process.stdio.terminal;
-        let status = match process.status() {
-            Status::Created => TaskStatus::CREATED,
-            Status::Running if container.is_paused() => TaskStatus::PAUSED,
-            Status::Running => TaskStatus::RUNNING,
-            Status::Exited(exit) => {
-                response.exit_status = exit.status;
-                response.exited_at = Some(exit.timestamp()).into();
-                TaskStatus::STOPPED
-            }
-        };
-        response.status = status.into();
+        let status = process.status();
+        if let Status::Exited(exit) = status {
+            response.exit_status = exit.status;
+            response.exited_at = Some(exit.timestamp()).into();
+        }
+        response.status = status.task_status(|| container.is_paused()).into();
         Ok(response)
     }
 }

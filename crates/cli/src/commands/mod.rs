@@ -74,7 +74,7 @@ pub enum Command {
 }
 
 pub fn engine(root: &Path) -> Engine {
-    Engine::new(PlanOptions::new(root))
+    Engine::new(PlanOptions::from_env(root))
 }
 
 /// Runs a verb; the value is the process exit code.

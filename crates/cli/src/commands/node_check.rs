@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Result;
-use hostprocess_engine::sys::linux::account;
+use hostprocess_engine::plan::settings::{
+    AccountSettings, EPHEMERAL_UIDS_VAR, LOCAL_SERVICE_VAR, NETWORK_SERVICE_VAR,
+};
 use nix::sys::statfs::{statfs, FsType, CGROUP2_SUPER_MAGIC, TMPFS_MAGIC};
 use serde::Serialize;
 
@@ -175,11 +177,8 @@ fn service_accounts(containerd: &Containerd) -> Vec<Finding> {
     // (account name, the Windows accounts that map to it, the settings that name it)
     let mut names: Vec<(String, Vec<&str>, Vec<&str>)> = Vec::new();
     for (env, windows) in [
-        (account::LOCAL_SERVICE_ENV, "NT AUTHORITY\\LOCAL SERVICE"),
-        (
-            account::NETWORK_SERVICE_ENV,
-            "NT AUTHORITY\\NETWORK SERVICE",
-        ),
+        (LOCAL_SERVICE_VAR, "NT AUTHORITY\\LOCAL SERVICE"),
+        (NETWORK_SERVICE_VAR, "NT AUTHORITY\\NETWORK SERVICE"),
     ] {
         let name = containerd_env
             .iter()
@@ -220,18 +219,18 @@ fn service_accounts(containerd: &Containerd) -> Vec<Finding> {
 }
 
 fn ephemeral_uids() -> Finding {
-    let (first, last) = match account::uid_range() {
-        Ok(range) => range,
+    let settings = AccountSettings::from_env();
+    let (first, last, claims) = match settings.ephemeral_pool() {
+        Ok(pool) => (pool.first, pool.last, &pool.claims_dir),
         Err(e) => {
             return not_ok(
                 "ephemeral uids",
                 Verdict::Fail,
                 e.to_string(),
-                format!("fix or unset {}", account::EPHEMERAL_UIDS_ENV),
+                format!("fix or unset {}", EPHEMERAL_UIDS_VAR),
             )
         }
     };
-    let claims = account::claims_dir();
     let free = (first..=last)
         .filter(|uid| !claims.join(uid.to_string()).exists())
         .filter(|uid| {
@@ -257,7 +256,7 @@ fn ephemeral_uids() -> Finding {
             ),
             format!(
                 "delete stopped containers, or widen the range with {}",
-                account::EPHEMERAL_UIDS_ENV
+                EPHEMERAL_UIDS_VAR
             ),
         )
     }

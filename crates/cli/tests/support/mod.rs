@@ -14,6 +14,7 @@ use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use hostprocess_engine::sys::linuxlogic::mountinfo;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 // Not every test binary uses every helper (as for the rest of this module).
@@ -162,21 +163,13 @@ pub fn host_cpus() -> u64 {
     n as u64
 }
 
-/// Mount points (field 5 of mountinfo) of the test's own mount namespace.
+/// Mount points of the test's own mount namespace, read by the engine's mount table reader.
 pub fn host_mount_points() -> Vec<String> {
-    fs::read_to_string("/proc/self/mountinfo")
-        .expect("read mountinfo")
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(unescape_mount))
+    let text = fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+    mountinfo::parse(&text)
+        .into_iter()
+        .map(|m| m.mount_point.to_string_lossy().into_owned())
         .collect()
-}
-
-fn unescape_mount(field: &str) -> String {
-    field
-        .replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
 }
 
 /// Lazily unmounts `path` (and anything below it first), ignoring what is not mounted.

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::annotations;
+use crate::annotations::{self, BoolSpelling};
 use crate::plan::run_as_user_name::run_as_user_name_errors;
 use crate::spec::Spec;
 
@@ -88,10 +88,11 @@ impl fmt::Display for AccountName {
 /// the `run-as-user.hostprocess.io/<container-name>` annotation, the
 /// `hostprocess.io/run-as-user` annotation, then `process.user.uid/gid/additionalGids`.
 pub fn account_request(spec: &Spec) -> Result<AccountRequest, AccountError> {
-    if spec
+    let inherit = spec
         .annotation(annotations::INHERIT_USER)
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-    {
+        .map(|v| annotations::parse_bool(annotations::INHERIT_USER, v, BoolSpelling::Word));
+    // A value other than true, in any case, means false.
+    if inherit == Some(Ok(true)) {
         return Ok(AccountRequest::Inherit);
     }
     let user = spec

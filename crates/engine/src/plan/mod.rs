@@ -6,7 +6,9 @@ pub mod mounts;
 pub mod network;
 pub mod process;
 pub mod resources;
+pub mod rlimits;
 pub mod run_as_user_name;
+pub mod settings;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,7 @@ pub use account::{AccountName, AccountRequest, WellKnownAccount};
 pub use mounts::{Propagation, VolumeMount};
 pub use process::{ProcessPlan, ResolvedProcess};
 pub use resources::ResourceRequest;
+pub use settings::AccountSettings;
 
 /// The default sandbox mount point of the bind layout.
 pub const DEFAULT_MOUNT_POINT: &str = "/hpc";
@@ -62,7 +65,8 @@ pub struct VolumePlan {
     pub read_only: bool,
 }
 
-/// Settings of the runtime, not of one container.
+/// Settings of the runtime, not of one container. The binaries read the environment's once,
+/// here ([`PlanOptions::from_env`]); nothing below reads it again.
 #[derive(Debug, Clone)]
 pub struct PlanOptions {
     /// State root (`--root`).
@@ -71,18 +75,38 @@ pub struct PlanOptions {
     pub grace_period: Duration,
     /// The runtime's own `PATH`, used when the spec has none.
     pub host_path: Option<String>,
+    /// How long an operation waits for another's lock on a container
+    /// (`HOSTPROCESS_LOCK_TIMEOUT`).
+    pub lock_timeout: Duration,
+    /// How container accounts map to the host's users (`HOSTPROCESS_*_ACCOUNT`,
+    /// `HOSTPROCESS_EPHEMERAL_UIDS`, `HOSTPROCESS_EPHEMERAL_UIDS_DIR`).
+    pub accounts: AccountSettings,
 }
 
 impl PlanOptions {
-    /// Options with the state root at `root`, made absolute (as runc does) so that no path
-    /// derived from it depends on the caller's working directory.
+    /// Options with the state root at `root` and every setting at its default: nothing is
+    /// read from the environment.
     pub fn new(root: impl Into<PathBuf>) -> PlanOptions {
+        PlanOptions::from_vars(root, &|_| None)
+    }
+
+    /// Options with the state root at `root` and the settings of the runtime's environment.
+    pub fn from_env(root: impl Into<PathBuf>) -> PlanOptions {
+        PlanOptions::from_vars(root, &|name| std::env::var_os(name))
+    }
+
+    /// Options with the state root at `root`, made absolute (as runc does) so that no path
+    /// derived from it depends on the caller's working directory, and the settings `vars`
+    /// gives.
+    pub fn from_vars(root: impl Into<PathBuf>, vars: settings::Vars<'_>) -> PlanOptions {
         let root = root.into();
         PlanOptions {
             root: std::path::absolute(&root).unwrap_or(root),
             default_layout: Layout::Bind,
             grace_period: DEFAULT_GRACE_PERIOD,
-            host_path: std::env::var("PATH").ok(),
+            host_path: vars("PATH").and_then(|path| path.into_string().ok()),
+            lock_timeout: settings::lock_timeout(vars),
+            accounts: AccountSettings::from_vars(vars),
         }
     }
 }
@@ -104,6 +128,11 @@ pub struct ContainerPlan {
     /// The pod's network namespace every process joins (§7, opt-in); `None`: the host's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_network: Option<PathBuf>,
+    /// The runtime's account settings, read when the platform prepares the container (before
+    /// anything is stored). Not stored: what a later operation needs of them is in the
+    /// platform's record.
+    #[serde(skip)]
+    pub accounts: AccountSettings,
 }
 
 /// The longest grace period the annotation may ask for: a day. Waits are measured on the
@@ -253,6 +282,7 @@ pub fn plan(
         grace_period,
         annotations: spec.annotations.clone(),
         pod_network,
+        accounts: options.accounts.clone(),
     })
 }
 
@@ -459,6 +489,59 @@ mod tests {
         s.annotations
             .insert(annotations::NETWORK.into(), "bridge".into());
         assert!(plan("c", Path::new("/b"), &s, &options, None).is_err());
+    }
+
+    fn with_rlimits(limits: serde_json::Value) -> Spec {
+        let mut s = spec();
+        if let Some(process) = s.process.as_mut() {
+            process.rlimits = serde_json::from_value(limits).unwrap();
+        }
+        s
+    }
+
+    #[test]
+    fn an_unknown_rlimit_is_refused_when_planned_on_linux() {
+        let s = with_rlimits(serde_json::json!([
+            {"type": "RLIMIT_NOFILE", "soft": 10, "hard": 20},
+            {"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}
+        ]));
+        let planned = plan("c", Path::new("/b"), &s, &PlanOptions::new("/r"), None);
+        if cfg!(windows) {
+            // Limits do not apply to a Windows process: none is planned, none refused.
+            assert_eq!(planned.unwrap().process.rlimits, Vec::new());
+        } else {
+            assert_eq!(
+                planned.unwrap_err().to_string(),
+                "invalid spec: process.rlimits: unknown limit \"RLIMIT_BOGUS\""
+            );
+        }
+    }
+
+    #[test]
+    fn known_rlimits_are_planned_as_typed_limits_on_linux() {
+        let s = with_rlimits(serde_json::json!([
+            {"type": "RLIMIT_NOFILE", "soft": 10, "hard": 20},
+            {"type": "RLIMIT_CORE", "soft": 0, "hard": 0}
+        ]));
+        let planned = plan("c", Path::new("/b"), &s, &PlanOptions::new("/r"), None).unwrap();
+        let expected = if cfg!(windows) {
+            Vec::new()
+        } else {
+            use rlimits::{Rlimit, RlimitKind};
+            vec![
+                Rlimit {
+                    kind: RlimitKind::Nofile,
+                    soft: 10,
+                    hard: 20,
+                },
+                Rlimit {
+                    kind: RlimitKind::Core,
+                    soft: 0,
+                    hard: 0,
+                },
+            ]
+        };
+        assert_eq!(planned.process.rlimits, expected);
     }
 
     #[test]

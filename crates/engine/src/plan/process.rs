@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::spec::{ConsoleSize, Process, Rlimit};
+use crate::spec::{ConsoleSize, Process};
+
+use super::rlimits::{planned_rlimits, stored_rlimits, Rlimit};
 
 pub const MOUNT_POINT_VAR: &str = "CONTAINER_SANDBOX_MOUNT_POINT";
 /// Used when neither the spec nor the runtime has a `PATH`.
@@ -19,6 +21,9 @@ pub enum CommandError {
     Directory { path: String },
     #[error("{path:?} is not executable")]
     NotExecutable { path: String },
+    /// Worded as every other refusal of the spec.
+    #[error("invalid spec: process.rlimits: unknown limit {name:?}")]
+    UnknownRlimit { name: String },
 }
 
 /// What a path is, as far as resolution cares.
@@ -40,7 +45,8 @@ pub struct ProcessPlan {
     pub cwd: PathBuf,
     pub terminal: bool,
     pub console_size: Option<(u16, u16)>,
-    pub rlimits: Vec<(String, u64, u64)>,
+    #[serde(deserialize_with = "stored_rlimits")]
+    pub rlimits: Vec<Rlimit>,
     pub no_new_privileges: bool,
 }
 
@@ -180,11 +186,7 @@ pub fn process_plan(
         console_size: process
             .console_size
             .map(|ConsoleSize { height, width }| (height, width)),
-        rlimits: process
-            .rlimits
-            .iter()
-            .map(|Rlimit { kind, hard, soft }| (kind.clone(), *soft, *hard))
-            .collect(),
+        rlimits: planned_rlimits(&process.rlimits)?,
         no_new_privileges: process.no_new_privileges,
     })
 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::plan::{ContainerPlan, ProcessPlan, ResourceRequest};
 
+pub mod linuxlogic;
 pub mod winlogic;
 
 #[cfg(any(test, feature = "fake-platform"))]

@@ -15,25 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::plan::account::{AccountError, AccountName, AccountRequest, WellKnownAccount};
-
-/// Where ephemeral uid claims live: host-wide, whatever the state root, so two runtimes never
-/// hand out the same uid.
-pub const EPHEMERAL_CLAIMS_DIR: &str = "/run/hostprocess-ephemeral-uids";
-/// The reserved range (systemd's dynamic-user range).
-pub const EPHEMERAL_UIDS: (u32, u32) = (61184, 65519);
-/// Environment settings of the runtime for the service accounts and the range.
-pub const LOCAL_SERVICE_ENV: &str = "HOSTPROCESS_LOCAL_SERVICE_ACCOUNT";
-pub const NETWORK_SERVICE_ENV: &str = "HOSTPROCESS_NETWORK_SERVICE_ACCOUNT";
-pub const EPHEMERAL_UIDS_ENV: &str = "HOSTPROCESS_EPHEMERAL_UIDS";
-/// Tests point this at a private directory.
-pub const EPHEMERAL_CLAIMS_ENV: &str = "HOSTPROCESS_EPHEMERAL_UIDS_DIR";
-/// `(uid_t)-1`: to setresuid/setresgid "leave this id unchanged", never an account.
-const NO_ID: u32 = u32::MAX;
-/// The lowest uid a configured ephemeral range may start at: below are the system accounts
-/// (Debian's SYS_UID_MAX is 999), which may own files without a passwd entry.
-pub const FIRST_EPHEMERAL_UID: u32 = 1000;
-/// The 16-bit "no id" of old system calls, never handed out.
-const NO_ID_16: u32 = 65535;
+use crate::plan::settings::{
+    AccountSettings, EphemeralPool, EPHEMERAL_UIDS_VAR, LOCAL_SERVICE_VAR, NETWORK_SERVICE_VAR,
+    NO_ID,
+};
 
 /// The resolved account a container's processes run as.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +39,14 @@ pub struct Account {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Resolution {
     Fixed(Account),
-    EphemeralInGroup { group: String, gid: u32 },
+    EphemeralInGroup {
+        group: String,
+        gid: u32,
+        /// Where the uid is claimed from (a record stored before it was kept here: the
+        /// default range and directory).
+        #[serde(default)]
+        pool: EphemeralPool,
+    },
 }
 
 fn unresolvable(name: &AccountName, message: impl Into<String>) -> Error {
@@ -96,8 +88,8 @@ fn host_name() -> String {
         .unwrap_or_default()
 }
 
-/// Looks the account up on the host. No side effects.
-pub fn resolve(request: &AccountRequest) -> Result<Resolution> {
+/// Looks the account up on the host, mapped as `settings` say. No side effects.
+pub fn resolve(request: &AccountRequest, settings: &AccountSettings) -> Result<Resolution> {
     match request {
         AccountRequest::Inherit => {
             let uid = Uid::current();
@@ -149,22 +141,20 @@ pub fn resolve(request: &AccountRequest) -> Result<Resolution> {
                 ephemeral_claim: None,
             }))
         }
-        AccountRequest::Named(name) => resolve_name(name),
+        AccountRequest::Named(name) => resolve_name(name, settings),
     }
 }
 
-fn resolve_name(name: &AccountName) -> Result<Resolution> {
+fn resolve_name(name: &AccountName, settings: &AccountSettings) -> Result<Resolution> {
     if let Some(well_known) = name.well_known() {
         let (user, env) = match well_known {
             WellKnownAccount::System => ("root".to_string(), None),
-            WellKnownAccount::LocalService => (
-                std::env::var(LOCAL_SERVICE_ENV).unwrap_or_else(|_| "nobody".into()),
-                Some(LOCAL_SERVICE_ENV),
-            ),
-            WellKnownAccount::NetworkService => (
-                std::env::var(NETWORK_SERVICE_ENV).unwrap_or_else(|_| "nobody".into()),
-                Some(NETWORK_SERVICE_ENV),
-            ),
+            WellKnownAccount::LocalService => {
+                (settings.local_service.clone(), Some(LOCAL_SERVICE_VAR))
+            }
+            WellKnownAccount::NetworkService => {
+                (settings.network_service.clone(), Some(NETWORK_SERVICE_VAR))
+            }
         };
         let found = lookup_user(&user).ok_or_else(|| {
             unresolvable(
@@ -201,61 +191,17 @@ fn resolve_name(name: &AccountName) -> Result<Resolution> {
     }
     if let Ok(Some(group)) = Group::from_name(&name.user) {
         // The range is checked now, before create makes anything.
-        uid_range()?;
+        let pool = settings.ephemeral_pool()?.clone();
         return Ok(Resolution::EphemeralInGroup {
             group: group.name,
             gid: group.gid.as_raw(),
+            pool,
         });
     }
     Err(unresolvable(
         name,
         "this host has no user or group of that name",
     ))
-}
-
-/// The directory of ephemeral uid claims (one file per claimed uid).
-pub fn claims_dir() -> PathBuf {
-    std::env::var_os(EPHEMERAL_CLAIMS_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(EPHEMERAL_CLAIMS_DIR))
-}
-
-/// The configured range of ephemeral uids, or the default.
-pub fn uid_range() -> Result<(u32, u32)> {
-    match std::env::var(EPHEMERAL_UIDS_ENV) {
-        Err(_) => Ok(EPHEMERAL_UIDS),
-        Ok(value) => parse_uid_range(&value).map_err(|why| {
-            Error::Account(AccountError::Other(format!(
-                "{EPHEMERAL_UIDS_ENV}={value:?}: {why}; give FIRST-LAST within {FIRST_EPHEMERAL_UID}-{} without {NO_ID_16} (default {}-{})",
-                NO_ID - 1,
-                EPHEMERAL_UIDS.0,
-                EPHEMERAL_UIDS.1
-            )))
-        }),
-    }
-}
-
-/// `FIRST-LAST`: decimal uids, FIRST ≤ LAST, none a system uid or a "no id" value.
-fn parse_uid_range(value: &str) -> std::result::Result<(u32, u32), &'static str> {
-    let (first, last) = value.split_once('-').ok_or("not a range")?;
-    let number = |text: &str| -> std::result::Result<u32, &'static str> {
-        let text = text.trim();
-        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-            return Err("not a range of decimal uids");
-        }
-        text.parse().map_err(|_| "a uid is out of range")
-    };
-    let (first, last) = (number(first)?, number(last)?);
-    if first > last {
-        return Err("the first uid is above the last");
-    }
-    if first < FIRST_EPHEMERAL_UID {
-        return Err("it includes system uids");
-    }
-    if last == NO_ID || (first..=last).contains(&NO_ID_16) {
-        return Err("it includes a uid that means \"no change\"");
-    }
-    Ok((first, last))
 }
 
 /// Who holds an ephemeral uid: the container and its state directory, so the same id in
@@ -339,12 +285,17 @@ fn make_claim(dir: &Path, claim: &Path, content: &[u8]) -> std::io::Result<bool>
     }
 }
 
-/// Claims the first free uid of the range for `owner` and returns the account. A claim whose
+/// Claims the first free uid of the pool for `owner` and returns the account. A claim whose
 /// owner is provably gone is taken over.
-pub fn claim_ephemeral(owner: ClaimOwner<'_>, group: &str, gid: u32) -> Result<Account> {
-    let dir = claims_dir();
-    fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
-    let (first, last) = uid_range()?;
+pub fn claim_ephemeral(
+    owner: ClaimOwner<'_>,
+    group: &str,
+    gid: u32,
+    pool: &EphemeralPool,
+) -> Result<Account> {
+    let dir = &pool.claims_dir;
+    fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+    let (first, last) = (pool.first, pool.last);
     let content = owner.content();
     let mut lock = None;
     for uid in first..=last {
@@ -354,7 +305,7 @@ pub fn claim_ephemeral(owner: ClaimOwner<'_>, group: &str, gid: u32) -> Result<A
         let claim = dir.join(uid.to_string());
         let mut retried = false;
         loop {
-            match make_claim(&dir, &claim, &content) {
+            match make_claim(dir, &claim, &content) {
                 Ok(true) => {
                     log::debug!(
                         "container {}: ephemeral uid {uid} in group {group}",
@@ -373,7 +324,7 @@ pub fn claim_ephemeral(owner: ClaimOwner<'_>, group: &str, gid: u32) -> Result<A
                 Ok(false) if !retried => {
                     retried = true;
                     if lock.is_none() {
-                        lock = Some(lock_claims(&dir)?);
+                        lock = Some(lock_claims(dir)?);
                     }
                     match fs::read(&claim) {
                         Ok(held) if is_stale(&held) => {
@@ -399,7 +350,7 @@ pub fn claim_ephemeral(owner: ClaimOwner<'_>, group: &str, gid: u32) -> Result<A
     Err(Error::container(
         owner.id,
         format!(
-            "no free ephemeral uid in {first}-{last} (claims in {}); delete stopped containers or widen {EPHEMERAL_UIDS_ENV}",
+            "no free ephemeral uid in {first}-{last} (claims in {}); delete stopped containers or widen {EPHEMERAL_UIDS_VAR}",
             dir.display()
         ),
     ))
@@ -413,11 +364,10 @@ pub fn release_claim(claim: &Path, owner: ClaimOwner<'_>) -> Result<()> {
     })
 }
 
-/// Releases every claim of `owner` (after a crash, the state may not name its claim), and
-/// only those: the same id in another state root is another container.
-pub fn sweep_claims(owner: ClaimOwner<'_>) -> Result<()> {
-    let dir = claims_dir();
-    let Ok(entries) = fs::read_dir(&dir) else {
+/// Releases every claim of `owner` in the pool (after a crash, the state may not name its
+/// claim), and only those: the same id in another state root is another container.
+pub fn sweep_claims(owner: ClaimOwner<'_>, pool: &EphemeralPool) -> Result<()> {
+    let Ok(entries) = fs::read_dir(&pool.claims_dir) else {
         return Ok(());
     };
     let content = owner.content();
@@ -443,26 +393,46 @@ fn release_if(claim: &Path, owned: impl Fn(&[u8]) -> bool) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn named(domain: &str, user: &str) -> AccountRequest {
+        AccountRequest::Named(AccountName {
+            domain: Some(domain.into()),
+            user: user.into(),
+        })
+    }
+
     #[test]
-    fn a_uid_range_must_leave_out_system_and_no_change_uids() {
-        assert_eq!(parse_uid_range("61184-65519"), Ok((61184, 65519)));
-        assert_eq!(parse_uid_range(" 70000 - 70010 "), Ok((70000, 70010)));
-        assert_eq!(parse_uid_range("1000-1000"), Ok((1000, 1000)));
-        for bad in [
-            "",
-            "61184",
-            "a-b",
-            "+5-9",
-            "70010-70000",
-            "1-1000000",
-            "999-2000",
-            "0-0",
-            "4294967000-4294967295",
-            "65000-66000",
-            "1-99999999999",
-        ] {
-            assert!(parse_uid_range(bad).is_err(), "{bad:?}");
+    fn the_service_accounts_map_to_the_users_the_settings_name() {
+        let settings = AccountSettings {
+            local_service: "root".into(),
+            network_service: "hpc-no-such-user".into(),
+            ..AccountSettings::default()
+        };
+        match resolve(&named("NT AUTHORITY", "LOCAL SERVICE"), &settings).unwrap() {
+            Resolution::Fixed(account) => {
+                assert_eq!((account.uid, account.name), (0, "root".into()))
+            }
+            other => panic!("{other:?}"),
         }
+        let error = resolve(&named("NT AUTHORITY", "NETWORK SERVICE"), &settings)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("\"hpc-no-such-user\" (HOSTPROCESS_NETWORK_SERVICE_ACCOUNT)"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_record_stored_before_the_pool_was_kept_claims_from_the_default_pool() {
+        let stored = r#"{"EphemeralInGroup": {"group": "staff", "gid": 50}}"#;
+        assert_eq!(
+            serde_json::from_str::<Resolution>(stored).unwrap(),
+            Resolution::EphemeralInGroup {
+                group: "staff".into(),
+                gid: 50,
+                pool: EphemeralPool::default(),
+            }
+        );
     }
 
     #[test]

@@ -193,7 +193,7 @@ impl Platform for Linux {
             }
         }
         volume::check(plan, state_dir)?;
-        let resolution = account::resolve(&plan.account)?;
+        let resolution = account::resolve(&plan.account, &plan.accounts)?;
         Ok(Record {
             id: plan.id.clone(),
             cgroup,
@@ -215,8 +215,8 @@ impl Platform for Linux {
     ) -> Result<ProcessInfo> {
         record.account = Some(match &record.resolution {
             Resolution::Fixed(account) => account.clone(),
-            Resolution::EphemeralInGroup { group, gid } => {
-                account::claim_ephemeral(claim_owner(record), group, *gid)?
+            Resolution::EphemeralInGroup { group, gid, pool } => {
+                account::claim_ephemeral(claim_owner(record), group, *gid, pool)?
             }
         });
         let fifo = if hold {
@@ -229,14 +229,14 @@ impl Platform for Linux {
         if plan.volume.layout == crate::plan::Layout::Symlink {
             volume::make_host_mount_point(plan, &mut record.volume)?;
         }
-        // The job's cgroups are made while another thread builds the view.
-        let resolved = volume::build(
-            plan,
-            &record.volume,
-            owner,
-            || cgroup::create(&mut record.cgroup, &plan.resources, host_cpus()),
-            || resolve_in_view(plan, &plan.process),
-        )?;
+        let resolved = std::thread::scope(|scope| {
+            let view = volume::View::start(scope, plan, &record.volume, owner, || {
+                resolve_in_view(plan, &plan.process)
+            })?;
+            // The job's cgroups are made while another thread builds a bind-layout view.
+            let job = cgroup::create(&mut record.cgroup, &plan.resources, host_cpus());
+            view.finish(job)
+        })?;
         let launch = launch(plan, record, resolved, &plan.process, fifo)?;
         let init = process::spawn(&launch, stdio)?;
         record.init = Some(init);
@@ -427,7 +427,9 @@ impl Platform for Linux {
                     ..
                 }),
             ) => account::release_claim(claim, claim_owner(record)),
-            (Resolution::EphemeralInGroup { .. }, _) => account::sweep_claims(claim_owner(record)),
+            (Resolution::EphemeralInGroup { pool, .. }, _) => {
+                account::sweep_claims(claim_owner(record), pool)
+            }
             _ => Ok(()),
         };
         let _ = std::fs::remove_file(&record.exec_fifo);

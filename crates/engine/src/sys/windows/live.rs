@@ -163,3 +163,175 @@ pub fn forget(id: &str, info: &ProcessInfo) {
     });
     drop(removed);
 }
+
+#[cfg(test)]
+mod tests {
+    //! A process that exits at once kept its pseudo console open when the thread that waits
+    //! for its exit (and then closes the console) started before the process was registered:
+    //! the waiter could find nothing to close. What is tested is the order itself: while
+    //! registration cannot happen (the registry's lock is held), no exit waiter of the process
+    //! may exist. The waiter is found by its thread name, and the test first checks that thread
+    //! names can be read at all, so it cannot pass by seeing nothing. Then, as a consequence,
+    //! the console of a process that had exited before it was handed over is closed; that check
+    //! alone does not catch the wrong order (the registering thread almost always takes the
+    //! lock first), hence the first. Whether the console's output ends for a reader is not
+    //! checked: Wine's ConPTY writes nothing.
+    use std::io::Read;
+    use std::os::windows::io::OwnedHandle;
+    use std::time::{Duration, Instant};
+
+    use windows_sys::Win32::Foundation::{CloseHandle, LocalFree, INVALID_HANDLE_VALUE};
+    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+        CreateToolhelp32Snapshot, Thread32First, Thread32Next, TH32CS_SNAPTHREAD, THREADENTRY32,
+    };
+    use windows_sys::Win32::System::Threading::{
+        GetCurrentProcessId, GetThreadDescription, OpenThread, THREAD_QUERY_LIMITED_INFORMATION,
+    };
+
+    use super::*;
+    use crate::sys::windows::console::PseudoConsole;
+
+    /// The names of this process's threads (those that have one).
+    fn thread_names() -> Vec<String> {
+        // SAFETY: a snapshot of every thread of the system, closed below.
+        let snapshot = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0) };
+        assert_ne!(snapshot, INVALID_HANDLE_VALUE, "thread snapshot");
+        // SAFETY: plain data; dwSize is set as the API requires.
+        let mut entry: THREADENTRY32 = unsafe { std::mem::zeroed() };
+        entry.dwSize = std::mem::size_of::<THREADENTRY32>() as u32;
+        // SAFETY: no arguments.
+        let me = unsafe { GetCurrentProcessId() };
+        let mut names = Vec::new();
+        // SAFETY: a live snapshot and an entry of the declared size.
+        let mut more = unsafe { Thread32First(snapshot, &mut entry) } != 0;
+        while more {
+            if entry.th32OwnerProcessID == me {
+                names.extend(thread_name(entry.th32ThreadID));
+            }
+            // SAFETY: as above.
+            more = unsafe { Thread32Next(snapshot, &mut entry) } != 0;
+        }
+        // SAFETY: the snapshot is closed once.
+        unsafe { CloseHandle(snapshot) };
+        names
+    }
+
+    fn thread_name(thread_id: u32) -> Option<String> {
+        // SAFETY: opening a thread of this process for a query; closed below.
+        let thread = unsafe { OpenThread(THREAD_QUERY_LIMITED_INFORMATION, 0, thread_id) };
+        if thread.is_null() {
+            return None;
+        }
+        let mut text: windows_sys::core::PWSTR = std::ptr::null_mut();
+        // SAFETY: a valid thread handle and out-parameter.
+        let hr = unsafe { GetThreadDescription(thread, &mut text) };
+        // SAFETY: closed once.
+        unsafe { CloseHandle(thread) };
+        if hr < 0 || text.is_null() {
+            return None;
+        }
+        // SAFETY: a NUL-terminated string the call allocated, freed once after it is read.
+        let name = unsafe {
+            let len = (0..).take_while(|&i| *text.add(i) != 0).count();
+            let name = String::from_utf16_lossy(std::slice::from_raw_parts(text, len));
+            LocalFree(text.cast());
+            name
+        };
+        (!name.is_empty()).then_some(name)
+    }
+
+    /// A process that has exited, handed over as a launch hands it over, with a pseudo console;
+    /// and the console's output, drained so that the console never blocks on it.
+    fn exited_process_with_console() -> Result<Launched, String> {
+        let (input, _) = std::io::pipe().map_err(|e| e.to_string())?;
+        let (mut output, output_end) = std::io::pipe().map_err(|e| e.to_string())?;
+        let console = PseudoConsole::create(
+            &OwnedHandle::from(input),
+            &OwnedHandle::from(output_end),
+            80,
+            25,
+        )
+        .map_err(|e| e.to_string())?;
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = output.read_to_end(&mut sink);
+        });
+        let mut child = std::process::Command::new("cmd.exe")
+            .args(["/c", "exit 0"])
+            .spawn()
+            .map_err(|e| format!("run cmd.exe: {e}"))?;
+        child.wait().map_err(|e| format!("wait for cmd.exe: {e}"))?;
+        Ok(Launched {
+            info: ProcessInfo {
+                pid: child.id(),
+                start_time: 1,
+            },
+            thread_id: 0,
+            process: OwnedHandle::from(child),
+            console: Some(console),
+        })
+    }
+
+    #[test]
+    fn a_process_is_registered_before_its_exit_is_waited_for_and_its_console_then_closed() {
+        const TEST: &str =
+            "a_process_is_registered_before_its_exit_is_waited_for_and_its_console_then_closed";
+        let sentinel = format!("live-test-sentinel-{}", std::process::id());
+        let parked = std::thread::Builder::new()
+            .name(sentinel.clone())
+            .spawn(std::thread::park)
+            .expect("a named thread");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !thread_names().contains(&sentinel) {
+            assert!(
+                Instant::now() < deadline,
+                "thread names cannot be read here, so the exit waiter could not be seen"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        parked.thread().unpark();
+
+        let id = format!("live-order-{}", std::process::id());
+        insert(&id, Arc::new(Job::create(&id).expect("a job")), None);
+        for round in 0..5 {
+            let launched = match exited_process_with_console() {
+                Ok(launched) => launched,
+                Err(e) if e.contains("CreatePseudoConsole") => {
+                    testkit::kernel::skipped(TEST, &e);
+                    remove(&id);
+                    return;
+                }
+                Err(e) => panic!("round {round}: {e}"),
+            };
+            let info = launched.info;
+            let waiter = format!("console-{}", info.pid);
+            let registering = {
+                // While this is held, the process cannot be registered.
+                let held = live();
+                let owner = id.clone();
+                let registering = std::thread::spawn(move || add_process(&owner, launched));
+                std::thread::sleep(Duration::from_millis(300));
+                assert!(
+                    !thread_names().contains(&waiter),
+                    "round {round}: the exit waiter of process {} started before the process \
+                     was registered: it would find nothing to close",
+                    info.pid
+                );
+                drop(held);
+                registering
+            };
+            registering.join().expect("registration");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while with_console(&id, &info, |_| ()).is_some() {
+                assert!(
+                    Instant::now() < deadline,
+                    "round {round}: the pseudo console of exited process {} is still open",
+                    info.pid
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            forget(&id, &info);
+        }
+        remove(&id);
+    }
+}

@@ -1,52 +1,12 @@
-//! How cgroups are mounted on this host: a pure v2 tree, v1 controllers beside a
-//! controller-less v2 tree (hybrid), or v1 alone.
+//! Reading how this host mounts cgroups (what the layout is and how it is told apart:
+//! `sys::linuxlogic::cgroup::layout`), and the kernel's version.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::sys::linuxlogic::cgroup::layout::CGROUP_ROOT;
 
-/// v1 controllers a job always joins: accounting (CPU, memory, processes, I/O) and the
-/// common limits. `cpu` joins only for CPU limits, `cpuset` for cpusets, and `freezer` only
-/// where the v2 tree has no `cgroup.freeze`: every hierarchy joined costs a mkdir, a write and
-/// an rmdir on the start path.
-/// `cpuacct` joins on hybrid hosts too, although the v2 tree's `cpu.stat` has the job's CPU
-/// time: tools that read v1 `cpuacct.usage` must find the job's own figure, not the root's.
-pub const V1_CONTROLLERS: &[&str] = &["memory", "pids", "blkio", "cpuacct"];
-pub const V1_OPTIONAL: &[&str] = &["cpu", "cpuset", "freezer"];
-/// Where cgroup filesystems are mounted on every distribution a node runs.
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-
-/// Which kind of host a job was made on: it decides where limits are written and read.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// Every controller in one cgroup2 tree.
-    V2,
-    /// v1 controllers for limits and accounting, a v2 tree for kill, freeze and events.
-    Hybrid,
-    /// v1 controllers only.
-    #[default]
-    V1,
-}
-
-/// How cgroups are mounted on this host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Layout {
-    V2 {
-        root: PathBuf,
-    },
-    Hybrid {
-        unified: PathBuf,
-        /// v1 controller → mount point (co-mounted controllers share one).
-        v1: Vec<(String, PathBuf)>,
-    },
-    V1 {
-        v1: Vec<(String, PathBuf)>,
-    },
-}
+pub use crate::sys::linuxlogic::cgroup::layout::{Kind, Layout, V1_CONTROLLERS, V1_OPTIONAL};
 
 impl Layout {
     /// A pure v2 host is known from one `statfs` of /sys/fs/cgroup (as runc knows it); any
@@ -65,64 +25,7 @@ impl Layout {
     /// The whole layout when the filesystem at /sys/fs/cgroup tells it: cgroup2 there means a
     /// pure v2 host.
     pub fn from_root_filesystem(kind: nix::sys::statfs::FsType) -> Option<Layout> {
-        (kind == nix::sys::statfs::CGROUP2_SUPER_MAGIC).then(|| Layout::V2 {
-            root: PathBuf::from(CGROUP_ROOT),
-        })
-    }
-
-    pub fn from_mountinfo(text: &str) -> Layout {
-        let mut unified = None;
-        let mut v1 = Vec::new();
-        for line in text.lines() {
-            let Some((left, right)) = line.split_once(" - ") else {
-                continue;
-            };
-            let mount_point = left.split(' ').nth(4).unwrap_or_default();
-            let mut right = right.split(' ');
-            let fstype = right.next().unwrap_or_default();
-            let super_options = right.nth(1).unwrap_or_default();
-            match fstype {
-                "cgroup2" => unified = Some(PathBuf::from(mount_point)),
-                "cgroup" => {
-                    for option in super_options.split(',') {
-                        if V1_CONTROLLERS.contains(&option) || V1_OPTIONAL.contains(&option) {
-                            v1.push((option.to_string(), PathBuf::from(mount_point)));
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        match unified {
-            Some(root) if v1.is_empty() => Layout::V2 { root },
-            Some(unified) => Layout::Hybrid { unified, v1 },
-            None => Layout::V1 { v1 },
-        }
-    }
-
-    pub fn kind(&self) -> Kind {
-        match self {
-            Layout::V2 { .. } => Kind::V2,
-            Layout::Hybrid { .. } => Kind::Hybrid,
-            Layout::V1 { .. } => Kind::V1,
-        }
-    }
-
-    /// The v2 tree's root, where there is one.
-    pub fn unified(&self) -> Option<&Path> {
-        match self {
-            Layout::V2 { root } => Some(root),
-            Layout::Hybrid { unified, .. } => Some(unified),
-            Layout::V1 { .. } => None,
-        }
-    }
-
-    /// The v1 controllers' mount points (none on a pure v2 host).
-    pub fn v1(&self) -> &[(String, PathBuf)] {
-        match self {
-            Layout::V2 { .. } => &[],
-            Layout::Hybrid { v1, .. } | Layout::V1 { v1 } => v1,
-        }
+        (kind == nix::sys::statfs::CGROUP2_SUPER_MAGIC).then(Layout::v2_at_cgroup_root)
     }
 }
 
@@ -155,17 +58,11 @@ pub fn kernel_at_least(major: u32, minor: u32) -> bool {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
+mod tests {
+    use std::path::Path;
 
-    pub const HYBRID: &str = "\
-35 25 0:30 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw
-36 25 0:31 / /sys/fs/cgroup/cpu rw,nosuid - cgroup cgroup rw,cpu
-37 25 0:32 / /sys/fs/cgroup/cpuacct rw,nosuid - cgroup cgroup rw,cpuacct
-38 25 0:33 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
-39 25 0:34 / /sys/fs/cgroup/pids rw,nosuid - cgroup cgroup rw,pids
-40 25 0:35 / /sys/fs/cgroup/cpuset rw,nosuid - cgroup cgroup rw,cpuset
-41 25 0:36 / /sys/fs/cgroup/systemd rw,nosuid - cgroup cgroup rw,xattr,name=systemd";
+    use super::*;
+    use crate::sys::linuxlogic::cgroup::layout::tests::HYBRID;
 
     #[test]
     fn detects_a_hybrid_host_and_a_pure_v2_host() {

@@ -2,113 +2,42 @@
 //! controllers for limits and accounting, plus the v2 tree for `cgroup.kill`, `cgroup.freeze`
 //! and `cgroup.events` when it is mounted).
 //!
-//! `layout` says how the host mounts cgroups, `settings` turns limits into file writes,
-//! `stats` reads the figures back, `systemd` reads systemd's `slice:prefix:name` paths and
-//! `scope` registers such a job with systemd where it is init; this file names the job's directories and acts on them.
+//! What the job is made of is decided in `sys::linuxlogic::cgroup` (the layout, the record of
+//! the job's directories, the limits as file writes, systemd's paths); here it is executed:
+//! `layout` reads how this host mounts cgroups, `settings` writes the limits, `stats` reads the
+//! figures back, `scope` registers a job with systemd where it is init, `ownership` makes,
+//! notes and removes the directories that are this container's, and this file makes the job,
+//! joins controllers an update adds, and signals and freezes its processes.
 
 pub mod layout;
+mod ownership;
 pub mod scope;
 pub mod settings;
 pub mod stats;
-pub mod systemd;
+
+pub use crate::sys::linuxlogic::cgroup::systemd;
+pub use crate::sys::linuxlogic::cgroup::{controller_dir, dirs, v1_tasks_files, CgroupRecord};
 
 use std::fs;
-use std::io::{ErrorKind, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::plan::resources::ResourceRequest;
 
 pub use layout::{is_unified_only, Kind, Layout};
+pub use ownership::{destroy, owns_job};
 pub use settings::{apply, settings_for, update_settings, write_file};
 pub use stats::stats;
 
-use layout::{kernel_at_least, V1_CONTROLLERS};
+use layout::kernel_at_least;
+use ownership::{make_dir, MadeList};
 
-/// The cgroup directories of one job.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CgroupRecord {
-    /// The job's path below each hierarchy's root.
-    pub relative: String,
-    /// The kind of host the job was made on (a record written before it was noted was made
-    /// on this host: then it is this host's).
-    #[serde(default = "layout::this_hosts_kind")]
-    pub layout: Kind,
-    /// The job's directory in the v2 tree (on a pure v2 host, where limits go too).
-    pub unified: Option<PathBuf>,
-    /// v1 controller name → the job's directory in that hierarchy.
-    pub v1: Vec<(String, PathBuf)>,
-    /// The file (in the container's state directory) that lists each job directory this
-    /// container made, written as it makes them: it signals and removes only those, never a
-    /// directory of the same name another container made first. Empty in a record written
-    /// before the runtime noted ownership: then every directory counts as made.
-    #[serde(default)]
-    pub made: PathBuf,
-    /// What this process made, when it is the one creating or updating the job: the truth
-    /// about ownership, which the list on disk may lack after a crash between a `mkdir` and
-    /// its note.
-    #[serde(skip)]
-    pub made_now: Option<Vec<PathBuf>>,
-    /// The systemd unit of a job given as `slice:prefix:name`: where systemd is init, the job
-    /// is also that transient scope.
-    #[serde(default)]
-    pub unit: Option<systemd::Unit>,
-}
-
-/// Names the job's directories (nothing is made).
+/// Names the job's directories on this host (nothing is made).
 pub fn plan_record(layout: &Layout, relative: &str, request: &ResourceRequest) -> CgroupRecord {
-    let relative = relative.trim_start_matches('/');
-    let mut v1: Vec<(String, PathBuf)> = Vec::new();
-    for (controller, mount) in layout.v1() {
-        let wanted = match controller.as_str() {
-            "cpu" => request.cpu_cap.is_some() || request.cpu_weight.is_some(),
-            "cpuset" => request.cpuset_cpus.is_some() || request.cpuset_mems.is_some(),
-            // cgroup.freeze exists in every non-root v2 cgroup since Linux 5.2.
-            "freezer" => layout.unified().is_none() || !kernel_at_least(5, 2),
-            c => V1_CONTROLLERS.contains(&c),
-        };
-        if wanted {
-            v1.push((controller.clone(), mount.join(relative)));
-        }
-    }
-    // A controller co-mounted with a joined one (cpu,cpuacct) is joined with it: it is the
-    // same directory, which a later join could not make again.
-    for (controller, mount) in layout.v1() {
-        let dir = mount.join(relative);
-        if v1.iter().any(|(_, d)| *d == dir) && !v1.iter().any(|(c, _)| c == controller) {
-            v1.push((controller.clone(), dir));
-        }
-    }
-    CgroupRecord {
-        relative: relative.to_string(),
-        layout: layout.kind(),
-        unified: layout.unified().map(|u| u.join(relative)),
-        v1,
-        made: PathBuf::new(),
-        made_now: None,
-        unit: None,
-    }
-}
-
-/// Every distinct directory of the job (co-mounted v1 controllers share one).
-pub fn dirs(record: &CgroupRecord) -> Vec<&Path> {
-    let mut out: Vec<&Path> = Vec::new();
-    for dir in record
-        .unified
-        .iter()
-        .map(PathBuf::as_path)
-        .chain(record.v1.iter().map(|(_, d)| d.as_path()))
-    {
-        if !out.contains(&dir) {
-            out.push(dir);
-        }
-    }
-    out
+    // cgroup.freeze exists in every non-root v2 cgroup since Linux 5.2.
+    crate::sys::linuxlogic::cgroup::plan_record(layout, relative, request, kernel_at_least(5, 2))
 }
 
 /// Makes the directories and applies the limits. A v1 cpuset directory gets its parent's CPUs
@@ -160,136 +89,6 @@ pub fn delegate_controllers(leaf: &Path, relative: &str) -> Result<()> {
     Ok(())
 }
 
-/// Makes the job's own directory, which must be new: the mkdir that succeeds is this
-/// container's claim on the path, noted in `made` before anything else happens. Any missing
-/// ancestor is made too (it may exist, or be made meanwhile by another container): one mkdir
-/// in the usual case.
-fn make_dir(dir: &Path, is_cpuset: bool, made: &mut MadeList) -> Result<()> {
-    match fs::create_dir(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-            return Err(Error::io(
-                "create cgroup",
-                dir,
-                std::io::Error::new(
-                    ErrorKind::AlreadyExists,
-                    "a cgroup of that name exists: another container uses it",
-                ),
-            ))
-        }
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            if let Some(parent) = dir.parent() {
-                make_ancestor(parent, is_cpuset)?;
-            }
-            fs::create_dir(dir).map_err(|e| Error::io("create cgroup", dir, e))?;
-        }
-        Err(e) => return Err(Error::io("create cgroup", dir, e)),
-    }
-    if let Err(e) = made.note(dir) {
-        let _ = fs::remove_dir(dir);
-        return Err(e);
-    }
-    inherit_cpuset(dir, is_cpuset)
-}
-
-/// The list of job directories a container made, open for appending while it makes them.
-struct MadeList<'a> {
-    path: &'a Path,
-    /// None for a record without a list (see [`CgroupRecord::made`]).
-    file: Option<fs::File>,
-    /// What was noted through this list.
-    dirs: Vec<PathBuf>,
-}
-
-impl MadeList<'_> {
-    fn open(path: &Path) -> Result<MadeList<'_>> {
-        let file = if path.as_os_str().is_empty() {
-            None
-        } else {
-            let file = fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| Error::io("open", path, e))?;
-            Some(file)
-        };
-        Ok(MadeList {
-            path,
-            file,
-            dirs: Vec::new(),
-        })
-    }
-
-    /// Appends `dir` (one write of one line).
-    fn note(&mut self, dir: &Path) -> Result<()> {
-        self.dirs.push(dir.to_path_buf());
-        let Some(mut file) = self.file.as_ref() else {
-            return Ok(());
-        };
-        let mut line = dir.as_os_str().as_encoded_bytes().to_vec();
-        line.push(b'\n');
-        file.write_all(&line)
-            .map_err(|e| Error::io("write", self.path, e))
-    }
-}
-
-/// The directories the container made; None for a record without a list (all of them).
-fn made_dirs(record: &CgroupRecord) -> Option<Vec<PathBuf>> {
-    if let Some(now) = &record.made_now {
-        return Some(now.clone());
-    }
-    if record.made.as_os_str().is_empty() {
-        return None;
-    }
-    let text = fs::read(&record.made).unwrap_or_default();
-    Some(
-        text.split(|b| *b == b'\n')
-            .filter(|line| !line.is_empty())
-            .map(|line| PathBuf::from(std::ffi::OsStr::from_bytes(line)))
-            .collect(),
-    )
-}
-
-fn is_made(made: &Option<Vec<PathBuf>>, dir: &Path) -> bool {
-    made.as_ref()
-        .is_none_or(|made| made.iter().any(|d| d == dir))
-}
-
-/// Whether every directory of the job is this container's: only then are its processes this
-/// container's to signal.
-pub fn owns_job(record: &CgroupRecord) -> bool {
-    let made = made_dirs(record);
-    dirs(record).into_iter().all(|dir| is_made(&made, dir))
-}
-
-fn make_ancestor(dir: &Path, is_cpuset: bool) -> Result<()> {
-    match fs::create_dir(dir) {
-        Ok(()) => inherit_cpuset(dir, is_cpuset),
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            if let Some(parent) = dir.parent() {
-                make_ancestor(parent, is_cpuset)?;
-            }
-            make_ancestor(dir, is_cpuset)
-        }
-        Err(e) => Err(Error::io("create cgroup", dir, e)),
-    }
-}
-
-/// A new v1 cpuset directory starts empty, and the kernel refuses tasks in it: give it its
-/// parent's CPUs and memory nodes.
-fn inherit_cpuset(dir: &Path, is_cpuset: bool) -> Result<()> {
-    if let (true, Some(parent)) = (is_cpuset, dir.parent()) {
-        for file in ["cpuset.cpus", "cpuset.mems"] {
-            let value = fs::read_to_string(parent.join(file))
-                .map_err(|e| Error::io("read", parent.join(file), e))?;
-            write_file(dir, file, value.trim())?;
-        }
-    }
-    Ok(())
-}
-
 /// Joins the v1 controllers `wanted` has and the job lacks (a limit that `update` adds): the
 /// directory is made and every process of the job moved into it while the job is frozen, so
 /// none escapes by forking meanwhile.
@@ -331,33 +130,6 @@ pub fn join_missing(record: &mut CgroupRecord, wanted: &CgroupRecord) -> Result<
         set_frozen(record, false)?;
     }
     result
-}
-
-/// The job's directory that holds a controller's files (v1: that hierarchy; v2: the job).
-pub fn controller_dir<'a>(record: &'a CgroupRecord, controller: &str) -> Option<&'a Path> {
-    if record.layout == Kind::V2 {
-        return record.unified.as_deref();
-    }
-    record
-        .v1
-        .iter()
-        .find(|(c, _)| c == controller)
-        .map(|(_, d)| d.as_path())
-}
-
-/// The v1 hierarchies' `tasks` files a new process writes "0" into (it joins the v2 tree at
-/// fork). While the process has one thread, `tasks` moves all of it, and moving the writing
-/// thread itself skips the kernel's global threadgroup lock, whose first taker after a quiet
-/// spell waits for an RCU grace period (5–30 ms here; `cgroup.procs` always takes it).
-pub fn v1_tasks_files(record: &CgroupRecord) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = Vec::new();
-    for (_, dir) in &record.v1 {
-        let file = dir.join("tasks");
-        if !files.contains(&file) && Some(dir) != record.unified.as_ref() {
-            files.push(file);
-        }
-    }
-    files
 }
 
 fn read_pids(dir: &Path) -> Result<Vec<u32>> {
@@ -510,128 +282,9 @@ pub fn is_frozen(record: &CgroupRecord) -> bool {
         .is_some_and(|s| s.trim() != "THAWED")
 }
 
-/// Removes the job's directories this container made; they must be empty of processes.
-/// Missing ones are skipped.
-pub fn destroy(record: &CgroupRecord) -> Result<()> {
-    let made = made_dirs(record);
-    // Read back after a crash: a directory the create made but had no time to note (killed
-    // in its mkdir) is removed too while it is empty of processes, which a running job's
-    // never is; nothing is killed for it.
-    let after_a_crash = record.made_now.is_none() && made.is_some();
-    for dir in dirs(record) {
-        if !is_made(&made, dir) {
-            if after_a_crash {
-                let _ = fs::remove_dir(dir);
-            }
-            continue;
-        }
-        let mut tries = 0;
-        loop {
-            match fs::remove_dir(dir) {
-                Ok(()) => break,
-                Err(e) if e.kind() == ErrorKind::NotFound => break,
-                // Exiting processes leave the cgroup a moment after they are reaped.
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 => {
-                    tries += 1;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(e) => return Err(Error::io("remove cgroup", dir, e)),
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
-    use super::layout::tests::HYBRID;
     use super::*;
-
-    #[test]
-    fn cpuset_is_joined_only_when_asked_for() {
-        let hybrid = Layout::from_mountinfo(HYBRID);
-        let record = plan_record(&hybrid, "/hostprocess/c1", &ResourceRequest::default());
-        assert!(!record.v1.iter().any(|(c, _)| c == "cpuset" || c == "cpu"));
-        assert!(record.v1.iter().any(|(c, _)| c == "memory"));
-        let request = ResourceRequest {
-            cpuset_cpus: Some("0".into()),
-            ..ResourceRequest::default()
-        };
-        let record = plan_record(&hybrid, "/hostprocess/c1", &request);
-        assert!(record
-            .v1
-            .iter()
-            .any(|(c, d)| c == "cpuset" && d == Path::new("/sys/fs/cgroup/cpuset/hostprocess/c1")));
-    }
-
-    #[test]
-    fn a_hybrid_job_joins_v1_cpuacct_and_what_is_co_mounted_with_it() {
-        let hybrid = Layout::from_mountinfo(HYBRID);
-        let record = plan_record(&hybrid, "/hostprocess/c1", &ResourceRequest::default());
-        assert!(
-            record.v1.iter().any(|(c, _)| c == "cpuacct"),
-            "v1 cpuacct.usage must be the job's own: {record:?}"
-        );
-        let co_mounted = Layout::from_mountinfo(
-            "35 25 0:30 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
-             36 25 0:31 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct",
-        );
-        let record = plan_record(&co_mounted, "/hostprocess/c1", &ResourceRequest::default());
-        let dir = Path::new("/sys/fs/cgroup/cpu,cpuacct/hostprocess/c1");
-        for controller in ["cpu", "cpuacct"] {
-            assert!(
-                record.v1.iter().any(|(c, d)| c == controller && d == dir),
-                "{controller} shares the directory: {record:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn only_the_directories_a_container_made_are_its_own() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mine = tmp.path().join("memory/job");
-        let theirs = tmp.path().join("pids/job");
-        fs::create_dir_all(&theirs).unwrap();
-        let mut record = CgroupRecord {
-            v1: vec![
-                ("memory".into(), mine.clone()),
-                ("pids".into(), theirs.clone()),
-            ],
-            made: tmp.path().join("made"),
-            ..CgroupRecord::default()
-        };
-        let mut made = MadeList::open(&record.made).unwrap();
-        make_dir(&mine, false, &mut made).unwrap();
-        let err = make_dir(&theirs, false, &mut made).unwrap_err();
-        assert!(
-            err.to_string().contains("another container uses it"),
-            "{err}"
-        );
-        record.made_now = Some(made.dirs);
-        assert!(!owns_job(&record), "half the job is another container's");
-        destroy(&record).unwrap();
-        assert!(!mine.exists(), "what it made is removed");
-        assert!(theirs.exists(), "what it did not make is left alone");
-
-        // Read back after a crash: the list on disk names what was noted; a directory made
-        // but not noted yet goes only while empty (a file stands in for processes here).
-        fs::create_dir(&mine).unwrap();
-        fs::write(theirs.join("cgroup.procs"), "1").unwrap();
-        let crashed = CgroupRecord {
-            made_now: None,
-            ..record.clone()
-        };
-        assert!(!owns_job(&crashed));
-        destroy(&crashed).unwrap();
-        assert!(!mine.exists(), "an empty job directory is removed");
-        assert!(theirs.exists(), "a populated one is left alone");
-
-        let legacy = CgroupRecord {
-            made: PathBuf::new(),
-            ..crashed
-        };
-        assert!(owns_job(&legacy), "a record without the list owns its job");
-    }
 
     #[test]
     fn v2_ancestors_enable_the_controllers_they_offer_down_to_the_job() {

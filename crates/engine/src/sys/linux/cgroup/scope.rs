@@ -11,9 +11,9 @@ use zbus::blocking::Connection;
 use zbus::zvariant::Value;
 
 use super::layout::Kind;
-use super::settings::{cfs_quota, cpu_shares, cpu_weight};
 use crate::error::{Error, Result};
 use crate::plan::resources::ResourceRequest;
+use crate::sys::linuxlogic::cgroup::settings::{cfs_quota, cpu_shares, cpu_weight};
 
 const DESTINATION: &str = "org.freedesktop.systemd1";
 const PATH: &str = "/org/freedesktop/systemd1";

@@ -1,0 +1,372 @@
+//! Starting a process of a container: everything the child needs is prepared first
+//! ([`prepare`]), then the child is forked and runs async-signal-safe system calls only
+//! ([`fork`]), and the runtime reads its report back ([`report`]): the step that failed, or
+//! nothing once the command runs or a held init waits for `start`.
+
+mod fork;
+mod prepare;
+mod report;
+
+use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::plan::rlimits::Rlimit;
+use crate::sys::ProcessInfo;
+
+use super::account::Account;
+use super::Stdio;
+
+pub(crate) use fork::close_all_but;
+use prepare::{c, child_args, pipe, Opened, Prepared};
+use report::{read_report, step_failed, Heard, ReportSlot, Step};
+
+/// Everything the child needs, prepared before the fork.
+pub struct Launch {
+    pub executable: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: PathBuf,
+    /// The job's cgroup v2 directory, joined at fork where the kernel can.
+    pub cgroup_v2: Option<PathBuf>,
+    /// The v1 hierarchies' `tasks` files, written by the child (see `cgroup::v1_tasks_files`).
+    pub v1_tasks: Vec<PathBuf>,
+    /// The directory with the job's `pids.max` and `pids.current`, when it has a pids limit:
+    /// moving a process into a cgroup is not checked against the limit (only forks are), so
+    /// the new process checks it itself.
+    pub pids_dir: Option<PathBuf>,
+    pub mount_ns: Option<PathBuf>,
+    /// The pod's network namespace (§7, opt-in), joined with the mount namespace.
+    pub network_ns: Option<PathBuf>,
+    pub account: Account,
+    pub rlimits: Vec<Rlimit>,
+    pub no_new_privileges: bool,
+    /// Held until `start` opens this FIFO for reading.
+    pub exec_fifo: Option<PathBuf>,
+    pub new_session: bool,
+}
+
+/// Reads a process's start time (clock ticks since boot, field 22 of `/proc/<pid>/stat`).
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 2..];
+    after_comm.split(' ').nth(19)?.parse().ok()
+}
+
+/// True while the process runs (a zombie has exited).
+pub fn is_running(process: &ProcessInfo) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{}/stat", process.pid)) else {
+        return false;
+    };
+    let Some(close) = stat.rfind(')') else {
+        return false;
+    };
+    let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+    let state = fields.first().copied().unwrap_or("X");
+    let started: Option<u64> = fields.get(19).and_then(|s| s.parse().ok());
+    started == Some(process.start_time) && state != "Z" && state != "X"
+}
+
+/// Starts the process. Returns once it runs its command, or, when held, once it waits at the
+/// exec FIFO; any failure before that comes back as an error naming the step.
+pub fn spawn(launch: &Launch, stdio: Stdio) -> Result<ProcessInfo> {
+    let prepared = Prepared::new(launch)?;
+    let (report_r, report_w) = pipe()?;
+    let opened = Opened::new(launch)?;
+    let slot = ReportSlot::new();
+    let args = child_args(
+        launch,
+        &prepared,
+        &opened,
+        &stdio,
+        &slot,
+        report_w.as_raw_fd(),
+    );
+    // SAFETY: the child only makes async-signal-safe system calls on memory prepared above,
+    // which outlives it here, then execs or exits.
+    let (pid, placed) = unsafe {
+        fork::start_child_masked(
+            opened.cgroup_v2.as_ref().map(|f| f.as_raw_fd()),
+            args,
+            prepared.v2_procs.as_ref(),
+        )
+    };
+    if pid < 0 {
+        return Err(fork_failed(placed));
+    }
+    // The child has its copies: the runtime keeps none of its ends.
+    drop(report_w);
+    drop(stdio);
+    drop(opened);
+    let pid = pid as u32;
+    heard_from_child(launch, pid, report_r, &slot)?;
+    let start_time = start_time(pid).unwrap_or(0);
+    Ok(ProcessInfo { pid, start_time })
+}
+
+/// The error of a clone or fork that made no process: into a cgroup at its pids limit, the
+/// kernel refuses with EAGAIN.
+fn fork_failed(placed: bool) -> Error {
+    let e = std::io::Error::last_os_error();
+    if placed && e.raw_os_error() == Some(libc::EAGAIN) {
+        return Error::sys(
+            Step::PidsLimit.description(),
+            std::io::Error::from_raw_os_error(libc::EAGAIN),
+        );
+    }
+    Error::sys("fork", e)
+}
+
+/// Waits for the child's word: nothing (it runs its command), ready (a held init waits), or
+/// the step that failed, in which case the child is reaped and the error returned.
+fn heard_from_child(launch: &Launch, pid: u32, report: OwnedFd, slot: &ReportSlot) -> Result<()> {
+    let mut reader = fs::File::from(report);
+    match read_report(&mut reader)? {
+        Heard::Ready => Ok(()),
+        Heard::Failed { step, errno } => {
+            reap(pid);
+            Err(step_failed(launch, step, errno))
+        }
+        // No word on the pipe: the command runs, or the child failed and its report did not
+        // get through (a memory limit too small for the pipe's page).
+        Heard::Nothing => {
+            if let Some((step, errno)) = slot.report() {
+                reap(pid);
+                return Err(step_failed(launch, step, errno));
+            }
+            if launch.exec_fifo.is_some() {
+                // A held init says it is ready before it waits: it ended before.
+                let status = reap(pid);
+                return Err(Error::sys(
+                    "start the container's init",
+                    std::io::Error::other(format!(
+                        "it {} before it was ready (is the memory limit too small to start a process?)",
+                        describe_wait_status(status)
+                    )),
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// How a process ended, from its wait status.
+fn describe_wait_status(status: libc::c_int) -> String {
+    if libc::WIFSIGNALED(status) {
+        format!("was killed by signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("exited with status {}", libc::WEXITSTATUS(status))
+    }
+}
+
+/// Waits for our own child; its wait status.
+fn reap(pid: u32) -> libc::c_int {
+    let mut status = 0;
+    // SAFETY: waitpid on our own child.
+    unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+    status
+}
+
+/// Makes the exec FIFO a held init waits on (writable by any account the init may run as).
+pub fn make_exec_fifo(path: &Path) -> Result<()> {
+    let cpath = c(path.as_os_str().as_bytes(), "the exec FIFO")?;
+    // SAFETY: mkfifo/chmod with a valid C string.
+    if unsafe { libc::mkfifo(cpath.as_ptr(), 0o622) } < 0 {
+        return Err(Error::io("mkfifo", path, std::io::Error::last_os_error()));
+    }
+    if unsafe { libc::chmod(cpath.as_ptr(), 0o622) } < 0 {
+        return Err(Error::io("chmod", path, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// A held init keeps a descriptor of the exec FIFO until it execs the command.
+pub fn holds_exec_fifo(init: &ProcessInfo, fifo: &Path) -> bool {
+    if !is_running(init) {
+        return false;
+    }
+    let Ok(entries) = fs::read_dir(format!("/proc/{}/fd", init.pid)) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        fs::read_link(entry.path()).is_ok_and(|target| {
+            target == fifo
+                || target
+                    .to_string_lossy()
+                    .starts_with(&*fifo.to_string_lossy())
+        })
+    })
+}
+
+/// Releases a held init: open the FIFO for reading (the moment init goes on to exec), take
+/// its byte, remove the FIFO.
+pub fn release(path: &Path, init: &ProcessInfo) -> Result<()> {
+    let cpath = c(path.as_os_str().as_bytes(), "the exec FIFO")?;
+    // SAFETY: open with a valid C string; non-blocking so a dead init cannot hang us.
+    let fd = unsafe {
+        libc::open(
+            cpath.as_ptr(),
+            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(Error::io("open", path, std::io::Error::last_os_error()));
+    }
+    // SAFETY: fd is fresh and owned from here.
+    let fifo = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: reading one byte into our own buffer.
+        let n = unsafe { libc::read(fifo.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) };
+        if n == 1 {
+            break;
+        }
+        if !holds_exec_fifo(init, path) {
+            // Init went on — an earlier start opened the FIFO and died, or our open released it
+            // and it wrote its byte, exec'd and may have finished already — or it exited held.
+            // SAFETY: one more non-blocking read of one byte into our own buffer.
+            let n = unsafe { libc::read(fifo.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) };
+            let _ = fs::remove_file(path);
+            return if n == 1 || is_running(init) {
+                Ok(())
+            } else {
+                Err(Error::sys(
+                    "start",
+                    std::io::Error::other("the container's init exited before it was started"),
+                ))
+            };
+        }
+        let mut pfd = libc::pollfd {
+            fd: fifo.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid descriptor.
+        unsafe { libc::poll(&mut pfd, 1, 10) };
+    }
+    let _ = fs::remove_file(path);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Arc};
+    use std::time::Duration;
+
+    /// A cgroup v2 directory of its own, killed and removed however the test ends.
+    struct TestCgroup(PathBuf);
+
+    impl Drop for TestCgroup {
+        fn drop(&mut self) {
+            let _ = fs::write(self.0.join("cgroup.kill"), "1");
+            for _ in 0..100 {
+                if fs::remove_dir(&self.0).is_ok() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    fn launch(cgroup: &Path) -> Launch {
+        Launch {
+            executable: PathBuf::from("/bin/true"),
+            args: vec!["true".into()],
+            env: Vec::new(),
+            cwd: PathBuf::from("/"),
+            cgroup_v2: Some(cgroup.to_path_buf()),
+            v1_tasks: Vec::new(),
+            pids_dir: None,
+            mount_ns: None,
+            network_ns: None,
+            account: Account {
+                uid: 65534,
+                gid: 65534,
+                groups: Vec::new(),
+                name: "nobody".into(),
+                home: String::new(),
+                inherit: false,
+                ephemeral_claim: None,
+            },
+            rlimits: Vec::new(),
+            no_new_privileges: true,
+            exec_fifo: None,
+            new_session: true,
+        }
+    }
+
+    fn no_stdio() -> Stdio {
+        Stdio {
+            stdin: None,
+            stdout: None,
+            stderr: None,
+            terminal: false,
+            preserve_fds: 0,
+        }
+    }
+
+    /// The shim starts processes while its other threads come and go. A child forked then
+    /// must not wait for any of them: setting its account once hung on a lock a vanished
+    /// thread held at the fork.
+    #[test]
+    fn spawning_beside_busy_threads_never_hangs() {
+        // SAFETY: geteuid has no effects.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root (changes the account of its children)");
+            return;
+        }
+        let layout = super::super::cgroup::Layout::detect().expect("read the cgroup mounts");
+        let unified = layout.unified().expect("a cgroup2 hierarchy");
+        let cgroup =
+            TestCgroup(unified.join(format!("hostprocess-spawn-test-{}", std::process::id())));
+        fs::create_dir(&cgroup.0).expect("make the test's cgroup");
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let churn: Vec<_> = (0..4)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::spawn(|| {}).join().unwrap();
+                    }
+                })
+            })
+            .collect();
+
+        let (done, finished) = mpsc::channel();
+        let dir = cgroup.0.clone();
+        std::thread::spawn(move || {
+            for _ in 0..300 {
+                let info = spawn(&launch(&dir), no_stdio());
+                let ok = info.is_ok();
+                if let Ok(info) = info {
+                    reap(info.pid);
+                }
+                if done.send(ok).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut started = 0;
+        let outcome = loop {
+            match finished.recv_timeout(Duration::from_secs(20)) {
+                Ok(true) => started += 1,
+                Ok(false) => break Err(format!("spawn {started} failed")),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break Ok(()),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    break Err(format!("spawn {started} hung for 20 s"))
+                }
+            }
+        };
+        stop.store(true, Ordering::Relaxed);
+        for thread in churn {
+            let _ = thread.join();
+        }
+        outcome.unwrap();
+        assert_eq!(started, 300);
+    }
+}
