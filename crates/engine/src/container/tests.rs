@@ -68,6 +68,24 @@ impl Host {
     }
 }
 
+/// Can a delete remove the state directory while it holds the directory's lock? Windows 10
+/// removes a file deleted while open at once (POSIX semantics on NTFS), as Unix does; Wine 8
+/// keeps it until it is closed, so there the tests that delete are skipped.
+fn deletes_a_locked_state_directory(test: &str) -> bool {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("open");
+    let open = std::fs::File::create(&path).unwrap();
+    let removed = std::fs::remove_file(&path).is_ok() && !path.exists();
+    drop(open);
+    if !removed {
+        testkit::kernel::skipped(
+            test,
+            "this host keeps a file deleted while open until it is closed (Wine)",
+        );
+    }
+    removed
+}
+
 const STATES: [Status; 4] = [
     Status::Created,
     Status::Running,
@@ -203,6 +221,11 @@ fn update_reaches_the_platform_in_every_state_and_keeps_the_new_limits() {
 
 #[test]
 fn delete_refuses_a_live_container_without_force_and_destroys_every_other() {
+    if !deletes_a_locked_state_directory(
+        "delete_refuses_a_live_container_without_force_and_destroys_every_other",
+    ) {
+        return;
+    }
     for status in STATES {
         for force in [false, true] {
             let h = host();
@@ -223,6 +246,9 @@ fn delete_refuses_a_live_container_without_force_and_destroys_every_other() {
 
 #[test]
 fn a_failed_platform_create_removes_everything() {
+    if !deletes_a_locked_state_directory("a_failed_platform_create_removes_everything") {
+        return;
+    }
     let h = host();
     h.fake.fail_next(Op::Create);
     assert!(h.create("a").is_err());
@@ -262,6 +288,11 @@ fn a_crash_after_the_directory_is_made_leaves_what_delete_force_removes() {
 
 #[test]
 fn a_crash_at_any_step_of_create_leaves_nothing_or_what_delete_force_removes() {
+    if !deletes_a_locked_state_directory(
+        "a_crash_at_any_step_of_create_leaves_nothing_or_what_delete_force_removes",
+    ) {
+        return;
+    }
     // Around each of the platform's steps: before anything is made, after the record is named
     // (then the directory and the state saved as creating), after the job and init are made but
     // before the state says so.
@@ -349,6 +380,9 @@ fn a_start_that_failed_before_releasing_init_can_be_tried_again() {
 
 #[test]
 fn racing_deletes_destroy_once_and_both_succeed() {
+    if !deletes_a_locked_state_directory("racing_deletes_destroy_once_and_both_succeed") {
+        return;
+    }
     let h = host();
     let first = h.container("a", Status::Stopped);
     let second = h.another_engine().load("a").unwrap();
@@ -369,6 +403,11 @@ fn racing_deletes_destroy_once_and_both_succeed() {
 
 #[test]
 fn racing_deletes_by_id_with_force_destroy_once_and_both_succeed() {
+    if !deletes_a_locked_state_directory(
+        "racing_deletes_by_id_with_force_destroy_once_and_both_succeed",
+    ) {
+        return;
+    }
     let h = host();
     h.container("a", Status::Running);
     let other = h.another_engine();
@@ -387,6 +426,11 @@ fn racing_deletes_by_id_with_force_destroy_once_and_both_succeed() {
 
 #[test]
 fn deleting_a_container_whose_id_was_used_again_leaves_the_new_one() {
+    if !deletes_a_locked_state_directory(
+        "deleting_a_container_whose_id_was_used_again_leaves_the_new_one",
+    ) {
+        return;
+    }
     let h = host();
     let old = h.container("a", Status::Stopped);
     h.another_engine().delete("a", false).unwrap();
@@ -411,6 +455,9 @@ fn deleting_a_container_whose_id_was_used_again_leaves_the_new_one() {
 /// waits for it, and then tears down a container that has been started.
 #[test]
 fn start_and_delete_serialise_on_the_containers_lock() {
+    if !deletes_a_locked_state_directory("start_and_delete_serialise_on_the_containers_lock") {
+        return;
+    }
     let h = host();
     let mut c = h.container("a", Status::Created);
     let other = h.another_engine();
