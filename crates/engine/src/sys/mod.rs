@@ -5,6 +5,11 @@
 //! processes in the job. Everything it makes is named in its [`Platform::Record`], which the
 //! engine persists, so any later process (a CLI call, a restarted shim, a `delete` after a crash)
 //! can operate on or tear down the container.
+//!
+//! A platform is a value the engine holds ([`Current`], this host's, unless a caller passes
+//! another). Rules that are the same on every platform are written once here on its primitives
+//! ([`terminate_rest`]). `fake` (in tests, or with the `fake-platform` feature) is a platform
+//! that makes nothing and records its calls, for tests of the lifecycle without root.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
