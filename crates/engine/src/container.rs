@@ -197,15 +197,13 @@ impl<P: Platform> Engine<P> {
             self.platform
                 .create(&state.plan, &mut record, options.stdio, !options.start_now);
         state.record = record;
-        match made {
-            Ok(_init) => {}
-            Err(e) => {
-                if let Err(cleanup) = self.platform.destroy(&state.record) {
-                    log::warn!("container {id}: cleanup after failed create: {cleanup}");
-                }
-                let _ = self.root.remove_dir(id);
-                return Err(e);
+        // The init is kept in the record (`Platform::init`).
+        if let Err(e) = made {
+            if let Err(cleanup) = self.platform.destroy(&state.record) {
+                log::warn!("container {id}: cleanup after failed create: {cleanup}");
             }
+            let _ = self.root.remove_dir(id);
+            return Err(e);
         }
         state.phase = if options.start_now {
             Phase::Running

@@ -266,6 +266,28 @@ fn a_failed_prepare_makes_nothing_and_leaves_nothing() {
     assert!(!h.exists("a"));
 }
 
+#[test]
+fn a_corrupt_state_is_removed_by_delete_force_only_through_its_directory() {
+    if !deletes_a_locked_state_directory("a_corrupt_state_is_removed_by_delete_force_only") {
+        return;
+    }
+    let h = host();
+    h.container("a", Status::Running);
+    std::fs::write(h.engine.root().join("a").join("state.json"), "{").unwrap();
+    assert!(matches!(
+        h.engine.delete("a", false),
+        Err(Error::CorruptState { .. })
+    ));
+    assert!(h.fake.ops().is_empty());
+    h.engine.delete("a", true).unwrap();
+    assert_eq!(
+        h.fake.ops(),
+        [Op::DestroyUnrecorded],
+        "its record cannot be read"
+    );
+    assert!(!h.exists("a"));
+}
+
 /// Runs `f`, which is to crash (panic) as a process killed there would stop.
 fn crashing<T>(f: impl FnOnce() -> T) {
     assert!(
