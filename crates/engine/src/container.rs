@@ -185,6 +185,7 @@ impl<P: Platform> Engine<P> {
             bundle: bundle.clone(),
             created: state::rfc3339_now(),
             phase: Phase::Creating,
+            written_init: None,
             owner: owner(),
             plan,
             record: record.clone(),
@@ -210,6 +211,7 @@ impl<P: Platform> Engine<P> {
         } else {
             Phase::Created
         };
+        state.written_init = self.platform.init(&state.record);
         if let Err(e) = self.root.save(&state) {
             let _ = self.platform.destroy(&state.record);
             let _ = self.root.remove_dir(id);
@@ -393,6 +395,7 @@ impl<P: Platform> Container<P> {
             status => return Err(self.refuse(status, "only a created container can be started")),
         }
         self.state.phase = Phase::Running;
+        self.state.written_init = self.platform.init(&self.state.record);
         // The workload runs now, whatever happens to the state file: like runc, start has
         // succeeded. The status is read from the process, so a phase left at "created" still
         // reads as running.
@@ -463,6 +466,7 @@ impl<P: Platform> Container<P> {
         let next = plan::resources::updated_request(&self.state.plan.resources, linux, windows)?;
         self.platform.update(&mut self.state.record, &next)?;
         self.state.plan.resources = next;
+        self.state.written_init = self.platform.init(&self.state.record);
         self.root.save(&self.state)
     }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::plan::ContainerPlan;
-use crate::sys::{Current, Platform};
+use crate::sys::{Current, Platform, ProcessInfo};
 
 const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "lock";
@@ -45,7 +45,18 @@ pub struct State<R = <Current as Platform>::Record> {
     pub phase: Phase,
     // The init process is kept once, in the platform's record (`Platform::init` reads it).
     // Files written before also have it here, at the top level, with the same value (both were
-    // set by the same save); serde skips unknown fields, so they load as they are.
+    // set by the same save); it is not read back.
+    /// A copy of the init written at the top level on every save and never read: a build from
+    /// before the record was the init's one home reads it there (a downgrade, or an older shim
+    /// still serving its pods through an upgrade that finds a state file rewritten by the
+    /// newer CLI), and would otherwise take a live container for a stopped one.
+    #[serde(
+        rename = "init",
+        default,
+        skip_deserializing,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub written_init: Option<ProcessInfo>,
     pub owner: String,
     pub plan: ContainerPlan,
     pub record: R,
@@ -545,6 +556,7 @@ mod tests {
             bundle: PathBuf::from("/b"),
             created: rfc3339_now(),
             phase: Phase::Creating,
+            written_init: None,
             owner: String::new(),
             plan: crate::plan::plan(
                 "a",
@@ -598,7 +610,8 @@ mod tests {
         ))
         .unwrap();
         let after = serde_json::to_value(&state).unwrap();
-        // Except the copy of the init the record keeps, which is no longer written twice.
+        // Except the top-level copy of the init, which is not read back (the engine's saves
+        // write it again from the record: `written_init`).
         let top_level_init = before.as_object_mut().unwrap().remove("init");
         assert_eq!(top_level_init, Some(serde_json::to_value(init).unwrap()));
         assert_eq!(after, before);

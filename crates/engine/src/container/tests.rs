@@ -547,3 +547,24 @@ fn the_rest_of_a_deleted_containers_job_is_left_alone() {
     assert!(h.fake.ops().is_empty(), "{:?}", h.fake.calls());
     assert!(h.fake.is_running(&daemon));
 }
+
+#[test]
+fn every_save_writes_the_init_where_earlier_builds_read_it() {
+    // What a build from before the record kept the init reads of a state file.
+    #[derive(serde::Deserialize)]
+    struct EarlierState {
+        init: Option<ProcessInfo>,
+    }
+    let host = host();
+    let read_as_earlier = |id: &str| -> Option<ProcessInfo> {
+        let text = std::fs::read(host.engine.root().join(id).join("state.json")).unwrap();
+        serde_json::from_slice::<EarlierState>(&text).unwrap().init
+    };
+    let mut c = host.create("a").unwrap();
+    let init = c.init().expect("a created container has its init");
+    assert_eq!(read_as_earlier("a"), Some(init), "after create");
+    c.start().unwrap();
+    assert_eq!(read_as_earlier("a"), Some(init), "after start");
+    c.update(None, None).unwrap();
+    assert_eq!(read_as_earlier("a"), Some(init), "after update");
+}
