@@ -1,7 +1,9 @@
 //! One container as the shim serves it: a pod sandbox (no process), or a workload (the
 //! engine's container: job, volume, account) with its init process and its exec processes.
 //! Every operation matches on [`Kind`] once; whether a workload is paused is the engine's
-//! answer (its freezer), not a copy kept here.
+//! answer (its freezer), not a copy kept here. The container is generic over the engine's
+//! platform (this host's by default): its tests run the workload half on the engine's recording
+//! fake, without root.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -15,7 +17,7 @@ use containerd_shim::protos::protobuf::{Message, MessageFull};
 use containerd_shim::protos::shim::oci::ProcessDetails;
 use hostprocess_engine::plan;
 use hostprocess_engine::spec::{LinuxResources, Process as ProcessSpec, Spec, WindowsResources};
-use hostprocess_engine::sys::{Current, JobStats, Platform, SIGKILL, SIGTERM};
+use hostprocess_engine::sys::{Current, JobStats, SIGKILL, SIGTERM};
 use hostprocess_engine::{
     Container as EngineContainer, CreateOptions, Engine, Status as EngineStatus,
 };
@@ -26,7 +28,7 @@ use crate::io::StdioPaths;
 use crate::metrics;
 use crate::process::{Exit, Process, Status};
 use crate::rootfs;
-use crate::sys::{self, ProcessIo};
+use crate::sys::{self, ProcessHost};
 
 /// What `delete` reports for an init that never exited by itself (killed by the delete).
 const KILLED: u32 = 128 + SIGKILL as u32;
@@ -44,7 +46,7 @@ type Execs = HashMap<String, Exec>;
 /// What the shim serves under a container id. There is one per container, in an `Arc`, so
 /// the sandbox variant being smaller than the workload's costs nothing worth a box.
 #[allow(clippy::large_enum_variant)]
-enum Kind {
+enum Kind<P: ProcessHost> {
     /// A pod sandbox: no job, no volume, no account and no process (§7). It cannot be paused
     /// (the Task API refuses), so it has no pause state.
     Sandbox {
@@ -54,14 +56,16 @@ enum Kind {
     /// A container the engine made: the job, volume and account, and the exec processes
     /// started in it.
     Workload {
-        container: Mutex<EngineContainer>,
+        container: Mutex<EngineContainer<P>>,
         execs: Mutex<Execs>,
         /// The job's OOM kill count already reported with a `TaskOOM` event.
         oom_kills_reported: AtomicU64,
     },
 }
 
-pub struct Container {
+/// The shim's container on this host's platform, or (`P`) on another one: the engine's
+/// recording fake in tests.
+pub struct Container<P: ProcessHost = Current> {
     pub id: String,
     pub bundle: String,
     /// The spec's annotations (after the pod's were inherited).
@@ -69,17 +73,17 @@ pub struct Container {
     /// A workload's init process; a pod sandbox's stand-in for the pause process, which has
     /// no pid and runs from start until it is killed.
     pub init: Arc<Process>,
-    kind: Kind,
+    kind: Kind<P>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl Container {
+impl<P: ProcessHost> Container<P> {
     /// Validates and makes the container from its (pod-adjusted) spec through the engine; its
     /// init is created and held.
-    pub fn create(engine: &Engine, req: &CreateTaskRequest, spec: Spec) -> Result<Container> {
+    pub fn create(engine: &Engine<P>, req: &CreateTaskRequest, spec: Spec) -> Result<Container<P>> {
         if !req.checkpoint.is_empty() {
             return Err(Error::invalid(format!(
                 "container {}: restoring from a checkpoint is not possible: a HostProcess \
@@ -103,7 +107,7 @@ impl Container {
             engine.options(),
             image,
         )?;
-        let (mut io, engine_stdio) = ProcessIo::open(&stdio)
+        let (mut io, engine_stdio) = P::open_stdio(&stdio)
             .map_err(|e| Error::invalid(format!("container {}: stdio: {e}", req.id)))?;
         let created = engine.create_planned(
             plan,
@@ -124,8 +128,8 @@ impl Container {
                 debug!("container {}: console size: {e}", req.id);
             }
         }
-        io.bind(&created, &info);
-        sys::watch_exit(&created, &info);
+        P::bind(&mut io, &created, &info);
+        P::watch_exit(&created, &info);
         let init = Arc::new(Process::new("", stdio));
         init.created(info, io);
         Ok(Container {
@@ -144,7 +148,7 @@ impl Container {
     /// A pod sandbox (already checked by `pod::check_sandbox`): no job, no volume, no account
     /// and no process. It is "running" from start until it is killed, like hcsshim's sandbox
     /// task for HostProcess pods; containerd's CRI needs nothing more of it.
-    pub fn sandbox(req: &CreateTaskRequest, spec: Spec) -> Container {
+    pub fn sandbox(req: &CreateTaskRequest, spec: Spec) -> Container<P> {
         let stdio = StdioPaths {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
@@ -184,7 +188,7 @@ impl Container {
 
     /// A workload's engine container and exec processes, or, for a pod sandbox, the refusal
     /// of `what`: an operation that needs processes.
-    fn workload(&self, what: &str) -> Result<(&Mutex<EngineContainer>, &Mutex<Execs>)> {
+    fn workload(&self, what: &str) -> Result<(&Mutex<EngineContainer<P>>, &Mutex<Execs>)> {
         match &self.kind {
             Kind::Workload {
                 container, execs, ..
@@ -194,7 +198,7 @@ impl Container {
     }
 
     /// The engine's container, locked (or the refusal of `what` for a pod sandbox).
-    fn engine(&self, what: &str) -> Result<MutexGuard<'_, EngineContainer>> {
+    fn engine(&self, what: &str) -> Result<MutexGuard<'_, EngineContainer<P>>> {
         Ok(lock(self.workload(what)?.0))
     }
 
@@ -295,7 +299,7 @@ impl Container {
                 self.id
             )));
         }
-        let (mut io, stdio) = ProcessIo::open(&process.stdio).map_err(|e| {
+        let (mut io, stdio) = P::open_stdio(&process.stdio).map_err(|e| {
             Error::invalid(format!(
                 "exec {exec_id} of container {}: stdio: {e}",
                 self.id
@@ -304,8 +308,8 @@ impl Container {
         let info = {
             let engine = lock(container);
             let info = engine.exec(&spec, stdio)?;
-            io.bind(&engine, &info);
-            sys::watch_exit(&engine, &info);
+            P::bind(&mut io, &engine, &info);
+            P::watch_exit(&engine, &info);
             info
         };
         process.started(info, Some(io));
@@ -335,7 +339,7 @@ impl Container {
 
     fn signal_workload(
         &self,
-        container: &Mutex<EngineContainer>,
+        container: &Mutex<EngineContainer<P>>,
         exec_id: &str,
         signal: u32,
         all: bool,
@@ -365,7 +369,7 @@ impl Container {
             if exec_id.is_empty() {
                 lock(container).kill(signal, false)?;
             } else if let Some(info) = process.info() {
-                Current.signal(&info, signal)?;
+                lock(container).signal_process(&info, signal)?;
             }
         }
         // A frozen job cannot die: SIGKILL thaws it, as runc does.
@@ -552,91 +556,4 @@ impl Container {
 }
 
 #[cfg(test)]
-mod tests {
-    //! A pod sandbox needs no engine, so its half of [`Kind`] is tested here without root.
-    use super::*;
-    use containerd_shim::protos::ttrpc::Code;
-
-    const SIGHUP: u32 = 1;
-
-    fn sandbox() -> Container {
-        let mut req = CreateTaskRequest::new();
-        req.id = "p1".into();
-        req.bundle = "/run/p1".into();
-        Container::sandbox(&req, Spec::default())
-    }
-
-    fn refused(result: Result<impl std::fmt::Debug>, what: &str) {
-        let err = result.expect_err(what);
-        assert_eq!(err.code, Code::FAILED_PRECONDITION, "{what}: {err}");
-        assert!(
-            err.message.starts_with(&format!(
-                "pod sandbox p1: {what}: the sandbox of a HostProcess pod runs no process"
-            )),
-            "{what}: {err}"
-        );
-    }
-
-    #[test]
-    fn a_pod_sandbox_refuses_what_needs_a_process() {
-        let container = sandbox();
-        let spec = Any::new();
-        refused(
-            container.add_exec("e1", &spec, StdioPaths::default()),
-            "exec",
-        );
-        refused(container.pause(), "pause");
-        refused(container.resume(), "resume");
-        let mut resources = Any::new();
-        resources.value = b"{}".to_vec();
-        refused(container.update(&resources), "update");
-        let err = container.start_exec("e1").expect_err("start of an exec");
-        assert_eq!(err.code, Code::NOT_FOUND, "{err}");
-        assert_eq!(
-            container.process("e1").err().map(|e| e.code),
-            Some(Code::NOT_FOUND)
-        );
-    }
-
-    #[test]
-    fn a_pod_sandbox_is_never_paused_and_has_no_process_or_figures() {
-        let container = sandbox();
-        assert_eq!(container.start(), Ok(0));
-        assert_eq!(container.init.status(), Status::Running);
-        assert!(container.is_sandbox());
-        assert!(!container.is_paused());
-        assert!(container.pids().unwrap().is_empty());
-        assert!(container.stats().is_ok());
-        assert!(!container.take_new_oom_kill());
-        assert!(container.exec_by_pid(0).is_none());
-    }
-
-    #[test]
-    fn a_pod_sandbox_ends_on_the_signals_a_pause_process_ends_on() {
-        let container = sandbox();
-        container.start().unwrap();
-        assert_eq!(container.kill("", SIGHUP, false), Ok(None));
-        assert_eq!(container.kill("", SIGTERM as u32, false), Ok(Some(0)));
-        assert_eq!(container.kill("", SIGINT as u32, true), Ok(Some(0)));
-        assert_eq!(container.kill("", SIGKILL as u32, false), Ok(Some(KILLED)));
-        let err = container.kill("e1", SIGTERM as u32, false).unwrap_err();
-        assert_eq!(err.code, Code::NOT_FOUND, "{err}");
-        container.init.exited(0);
-        let err = container.kill("", SIGTERM as u32, false).unwrap_err();
-        assert_eq!(err.code, Code::NOT_FOUND, "{err}");
-    }
-
-    #[test]
-    fn deleting_a_pod_sandbox_ends_it_as_killed_unless_it_ended_before() {
-        let container = sandbox();
-        container.start().unwrap();
-        let (pid, exit) = container.delete().unwrap();
-        assert_eq!((pid, exit.status), (0, KILLED));
-        assert_eq!(container.init.exit(), Some(exit));
-
-        let container = sandbox();
-        container.start().unwrap();
-        let stopped = container.init.exited(0).unwrap();
-        assert_eq!(container.delete(), Ok((0, stopped)));
-    }
-}
+mod tests;
