@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::thread;
 use std::time::Duration;
 
@@ -35,7 +35,7 @@ use crate::pod::{self, PodSandbox, Role};
 use crate::process::Status;
 use crate::sys;
 
-/// How often a live container's job is checked for OOM kills between exits.
+/// How often the live containers' jobs are checked for OOM kills between exits.
 const OOM_POLL: Duration = Duration::from_secs(1);
 
 /// State shared by the Task API handlers and the exit handler.
@@ -47,6 +47,8 @@ pub struct Shared {
     /// matched under it, so a command that ends at once is never taken for an unknown pid.
     lifecycle: Mutex<()>,
     calls: Calls,
+    /// Whether the OOM watcher runs (`watch_oom`).
+    oom_watcher: Mutex<bool>,
     exit: Arc<ExitSignal>,
 }
 
@@ -100,6 +102,7 @@ impl Shared {
             containers: Mutex::new(HashMap::new()),
             lifecycle: Mutex::new(()),
             calls: Calls::default(),
+            oom_watcher: Mutex::new(false),
             exit,
         }
     }
@@ -213,7 +216,7 @@ impl TaskService {
         if container.is_sandbox() {
             info!("pod sandbox {}: created, runs no process", req.id);
         } else {
-            watch_oom(Arc::downgrade(&container), self.shared.events.clone());
+            watch_oom(&self.shared);
             info!("container {}: created, init pid {pid}", req.id);
         }
         let mut response = CreateTaskResponse::new();
@@ -338,24 +341,50 @@ impl TaskService {
     }
 }
 
-/// Reports OOM kills of a live container's job that no exit has reported yet (a killed child
-/// while init survives).
-fn watch_oom(container: Weak<Container>, events: Events) {
+/// Reports OOM kills of the live containers' jobs that no exit has reported yet (a killed child
+/// while init survives): one thread for all of the shim's containers, which ends once none of
+/// them runs; a container's create starts it again.
+fn watch_oom(shared: &Arc<Shared>) {
+    let mut watching = shared.oom_watcher.lock().unwrap_or_else(|e| e.into_inner());
+    if *watching {
+        return;
+    }
+    let shared = Arc::downgrade(shared);
     let spawned = thread::Builder::new()
         .name("oom".into())
         .spawn(move || loop {
             thread::sleep(OOM_POLL);
-            let Some(container) = container.upgrade() else {
+            let Some(shared) = shared.upgrade() else {
                 return;
             };
-            if container.init.exit().is_some() {
-                return;
+            let mut live = live_workloads(&shared);
+            if live.is_empty() {
+                // Under the lock a create takes after adding its container: it finds the
+                // watcher running, or starts it again.
+                let mut watching = shared.oom_watcher.lock().unwrap_or_else(|e| e.into_inner());
+                live = live_workloads(&shared);
+                if live.is_empty() {
+                    *watching = false;
+                    return;
+                }
             }
-            exits::publish_oom(&container, &events);
+            for container in live {
+                exits::publish_oom(&container, &shared.events);
+            }
         });
-    if let Err(e) = spawned {
-        warn!("cannot watch for OOM kills: {e}");
+    match spawned {
+        Ok(_) => *watching = true,
+        Err(e) => warn!("cannot watch for OOM kills: {e}"),
     }
+}
+
+/// The shim's containers whose init has not exited (a pod sandbox has no job).
+fn live_workloads(shared: &Shared) -> Vec<Arc<Container>> {
+    shared
+        .containers()
+        .into_iter()
+        .filter(|c| !c.is_sandbox() && c.init.exit().is_none())
+        .collect()
 }
 
 /// A ttrpc method whose call is in flight until its answer is queued.
