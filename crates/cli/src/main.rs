@@ -1,5 +1,8 @@
-//! `hostprocess`: a runc-compatible CLI for HostProcess containers. Each verb lives in
-//! `commands/<verb>.rs`; the engine does the work.
+//! `hostprocess`: a runc-compatible CLI for HostProcess containers, with no daemon. Each verb
+//! lives in `commands/<verb>.rs` (plus `node`, `lint`, `completion` and `man`); the engine does
+//! the work. `quick_parse` reads the command lines a shim or script sends without clap (clap
+//! answers everything else), `terminal` gives a process the CLI's stdio or a pty through
+//! `--console-socket`, `logger` writes runc's `--log`/`--log-format`.
 
 mod commands;
 mod logger;

@@ -1,9 +1,32 @@
 //! The container lifecycle (§6), the same for the CLI and the shim: create validates everything
 //! before any side effect, start only releases the prepared init, delete works from any process
 //! and after any crash.
+//!
+//! # Locking
+//!
+//! The operations that change what the state file says take the container's lock
+//! ([`StateRoot::lock`]) and read the state again under it: `create` (it holds the lock of the
+//! directory it makes until the state says created), `start` (the phase), `update` (the
+//! resources, and a record that may name a controller joined late) and `delete` (the state
+//! file itself, and what it names is torn down only if it is still the container that was
+//! loaded: same `created`). Two of them on one container run one after the other, so none
+//! writes a state another has just replaced, and none tears down what another is making or
+//! releasing (`start_and_delete_serialise_on_the_containers_lock` pins that).
+//!
+//! `exec`, `kill`, `pause` and `resume` write no state, so they take no lock (a lock would make
+//! them wait behind a slow delete for up to the lock timeout). They act on the live kernel
+//! objects instead and check them there: the init process by its pid and start time
+//! ([`Platform::is_running`], through [`Container::status`]; `kill` of init checks it again as
+//! it signals, so a reused pid is never signalled), then the job the record names (its cgroup
+//! directories on Linux, its job object's name on Windows): `exec` and `pause`/`resume` act on
+//! it only after `status` found init running and, for `pause`/`resume`, the job's freezer in
+//! the expected state. `kill --all` signals the job the record names and checks nothing
+//! first: after a delete it finds no job and signals nothing. A job whose container was
+//! deleted and made again under the same id between the check and the call is the one case
+//! left, as with runc.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -11,12 +34,9 @@ use crate::error::{Error, Result};
 use crate::plan::{self, ContainerPlan, ImageSource, PlanOptions};
 use crate::spec::{LinuxResources, Process, Spec, WindowsResources};
 use crate::state::{self, Phase, State, StateRoot};
-use crate::sys::{Current, JobStats, Platform, ProcessInfo, SIGKILL, SIGTERM};
+use crate::sys::{self, Current, JobStats, Platform, ProcessInfo};
 
 pub type Stdio = <Current as Platform>::Stdio;
-
-/// How often a wait for the rest of a job checks that the container is still there.
-const IDENTITY_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The live status of a container, as runc names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -41,27 +61,71 @@ impl std::fmt::Display for Status {
     }
 }
 
-/// How to create a container.
+/// How to create a container; `S` is the platform's standard I/O.
 #[derive(Default)]
-pub struct CreateOptions {
-    pub stdio: Stdio,
+pub struct CreateOptions<S = Stdio> {
+    pub stdio: S,
     /// Overrides the bundle's `root.path` (containerd gives the rootfs as mounts).
     pub image: Option<ImageSource>,
     /// Start the command right away instead of holding init until `start` (`run`).
     pub start_now: bool,
 }
 
-/// The runtime: a state root and the runtime-wide settings.
-#[derive(Debug, Clone)]
-pub struct Engine {
+/// The runtime: a state root, the runtime-wide settings and the platform that makes the
+/// containers (this host's, unless a caller passes another: the lifecycle's tests do).
+pub struct Engine<P: Platform = Current> {
     options: PlanOptions,
     root: StateRoot,
+    platform: Arc<P>,
+}
+
+impl<P: Platform> Clone for Engine<P> {
+    fn clone(&self) -> Self {
+        Engine {
+            options: self.options.clone(),
+            root: self.root.clone(),
+            platform: Arc::clone(&self.platform),
+        }
+    }
+}
+
+impl<P: Platform> std::fmt::Debug for Engine<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("options", &self.options)
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Engine {
+    /// The engine of this host's platform.
     pub fn new(options: PlanOptions) -> Engine {
+        Engine::with_platform(options, Current)
+    }
+}
+
+impl<P: Platform> Engine<P> {
+    /// The engine of any platform.
+    pub fn with_platform(options: PlanOptions, platform: P) -> Engine<P> {
         let root = StateRoot::new(options.root.clone()).with_lock_timeout(options.lock_timeout);
-        Engine { options, root }
+        Engine {
+            options,
+            root,
+            platform: Arc::new(platform),
+        }
+    }
+
+    pub fn platform(&self) -> &P {
+        &self.platform
+    }
+
+    fn container(&self, state: State<P::Record>) -> Container<P> {
+        Container {
+            root: self.root.clone(),
+            platform: Arc::clone(&self.platform),
+            state,
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -87,7 +151,12 @@ impl Engine {
 
     /// Creates a container from a bundle. Every check runs before the first side effect; if a
     /// later step fails, everything made so far is removed before the error is returned.
-    pub fn create(&self, id: &str, bundle: &Path, options: CreateOptions) -> Result<Container> {
+    pub fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        options: CreateOptions<P::Stdio>,
+    ) -> Result<Container<P>> {
         let bundle = absolute(bundle)?;
         let (_, plan) = self.plan(id, &bundle, options.image.clone())?;
         self.create_planned(plan, options)
@@ -95,7 +164,11 @@ impl Engine {
 
     /// [`Engine::create`] for a plan the caller made with [`Engine::plan`] (to look at it
     /// first, e.g. whether the process wants a terminal).
-    pub fn create_planned(&self, plan: ContainerPlan, options: CreateOptions) -> Result<Container> {
+    pub fn create_planned(
+        &self,
+        plan: ContainerPlan,
+        options: CreateOptions<P::Stdio>,
+    ) -> Result<Container<P>> {
         let id = plan.id.clone();
         let id = id.as_str();
         if self.root.dir(id).exists() {
@@ -103,7 +176,7 @@ impl Engine {
         }
         let bundle = plan.bundle.clone();
         let dir = self.root.dir(id);
-        let mut record = Current::prepare(&plan, &dir)?;
+        let mut record = self.platform.prepare(&plan, &dir)?;
 
         // From here on, side effects: the record names all of them before they are made.
         let (dir, _lock) = self.root.create_dir(id)?;
@@ -112,7 +185,7 @@ impl Engine {
             bundle: bundle.clone(),
             created: state::rfc3339_now(),
             phase: Phase::Creating,
-            init: None,
+            written_init: None,
             owner: owner(),
             plan,
             record: record.clone(),
@@ -121,45 +194,39 @@ impl Engine {
             let _ = self.root.remove_dir(id);
             return Err(e);
         }
-        let made = Current::create(&state.plan, &mut record, options.stdio, !options.start_now);
+        let made =
+            self.platform
+                .create(&state.plan, &mut record, options.stdio, !options.start_now);
         state.record = record;
-        let init = match made {
-            Ok(init) => init,
-            Err(e) => {
-                if let Err(cleanup) = Current::destroy(&state.record) {
-                    log::warn!("container {id}: cleanup after failed create: {cleanup}");
-                }
-                let _ = self.root.remove_dir(id);
-                return Err(e);
+        // The init is kept in the record (`Platform::init`).
+        if let Err(e) = made {
+            if let Err(cleanup) = self.platform.destroy(&state.record) {
+                log::warn!("container {id}: cleanup after failed create: {cleanup}");
             }
-        };
-        state.init = Some(init);
+            let _ = self.root.remove_dir(id);
+            return Err(e);
+        }
         state.phase = if options.start_now {
             Phase::Running
         } else {
             Phase::Created
         };
+        state.written_init = self.platform.init(&state.record);
         if let Err(e) = self.root.save(&state) {
-            let _ = Current::destroy(&state.record);
+            let _ = self.platform.destroy(&state.record);
             let _ = self.root.remove_dir(id);
             return Err(e);
         }
         log::debug!("container {id}: created in {}", dir.display());
-        Ok(Container {
-            root: self.root.clone(),
-            state,
-        })
+        Ok(self.container(state))
     }
 
-    pub fn load(&self, id: &str) -> Result<Container> {
+    pub fn load(&self, id: &str) -> Result<Container<P>> {
         plan::validate_id(id)?;
-        Ok(Container {
-            root: self.root.clone(),
-            state: self.root.load(id)?,
-        })
+        Ok(self.container(self.root.load(id)?))
     }
 
-    pub fn list(&self) -> Result<Vec<Container>> {
+    pub fn list(&self) -> Result<Vec<Container<P>>> {
         let mut containers = Vec::new();
         for id in self.root.ids()? {
             match self.load(&id) {
@@ -190,7 +257,7 @@ impl Engine {
             Err(e @ Error::CorruptState { .. }) if force => {
                 let _lock = self.root.lock(id)?;
                 log::warn!("{e}; removing what its directory holds (its job and account, named only in that file, cannot be found)");
-                Current::destroy_unrecorded(&self.root.dir(id))?;
+                self.platform.destroy_unrecorded(&self.root.dir(id))?;
                 self.root.remove_dir(id)
             }
             Err(e) => Err(e),
@@ -199,10 +266,29 @@ impl Engine {
 }
 
 /// One container, as loaded from its state.
-#[derive(Debug, Clone)]
-pub struct Container {
+pub struct Container<P: Platform = Current> {
     root: StateRoot,
-    state: State,
+    platform: Arc<P>,
+    state: State<P::Record>,
+}
+
+impl<P: Platform> Clone for Container<P> {
+    fn clone(&self) -> Self {
+        Container {
+            root: self.root.clone(),
+            platform: Arc::clone(&self.platform),
+            state: self.state.clone(),
+        }
+    }
+}
+
+impl<P: Platform> std::fmt::Debug for Container<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Container")
+            .field("root", &self.root)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 /// runc's `state` output.
@@ -221,7 +307,7 @@ pub struct OciState {
     pub owner: String,
 }
 
-impl Container {
+impl<P: Platform> Container<P> {
     pub fn id(&self) -> &str {
         &self.state.id
     }
@@ -235,10 +321,10 @@ impl Container {
     }
 
     pub fn init(&self) -> Option<ProcessInfo> {
-        self.state.init
+        self.platform.init(&self.state.record)
     }
 
-    pub fn record(&self) -> &<Current as Platform>::Record {
+    pub fn record(&self) -> &P::Record {
         &self.state.record
     }
 
@@ -255,15 +341,15 @@ impl Container {
     }
 
     pub fn status(&self) -> Status {
-        match (self.state.phase, self.state.init) {
+        match (self.state.phase, self.init()) {
             (Phase::Creating, _) => Status::Creating,
             (_, None) => Status::Stopped,
             (phase, Some(init)) => {
-                if !Current::is_running(&init) {
+                if !self.platform.is_running(&init) {
                     Status::Stopped
-                } else if phase == Phase::Created && Current::is_held(&self.state.record) {
+                } else if phase == Phase::Created && self.platform.is_held(&self.state.record) {
                     Status::Created
-                } else if Current::is_frozen(&self.state.record) {
+                } else if self.platform.is_frozen(&self.state.record) {
                     Status::Paused
                 } else {
                     Status::Running
@@ -279,7 +365,7 @@ impl Container {
             id: self.state.id.clone(),
             pid: match status {
                 Status::Stopped | Status::Creating => 0,
-                _ => self.state.init.map_or(0, |i| i.pid),
+                _ => self.init().map_or(0, |i| i.pid),
             },
             status,
             bundle: self.state.bundle.clone(),
@@ -303,12 +389,13 @@ impl Container {
         let _lock = self.root.lock(&self.state.id)?;
         self.state = self.root.load(&self.state.id)?;
         match self.status() {
-            Status::Created => Current::release(&self.state.record)?,
+            Status::Created => self.platform.release(&self.state.record)?,
             // An earlier start released init and died before it could say so.
             Status::Running | Status::Paused if self.state.phase == Phase::Created => {}
             status => return Err(self.refuse(status, "only a created container can be started")),
         }
         self.state.phase = Phase::Running;
+        self.state.written_init = self.platform.init(&self.state.record);
         // The workload runs now, whatever happens to the state file: like runc, start has
         // succeeded. The status is read from the process, so a phase left at "created" still
         // reads as running.
@@ -322,7 +409,7 @@ impl Container {
     }
 
     /// Runs another process in the container's job, view and account.
-    pub fn exec(&self, process: &Process, stdio: Stdio) -> Result<ProcessInfo> {
+    pub fn exec(&self, process: &Process, stdio: P::Stdio) -> Result<ProcessInfo> {
         match self.status() {
             Status::Running | Status::Created => {}
             status => return Err(self.refuse(status, "exec needs a created or running container")),
@@ -331,38 +418,39 @@ impl Container {
         // Without a PATH in the exec spec, the standard one: the caller's own PATH (a shim's
         // is containerd's) says nothing about the container.
         let process = plan::process::process_plan(process, &plan.volume.mount_point, None)?;
-        Current::exec(plan, &self.state.record, &process, stdio)
+        self.platform
+            .exec(plan, &self.state.record, &process, stdio)
     }
 
     /// Signals init, or with `all` every process of the job.
     pub fn kill(&self, signal: i32, all: bool) -> Result<()> {
         if all {
-            return Current::signal_job(&self.state.record, signal);
+            return self.platform.signal_job(&self.state.record, signal);
         }
-        match (self.status(), self.state.init) {
+        match (self.status(), self.init()) {
             (Status::Stopped, _) | (_, None) => {
                 Err(self.refuse(Status::Stopped, "nothing to signal"))
             }
-            (_, Some(init)) => Current::signal(&init, signal),
+            (_, Some(init)) => self.platform.signal(&init, signal),
         }
     }
 
     /// Signals one process of the container (an exec'd process), checking that its pid was
     /// not reused.
     pub fn signal_process(&self, process: &ProcessInfo, signal: i32) -> Result<()> {
-        Current::signal(process, signal)
+        self.platform.signal(process, signal)
     }
 
     pub fn pause(&self) -> Result<()> {
         match self.status() {
-            Status::Running => Current::set_frozen(&self.state.record, true),
+            Status::Running => self.platform.set_frozen(&self.state.record, true),
             status => Err(self.refuse(status, "only a running container can be paused")),
         }
     }
 
     pub fn resume(&self) -> Result<()> {
         match self.status() {
-            Status::Paused => Current::set_frozen(&self.state.record, false),
+            Status::Paused => self.platform.set_frozen(&self.state.record, false),
             status => Err(self.refuse(status, "only a paused container can be resumed")),
         }
     }
@@ -376,17 +464,18 @@ impl Container {
         let _lock = self.root.lock(&self.state.id)?;
         self.state = self.root.load(&self.state.id)?;
         let next = plan::resources::updated_request(&self.state.plan.resources, linux, windows)?;
-        Current::update(&mut self.state.record, &next)?;
+        self.platform.update(&mut self.state.record, &next)?;
         self.state.plan.resources = next;
+        self.state.written_init = self.platform.init(&self.state.record);
         self.root.save(&self.state)
     }
 
     pub fn stats(&self) -> Result<JobStats> {
-        Current::stats(&self.state.record)
+        self.platform.stats(&self.state.record)
     }
 
     pub fn pids(&self) -> Result<Vec<u32>> {
-        Current::job_pids(&self.state.record)
+        self.platform.job_pids(&self.state.record)
     }
 
     /// What follows the exit of init (§6): SIGTERM to the rest of the job, then SIGKILL once
@@ -394,44 +483,29 @@ impl Container {
     /// as the container is no longer the one its state root holds under its id: deleted, and
     /// the id perhaps used again, the job at its cgroup path is not this container's.
     pub fn terminate_rest(&self) -> Result<bool> {
-        let record = &self.state.record;
-        if !self.is_current() || Current::job_pids(record)?.is_empty() {
-            return Ok(false);
-        }
-        if Current::is_frozen(record) {
-            Current::set_frozen(record, false)?;
-        }
-        Current::signal_job(record, SIGTERM)?;
-        let deadline = Instant::now() + self.state.plan.grace_period;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if Current::wait_job_empty(record, left.min(IDENTITY_CHECK_INTERVAL))?
-                || !self.is_current()
-            {
-                return Ok(false);
-            }
-            if left.is_zero() {
-                break;
-            }
-        }
-        Current::signal_job(record, SIGKILL)?;
-        Current::wait_job_empty(record, Duration::from_secs(5))?;
-        Ok(true)
+        sys::terminate_rest(
+            &*self.platform,
+            &self.state.record,
+            self.state.plan.grace_period,
+            || self.is_current(),
+        )
     }
 
     /// Is this container still the one its state root holds under its id (same `created`)?
     fn is_current(&self) -> bool {
         self.root
-            .load(&self.state.id)
+            .load::<P::Record>(&self.state.id)
             .is_ok_and(|now| now.created == self.state.created)
     }
 
     /// Hands §6's init-exit rule to a watcher that outlives the caller (the CLI's `create`).
     pub fn supervise_detached(&self) -> Result<()> {
-        match self.state.init {
-            Some(init) => {
-                Current::supervise_detached(&self.state.record, &init, self.state.plan.grace_period)
-            }
+        match self.init() {
+            Some(init) => self.platform.supervise_detached(
+                &self.state.record,
+                &init,
+                self.state.plan.grace_period,
+            ),
             None => Ok(()),
         }
     }
@@ -447,7 +521,7 @@ impl Container {
             Err(Error::NotFound(_)) => return Ok(()),
             lock => lock?,
         };
-        match self.root.load(&id) {
+        match self.root.load::<P::Record>(&id) {
             Err(Error::NotFound(_)) => Ok(()),
             Ok(now) if now.created != self.state.created => Ok(()),
             _ => self.delete_locked(force),
@@ -460,7 +534,7 @@ impl Container {
         if matches!(status, Status::Running | Status::Paused) && !force {
             return Err(self.refuse(status, "stop it first or use delete --force to kill it"));
         }
-        Current::destroy(&self.state.record)?;
+        self.platform.destroy(&self.state.record)?;
         self.root.remove_dir(&self.state.id)
     }
 }
@@ -476,3 +550,6 @@ fn absolute(path: &Path) -> Result<PathBuf> {
 fn owner() -> String {
     std::env::var("USER").unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -33,20 +34,36 @@ pub enum Phase {
     Running,
 }
 
+/// One container's state file. Generic over the platform's record so that the lifecycle can be
+/// driven by any [`Platform`]; the file's form is the same for all of them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct State {
+pub struct State<R = <Current as Platform>::Record> {
     pub id: String,
     pub bundle: PathBuf,
     /// RFC 3339, UTC.
     pub created: String,
     pub phase: Phase,
-    pub init: Option<ProcessInfo>,
+    // The init process is kept once, in the platform's record (`Platform::init` reads it).
+    // Files written before also have it here, at the top level, with the same value (both were
+    // set by the same save); it is not read back.
+    /// A copy of the init written at the top level on every save and never read: a build from
+    /// before the record was the init's one home reads it there (a downgrade, or an older shim
+    /// still serving its pods through an upgrade that finds a state file rewritten by the
+    /// newer CLI), and would otherwise take a live container for a stopped one.
+    #[serde(
+        rename = "init",
+        default,
+        skip_deserializing,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub written_init: Option<ProcessInfo>,
     pub owner: String,
     pub plan: ContainerPlan,
-    pub record: <Current as Platform>::Record,
+    pub record: R,
 }
 
-/// An exclusive lock on one container's directory, released on drop.
+/// An exclusive lock on one container's directory, released on drop. Which operations take it,
+/// and why the others need not, is written in [`crate::container`] (Locking).
 pub struct Lock {
     _file: File,
 }
@@ -136,7 +153,7 @@ impl StateRoot {
         Ok(Lock { _file: file })
     }
 
-    pub fn load(&self, id: &str) -> Result<State> {
+    pub fn load<R: DeserializeOwned>(&self, id: &str) -> Result<State<R>> {
         let path = self.dir(id).join(STATE_FILE);
         let text = fs::read(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound(id.to_string()),
@@ -150,7 +167,7 @@ impl StateRoot {
     }
 
     /// Replaces the state file atomically (write to a temporary file, then rename).
-    pub fn save(&self, state: &State) -> Result<()> {
+    pub fn save<R: Serialize>(&self, state: &State<R>) -> Result<()> {
         let dir = self.dir(&state.id);
         let tmp = dir.join(".state.json.tmp");
         let path = dir.join(STATE_FILE);
@@ -539,7 +556,7 @@ mod tests {
             bundle: PathBuf::from("/b"),
             created: rfc3339_now(),
             phase: Phase::Creating,
-            init: None,
+            written_init: None,
             owner: String::new(),
             plan: crate::plan::plan(
                 "a",
@@ -549,7 +566,7 @@ mod tests {
                 None,
             )
             .unwrap(),
-            record: Default::default(),
+            record: <Current as Platform>::Record::default(),
         })
         .unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -557,6 +574,47 @@ mod tests {
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&dir.join(LOCK_FILE)), 0o600);
         assert_eq!(mode(&dir.join(STATE_FILE)), 0o600);
+    }
+
+    /// A state file as the CLI wrote it before the engine became generic over its platform
+    /// (a held container on a hybrid cgroup host): later versions load it as it is.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_state_file_of_an_earlier_version_still_loads() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = StateRoot::new(tmp.path());
+        fs::create_dir(root.dir("fixture-a")).unwrap();
+        fs::write(
+            root.dir("fixture-a").join(STATE_FILE),
+            include_str!("../tests/data/state-linux-before-one-init.json"),
+        )
+        .unwrap();
+        let state: State = root.load("fixture-a").expect("an earlier state file loads");
+        assert_eq!(state.id, "fixture-a");
+        assert_eq!(state.phase, Phase::Created);
+        assert_eq!(state.created, "2026-12-07T11:20:31.953992788Z");
+        assert_eq!(state.plan.grace_period, Duration::from_secs(5));
+        let init = crate::sys::ProcessInfo {
+            pid: 27281,
+            start_time: 67220,
+        };
+        assert_eq!(state.record.init, Some(init));
+        assert_eq!(crate::sys::Current.init(&state.record), Some(init));
+        assert_eq!(
+            state.record.exec_fifo,
+            Path::new("/run/hostprocess/fixture-a/exec.fifo")
+        );
+        // Written again, it reads as it was written: the form is unchanged...
+        let mut before: serde_json::Value = serde_json::from_str(include_str!(
+            "../tests/data/state-linux-before-one-init.json"
+        ))
+        .unwrap();
+        let after = serde_json::to_value(&state).unwrap();
+        // Except the top-level copy of the init, which is not read back (the engine's saves
+        // write it again from the record: `written_init`).
+        let top_level_init = before.as_object_mut().unwrap().remove("init");
+        assert_eq!(top_level_init, Some(serde_json::to_value(init).unwrap()));
+        assert_eq!(after, before);
     }
 
     #[test]

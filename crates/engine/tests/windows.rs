@@ -231,9 +231,9 @@ fn a_held_init_runs_on_start_and_reports_its_output_and_exit_code() {
     let mut container = fixture.create(stdio);
     let init = container.init().expect("init");
     assert_eq!(container.status(), Status::Created);
-    assert!(Windows::is_held(container.record()));
+    assert!(Windows.is_held(container.record()));
     container.start().expect("start");
-    assert!(!Windows::is_held(container.record()));
+    assert!(!Windows.is_held(container.record()));
     assert_eq!(wait(&init), Some(3));
     assert_eq!(output.rest().trim(), "started");
     assert_eq!(container.status(), Status::Stopped);
@@ -247,13 +247,13 @@ fn a_released_init_that_is_paused_is_not_taken_for_a_held_one() {
     let (stdio, mut output) = piped();
     let container = fixture.create(stdio);
     let record = container.record();
-    assert!(Windows::is_held(record));
-    Windows::release(record).expect("release");
+    assert!(Windows.is_held(record));
+    Windows.release(record).expect("release");
     assert_eq!(output.line(), "ready");
-    Windows::set_frozen(record, true).expect("freeze");
-    assert!(!Windows::is_held(record));
+    Windows.set_frozen(record, true).expect("freeze");
+    assert!(!Windows.is_held(record));
     assert_eq!(container.status(), Status::Paused);
-    Windows::set_frozen(record, false).expect("thaw");
+    Windows.set_frozen(record, false).expect("thaw");
 }
 
 #[test]
@@ -517,14 +517,14 @@ fn a_create_that_fails_after_the_launch_leaves_no_process() {
         .plan(&fixture.id, &fixture.bundle, None)
         .expect("plan");
     let missing = fixture.tmp.path().join("no-such-state-directory");
-    let mut record = Windows::prepare(&plan, &missing).expect("prepare");
+    let mut record = Windows.prepare(&plan, &missing).expect("prepare");
     struct Destroy<'a>(&'a hostprocess_engine::sys::windows::Record);
     impl Drop for Destroy<'_> {
         fn drop(&mut self) {
-            let _ = Windows::destroy(self.0);
+            let _ = Windows.destroy(self.0);
         }
     }
-    let created = Windows::create(&plan, &mut record, Stdio::default(), false);
+    let created = Windows.create(&plan, &mut record, Stdio::default(), false);
     let _destroy = Destroy(&record);
     assert!(created.is_err(), "{created:?}");
     let init = record.init.expect("init was launched");

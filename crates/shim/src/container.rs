@@ -365,7 +365,7 @@ impl Container {
             if exec_id.is_empty() {
                 lock(container).kill(signal, false)?;
             } else if let Some(info) = process.info() {
-                Current::signal(&info, signal)?;
+                Current.signal(&info, signal)?;
             }
         }
         // A frozen job cannot die: SIGKILL thaws it, as runc does.

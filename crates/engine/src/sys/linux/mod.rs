@@ -15,12 +15,13 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::plan::process::{add_account_env, resolve, ResolvedProcess};
 use crate::plan::{ContainerPlan, ProcessPlan, ResourceRequest};
-use crate::sys::{JobStats, Platform, ProcessInfo, SIGKILL, SIGTERM};
+use crate::sys::{JobStats, Platform, ProcessInfo, SIGKILL};
 
 use account::{Account, Resolution};
 use cgroup::CgroupRecord;
 use volume::VolumeRecord;
 
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Linux;
 
 /// Everything made for one container, named before it is made.
@@ -164,40 +165,11 @@ fn job_identity(record: &Record) -> Vec<Option<(u64, u64)>> {
         .collect()
 }
 
-/// §6 for a detached watcher, once init has exited: SIGTERM to the rest of the job, SIGKILL
-/// to what is left after `grace`. Before each step it checks that the job is still the one it
-/// was made for (`identity`), and stops once it is gone or replaced: the container may have
-/// been deleted and its id (so its cgroup path) used again meanwhile.
-fn watch_after_init_exit(record: &Record, identity: &[Option<(u64, u64)>], grace: Duration) {
-    let ours = || job_identity(record) == identity;
-    if !ours() || cgroup::is_empty(&record.cgroup).unwrap_or(true) {
-        return;
-    }
-    let _ = cgroup::set_frozen(&record.cgroup, false);
-    if !ours() {
-        return;
-    }
-    let _ = cgroup::signal_all(&record.cgroup, SIGTERM);
-    let deadline = std::time::Instant::now() + grace;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let empty =
-            cgroup::wait_empty(&record.cgroup, left.min(Duration::from_millis(50))).unwrap_or(true);
-        if !ours() || empty {
-            return;
-        }
-        if left.is_zero() {
-            let _ = cgroup::signal_all(&record.cgroup, SIGKILL);
-            return;
-        }
-    }
-}
-
 impl Platform for Linux {
     type Record = Record;
     type Stdio = Stdio;
 
-    fn prepare(plan: &ContainerPlan, state_dir: &Path) -> Result<Record> {
+    fn prepare(&self, plan: &ContainerPlan, state_dir: &Path) -> Result<Record> {
         let (relative, unit) = job_path(plan)?;
         let layout = cgroup::Layout::detect()?;
         let mut cgroup = cgroup::plan_record(&layout, &relative, &plan.resources);
@@ -235,6 +207,7 @@ impl Platform for Linux {
     }
 
     fn create(
+        &self,
         plan: &ContainerPlan,
         record: &mut Record,
         stdio: Stdio,
@@ -281,20 +254,25 @@ impl Platform for Linux {
         Ok(init)
     }
 
-    fn release(record: &Record) -> Result<()> {
+    fn init(&self, record: &Record) -> Option<ProcessInfo> {
+        record.init
+    }
+
+    fn release(&self, record: &Record) -> Result<()> {
         let init = record
             .init
             .ok_or_else(|| Error::container(&record.id, "the container has no init process"))?;
         process::release(&record.exec_fifo, &init)
     }
 
-    fn is_held(record: &Record) -> bool {
+    fn is_held(&self, record: &Record) -> bool {
         record
             .init
             .is_some_and(|init| process::holds_exec_fifo(&init, &record.exec_fifo))
     }
 
     fn exec(
+        &self,
         plan: &ContainerPlan,
         record: &Record,
         process: &ProcessPlan,
@@ -305,11 +283,11 @@ impl Platform for Linux {
         process::spawn(&launch, stdio)
     }
 
-    fn is_running(process: &ProcessInfo) -> bool {
+    fn is_running(&self, process: &ProcessInfo) -> bool {
         process::is_running(process)
     }
 
-    fn signal(process: &ProcessInfo, signal: i32) -> Result<()> {
+    fn signal(&self, process: &ProcessInfo, signal: i32) -> Result<()> {
         if !process::is_running(process) {
             return Err(Error::sys(
                 format!("signal process {}", process.pid),
@@ -327,27 +305,27 @@ impl Platform for Linux {
         Ok(())
     }
 
-    fn signal_job(record: &Record, signal: i32) -> Result<()> {
+    fn signal_job(&self, record: &Record, signal: i32) -> Result<()> {
         cgroup::signal_all(&record.cgroup, signal)
     }
 
-    fn job_pids(record: &Record) -> Result<Vec<u32>> {
+    fn job_pids(&self, record: &Record) -> Result<Vec<u32>> {
         cgroup::pids(&record.cgroup)
     }
 
-    fn wait_job_empty(record: &Record, timeout: Duration) -> Result<bool> {
+    fn wait_job_empty(&self, record: &Record, timeout: Duration) -> Result<bool> {
         cgroup::wait_empty(&record.cgroup, timeout)
     }
 
-    fn set_frozen(record: &Record, frozen: bool) -> Result<()> {
+    fn set_frozen(&self, record: &Record, frozen: bool) -> Result<()> {
         cgroup::set_frozen(&record.cgroup, frozen)
     }
 
-    fn is_frozen(record: &Record) -> bool {
+    fn is_frozen(&self, record: &Record) -> bool {
         cgroup::is_frozen(&record.cgroup)
     }
 
-    fn update(record: &mut Record, resources: &ResourceRequest) -> Result<()> {
+    fn update(&self, record: &mut Record, resources: &ResourceRequest) -> Result<()> {
         let layout = cgroup::Layout::detect()?;
         let wanted = cgroup::plan_record(&layout, &record.cgroup.relative, resources);
         cgroup::join_missing(&mut record.cgroup, &wanted)?;
@@ -364,11 +342,16 @@ impl Platform for Linux {
         Ok(())
     }
 
-    fn stats(record: &Record) -> Result<JobStats> {
+    fn stats(&self, record: &Record) -> Result<JobStats> {
         Ok(cgroup::stats(&record.cgroup))
     }
 
-    fn supervise_detached(record: &Record, init: &ProcessInfo, grace: Duration) -> Result<()> {
+    fn supervise_detached(
+        &self,
+        record: &Record,
+        init: &ProcessInfo,
+        grace: Duration,
+    ) -> Result<()> {
         let identity = job_identity(record);
         // SAFETY: pidfd_open(2) returns a new descriptor or -1.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, init.pid as libc::pid_t, 0) };
@@ -397,7 +380,10 @@ impl Platform for Linux {
                     };
                     while libc::poll(&mut pfd, 1, -1) < 0 {}
                 }
-                watch_after_init_exit(record, &identity, grace);
+                // Stops once the job is gone or replaced: its identity is its directories'.
+                let _ = crate::sys::terminate_rest(&Linux, record, grace, || {
+                    job_identity(record) == identity
+                });
                 // SAFETY: leave without running the caller's destructors.
                 unsafe { libc::_exit(0) }
             }
@@ -405,7 +391,7 @@ impl Platform for Linux {
         }
     }
 
-    fn destroy_unrecorded(state_dir: &Path) -> Result<()> {
+    fn destroy_unrecorded(&self, state_dir: &Path) -> Result<()> {
         volume::destroy_unrecorded(state_dir)?;
         match std::fs::remove_file(state_dir.join("exec.fifo")) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -415,7 +401,7 @@ impl Platform for Linux {
         }
     }
 
-    fn destroy(record: &Record) -> Result<()> {
+    fn destroy(&self, record: &Record) -> Result<()> {
         // A job this container did not make (it lost the race for the path) is another's.
         let owned = cgroup::owns_job(&record.cgroup);
         if owned && !cgroup::is_empty(&record.cgroup)? {

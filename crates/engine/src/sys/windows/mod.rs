@@ -59,6 +59,7 @@ use job::{Job, Notifier};
 use process::{Launch, Launched, ProcessIo};
 use win::{raw, HostFs};
 
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Windows;
 
 /// Where the threads suspended by `pause` are listed, in the container's state directory.
@@ -400,7 +401,7 @@ impl Platform for Windows {
     type Record = Record;
     type Stdio = Stdio;
 
-    fn prepare(plan: &ContainerPlan, state_dir: &Path) -> Result<Record> {
+    fn prepare(&self, plan: &ContainerPlan, state_dir: &Path) -> Result<Record> {
         let id = &plan.id;
         let plan_mount_point = plan.volume.mount_point.to_string_lossy().into_owned();
         let bind_filter = volume::bind_filter().is_some();
@@ -486,6 +487,7 @@ impl Platform for Windows {
     }
 
     fn create(
+        &self,
         plan: &ContainerPlan,
         record: &mut Record,
         stdio: Stdio,
@@ -549,7 +551,14 @@ impl Platform for Windows {
         Ok(info)
     }
 
-    fn release(record: &Record) -> Result<()> {
+    fn init(&self, record: &Record) -> Option<ProcessInfo> {
+        record.init.map(|init| ProcessInfo {
+            pid: init.pid,
+            start_time: init.start_time,
+        })
+    }
+
+    fn release(&self, record: &Record) -> Result<()> {
         let init = record
             .init
             .ok_or_else(|| Error::container(&record.id, "there is no init process to release"))?;
@@ -567,11 +576,12 @@ impl Platform for Windows {
         mark_released(record)
     }
 
-    fn is_held(record: &Record) -> bool {
+    fn is_held(&self, record: &Record) -> bool {
         record.init.is_some() && !record.state_dir.join(RELEASED_FILE).exists()
     }
 
     fn exec(
+        &self,
         _plan: &ContainerPlan,
         record: &Record,
         process: &ProcessPlan,
@@ -586,11 +596,11 @@ impl Platform for Windows {
         Ok(info)
     }
 
-    fn is_running(process: &ProcessInfo) -> bool {
+    fn is_running(&self, process: &ProcessInfo) -> bool {
         process::is_running(process)
     }
 
-    fn signal(process: &ProcessInfo, signal: i32) -> Result<()> {
+    fn signal(&self, process: &ProcessInfo, signal: i32) -> Result<()> {
         match signal_action(signal).map_err(|e| Error::sys("signal", std::io::Error::other(e)))? {
             SignalAction::Probe => process::probe(process),
             SignalAction::Terminate => process::terminate(process),
@@ -598,7 +608,7 @@ impl Platform for Windows {
         }
     }
 
-    fn signal_job(record: &Record, signal: i32) -> Result<()> {
+    fn signal_job(&self, record: &Record, signal: i32) -> Result<()> {
         let action =
             signal_action(signal).map_err(|e| Error::sys("signal", std::io::Error::other(e)))?;
         let Some((job, _)) = job_for(record)? else {
@@ -611,21 +621,21 @@ impl Platform for Windows {
         }
     }
 
-    fn job_pids(record: &Record) -> Result<Vec<u32>> {
+    fn job_pids(&self, record: &Record) -> Result<Vec<u32>> {
         match job_for(record)? {
             Some((job, _)) => job.pids(),
             None => Ok(Vec::new()),
         }
     }
 
-    fn wait_job_empty(record: &Record, timeout: Duration) -> Result<bool> {
+    fn wait_job_empty(&self, record: &Record, timeout: Duration) -> Result<bool> {
         match job_for(record)? {
             Some((job, notifier)) => job::wait_empty(&job, notifier.as_deref(), timeout),
             None => Ok(true),
         }
     }
 
-    fn set_frozen(record: &Record, frozen: bool) -> Result<()> {
+    fn set_frozen(&self, record: &Record, frozen: bool) -> Result<()> {
         if !frozen {
             return thaw(record);
         }
@@ -650,11 +660,11 @@ impl Platform for Windows {
         written
     }
 
-    fn is_frozen(record: &Record) -> bool {
+    fn is_frozen(&self, record: &Record) -> bool {
         record.state_dir.join(FROZEN_FILE).exists()
     }
 
-    fn update(record: &mut Record, resources: &ResourceRequest) -> Result<()> {
+    fn update(&self, record: &mut Record, resources: &ResourceRequest) -> Result<()> {
         let limits = limits_for(&record.id, resources)?;
         let (job, _) = job_for(record)?.ok_or_else(|| stopped(record))?;
         job.apply(&limits, record.io_limit)?;
@@ -662,18 +672,23 @@ impl Platform for Windows {
         Ok(())
     }
 
-    fn stats(record: &Record) -> Result<JobStats> {
+    fn stats(&self, record: &Record) -> Result<JobStats> {
         match job_for(record)? {
             Some((job, _)) => job.stats(),
             None => Ok(JobStats::default()),
         }
     }
 
-    fn supervise_detached(record: &Record, init: &ProcessInfo, grace: Duration) -> Result<()> {
+    fn supervise_detached(
+        &self,
+        record: &Record,
+        init: &ProcessInfo,
+        grace: Duration,
+    ) -> Result<()> {
         supervisor::spawn(record, init, grace)
     }
 
-    fn destroy(record: &Record) -> Result<()> {
+    fn destroy(&self, record: &Record) -> Result<()> {
         let mut first: Option<Error> = None;
         let mut note = |result: Result<()>| {
             if let Err(e) = result {

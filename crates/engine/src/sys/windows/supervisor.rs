@@ -22,12 +22,11 @@ use windows_sys::Win32::System::Threading::{
     CREATE_BREAKAWAY_FROM_JOB, CREATE_NEW_PROCESS_GROUP, DETACHED_PROCESS, INFINITE,
 };
 
-use super::job::{self, Job};
+use super::job::Job;
 use super::process;
 use super::win::raw;
-use super::Record;
+use super::{Record, Windows};
 use crate::error::{Error, Result};
-use crate::sys::winlogic::signal::{CTRL_SHUTDOWN_EVENT, TERMINATED_EXIT_CODE};
 use crate::sys::ProcessInfo;
 
 /// The environment variable that names the request file (in the container's state directory).
@@ -140,14 +139,14 @@ fn supervise(request_file: &Path) -> Result<()> {
     if let Some(init) = init {
         process::wait_exit(raw(&init), INFINITE)?;
     }
-    if job.active_processes()? == 0 {
-        return Ok(());
-    }
-    super::thaw(record)?;
-    process::control_job(&job, CTRL_SHUTDOWN_EVENT)?;
-    if !job::wait_empty(&job, None, Duration::from_millis(request.grace_ms))? {
-        job.terminate(TERMINATED_EXIT_CODE)?;
-        job::wait_empty(&job, None, Duration::from_secs(5))?;
-    }
+    // The job stays this container's while this process holds it open: the routine's
+    // primitives open it again by its name and find the same object.
+    crate::sys::terminate_rest(
+        &Windows,
+        record,
+        Duration::from_millis(request.grace_ms),
+        || true,
+    )?;
+    drop(job);
     Ok(())
 }
