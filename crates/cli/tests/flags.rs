@@ -7,6 +7,7 @@ use std::fs;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::*;
@@ -70,7 +71,16 @@ fn preserve_fds_passes_exactly_that_many_extra_descriptors() {
     let _c = rt.guard(&id);
     rt.output_of(cmd, CLI_TIMEOUT).ok("create --preserve-fds 1");
     rt.start(&id).ok("start");
-    let fds = open_fds(rt.pid(&id));
+    // `start` returns once init has left its wait; until init has run `exec`, it still holds
+    // the runtime's close-on-exec descriptors (its report pipe). Count them after the exec.
+    let pid = rt.pid(&id);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"/bin/sleep\0"))
+        }),
+        "init did not exec /bin/sleep"
+    );
+    let fds = open_fds(pid);
     let numbers: Vec<u32> = fds.iter().map(|(n, _)| *n).collect();
     assert_eq!(numbers, vec![0, 1, 2, 3], "{fds:?}");
     assert_eq!(
