@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use containerd_shim::protos::create_task;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::util::write_address;
@@ -206,9 +205,7 @@ pub fn serve(listener: sys::Listener) -> Result<(), ShimError> {
     }
     let sink = Sink::connect(|| RemotePublisher::new(&ttrpc_address))?;
     let task = shim.task_service(sink);
-    let mut server = listener
-        .into_server()?
-        .register_service(create_task(Arc::new(task)));
+    let mut server = listener.into_server()?.register_service(task.methods());
     server.start()?;
     info!("Shim successfully started, waiting for exit signal...");
     shim.wait();

@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::thread;
 use std::time::Duration;
 
@@ -14,10 +15,12 @@ use containerd_shim::api::{
     WaitRequest, WaitResponse,
 };
 use containerd_shim::protos::api::CheckpointTaskRequest;
+use containerd_shim::protos::create_task;
 use containerd_shim::protos::events::task::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskIO, TaskPaused, TaskResumed,
     TaskStart,
 };
+use containerd_shim::protos::ttrpc::{self, MethodHandler, Request};
 use containerd_shim::{ExitSignal, Task, TtrpcContext, TtrpcResult};
 use hostprocess_engine::spec::Spec;
 use hostprocess_engine::Engine;
@@ -32,7 +35,7 @@ use crate::pod::{self, PodSandbox, Role};
 use crate::process::Status;
 use crate::sys;
 
-/// How often a live container's job is checked for OOM kills between exits.
+/// How often the live containers' jobs are checked for OOM kills between exits.
 const OOM_POLL: Duration = Duration::from_secs(1);
 
 /// State shared by the Task API handlers and the exit handler.
@@ -43,12 +46,52 @@ pub struct Shared {
     /// Held from a fork (create, start, exec start) until its process is registered; exits are
     /// matched under it, so a command that ends at once is never taken for an unknown pid.
     lifecycle: Mutex<()>,
-    /// Held shared by every call in flight but `wait` and `shutdown`. A shim that stops takes
-    /// it exclusively first: containerd closes the connection once `shutdown` answers, and a
-    /// call answered after that is lost (a pod sandbox's `kill` publishes its exit before it
-    /// answers, and containerd deletes and shuts down on that event).
-    calls: RwLock<()>,
+    calls: Calls,
+    /// Whether the OOM watcher runs (`watch_oom`).
+    oom_watcher: Mutex<bool>,
     exit: Arc<ExitSignal>,
+}
+
+/// The calls in flight: every call but `wait` and `shutdown`. A shim that stops waits for them
+/// first: containerd closes the connection once `shutdown` answers, and a call answered after
+/// that is lost (a pod sandbox's `kill` publishes its exit before it answers, and containerd
+/// deletes and shuts down on that event).
+#[derive(Default)]
+struct Calls {
+    /// Held shared by each call in flight, exclusively by a shim that stops.
+    lock: RwLock<()>,
+    /// The server holds `lock` for each call until its answer is queued
+    /// (`TaskService::methods`), not the handlers until they return.
+    answers_counted: AtomicBool,
+}
+
+impl Calls {
+    /// Counts a call in flight until its handler returns, unless the server counts it until its
+    /// answer is queued.
+    fn call(&self) -> Option<RwLockReadGuard<'_, ()>> {
+        if self.answers_counted.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(self.in_flight())
+    }
+
+    fn in_flight(&self) -> RwLockReadGuard<'_, ()> {
+        self.lock.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Returns once every other call in flight has answered: its answer is queued on its
+    /// connection ahead of the caller's (a connection writes its answers in order).
+    fn drain(&self) {
+        if self.lock.try_write().is_ok() {
+            return;
+        }
+        drop(self.lock.write().unwrap_or_else(|e| e.into_inner()));
+        if !self.answers_counted.load(Ordering::Acquire) {
+            // The shim library's server: a call's answer is queued just after its handler
+            // returns, out of our reach; give it that moment.
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
 }
 
 impl Shared {
@@ -58,7 +101,8 @@ impl Shared {
             events,
             containers: Mutex::new(HashMap::new()),
             lifecycle: Mutex::new(()),
-            calls: RwLock::new(()),
+            calls: Calls::default(),
+            oom_watcher: Mutex::new(false),
             exit,
         }
     }
@@ -67,18 +111,13 @@ impl Shared {
         self.lifecycle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn call(&self) -> RwLockReadGuard<'_, ()> {
-        self.calls.read().unwrap_or_else(|e| e.into_inner())
+    fn call(&self) -> Option<RwLockReadGuard<'_, ()>> {
+        self.calls.call()
     }
 
     /// Returns once every other call in flight has answered.
     fn drain_calls(&self) {
-        if self.calls.try_write().is_ok() {
-            return;
-        }
-        drop(self.calls.write().unwrap_or_else(|e| e.into_inner()));
-        // A call's answer is queued just after its handler returns: give it that moment.
-        thread::sleep(Duration::from_millis(2));
+        self.calls.drain();
     }
 
     fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Container>>> {
@@ -128,6 +167,27 @@ impl TaskService {
         TaskService { shared }
     }
 
+    /// The Task API's ttrpc methods, each call but `wait` and `shutdown` counted in flight
+    /// until its answer is queued: `shutdown` then waits on that alone, and its own answer,
+    /// after which containerd closes the connection, is queued last.
+    pub fn methods(self) -> HashMap<String, Box<dyn MethodHandler + Send + Sync>> {
+        let shared = self.shared.clone();
+        shared.calls.answers_counted.store(true, Ordering::Release);
+        create_task(Arc::new(self))
+            .into_iter()
+            .map(|(path, method)| {
+                if path.ends_with("/Wait") || path.ends_with("/Shutdown") {
+                    return (path, method);
+                }
+                let counted: Box<dyn MethodHandler + Send + Sync> = Box::new(Counted {
+                    method,
+                    shared: shared.clone(),
+                });
+                (path, counted)
+            })
+            .collect()
+    }
+
     fn create_task(&self, req: &CreateTaskRequest) -> Result<CreateTaskResponse> {
         let _lifecycle = self.shared.lifecycle();
         if self.shared.map().contains_key(&req.id) {
@@ -156,7 +216,7 @@ impl TaskService {
         if container.is_sandbox() {
             info!("pod sandbox {}: created, runs no process", req.id);
         } else {
-            watch_oom(Arc::downgrade(&container), self.shared.events.clone());
+            watch_oom(&self.shared);
             info!("container {}: created, init pid {pid}", req.id);
         }
         let mut response = CreateTaskResponse::new();
@@ -281,23 +341,62 @@ impl TaskService {
     }
 }
 
-/// Reports OOM kills of a live container's job that no exit has reported yet (a killed child
-/// while init survives).
-fn watch_oom(container: Weak<Container>, events: Events) {
+/// Reports OOM kills of the live containers' jobs that no exit has reported yet (a killed child
+/// while init survives): one thread for all of the shim's containers, which ends once none of
+/// them runs; a container's create starts it again.
+fn watch_oom(shared: &Arc<Shared>) {
+    let mut watching = shared.oom_watcher.lock().unwrap_or_else(|e| e.into_inner());
+    if *watching {
+        return;
+    }
+    let shared = Arc::downgrade(shared);
     let spawned = thread::Builder::new()
         .name("oom".into())
         .spawn(move || loop {
             thread::sleep(OOM_POLL);
-            let Some(container) = container.upgrade() else {
+            let Some(shared) = shared.upgrade() else {
                 return;
             };
-            if container.init.exit().is_some() {
-                return;
+            let mut live = live_workloads(&shared);
+            if live.is_empty() {
+                // Under the lock a create takes after adding its container: it finds the
+                // watcher running, or starts it again.
+                let mut watching = shared.oom_watcher.lock().unwrap_or_else(|e| e.into_inner());
+                live = live_workloads(&shared);
+                if live.is_empty() {
+                    *watching = false;
+                    return;
+                }
             }
-            exits::publish_oom(&container, &events);
+            for container in live {
+                exits::publish_oom(&container, &shared.events);
+            }
         });
-    if let Err(e) = spawned {
-        warn!("cannot watch for OOM kills: {e}");
+    match spawned {
+        Ok(_) => *watching = true,
+        Err(e) => warn!("cannot watch for OOM kills: {e}"),
+    }
+}
+
+/// The shim's containers whose init has not exited (a pod sandbox has no job).
+fn live_workloads(shared: &Shared) -> Vec<Arc<Container>> {
+    shared
+        .containers()
+        .into_iter()
+        .filter(|c| !c.is_sandbox() && c.init.exit().is_none())
+        .collect()
+}
+
+/// A ttrpc method whose call is in flight until its answer is queued.
+struct Counted {
+    method: Box<dyn MethodHandler + Send + Sync>,
+    shared: Arc<Shared>,
+}
+
+impl MethodHandler for Counted {
+    fn handler(&self, ctx: TtrpcContext, req: Request) -> ttrpc::Result<()> {
+        let _call = self.shared.calls.in_flight();
+        self.method.handler(ctx, req)
     }
 }
 
@@ -480,5 +579,45 @@ impl Task for TaskService {
         self.shared.drain_calls();
         self.shared.exit.signal();
         Ok(Empty::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    #[test]
+    fn a_handler_takes_no_hold_of_its_own_when_the_server_counts_its_call() {
+        // A second shared hold on one thread waits behind a stopping shim's exclusive one.
+        let calls = Calls::default();
+        assert!(calls.call().is_some());
+        calls.answers_counted.store(true, Ordering::Release);
+        assert!(calls.call().is_none());
+    }
+
+    #[test]
+    fn stopping_waits_for_a_counted_call_until_its_answer_is_queued() {
+        let calls = Arc::new(Calls::default());
+        calls.answers_counted.store(true, Ordering::Release);
+        let (held_tx, held_rx) = mpsc::channel();
+        let (queued_tx, queued_rx) = mpsc::channel();
+        let call = {
+            let calls = calls.clone();
+            thread::spawn(move || {
+                let _call = calls.in_flight();
+                held_tx.send(()).unwrap();
+                thread::sleep(Duration::from_millis(100));
+                queued_tx.send(()).unwrap();
+            })
+        };
+        held_rx.recv().unwrap();
+        calls.drain();
+        assert!(
+            queued_rx.try_recv().is_ok(),
+            "drained before the answer was queued"
+        );
+        call.join().unwrap();
     }
 }
