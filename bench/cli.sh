@@ -3,6 +3,8 @@
 # same command as the floor, side by side in one hyperfine run. Needs root, runc, hyperfine,
 # busybox-static. Usage: bench/cli.sh [RUNS]   (writes bench/results/cli.md and .json)
 # Env: HOSTPROCESS_BIN=PATH measures that build of hostprocess instead of building one.
+#      BASELINE_BIN=PATH also times that other build in the same run (an A/B: before and
+#      after a change, the commands interleaved by hyperfine's order, one run).
 #      TMPFS=1 puts both runtimes' state roots on a tmpfs, as `/run` is on most nodes (the
 #      default keeps them in a directory under the system's temporary directory).
 set -euo pipefail
@@ -58,7 +60,8 @@ hyperfine -N --warmup 20 --runs "$runs" \
   -n "hostprocess run" "$hp --root $work/state/hp run -b $bundle hp-bench" \
   -n "hostprocess run (writable root)" "$hp --root $work/state/hp run -b $writable hp-bench-rw" \
   -n "runc run" "runc --root $work/state/runc run -b $bundle runc-bench" \
-  -n "bare spawn (floor)" "/bin/true"
+  -n "bare spawn (floor)" "/bin/true" \
+  ${BASELINE_BIN:+-n "hostprocess run (baseline build)" "$BASELINE_BIN --root $work/state/base run -b $bundle base-bench"}
 
 python3 - bench/results/cli.json <<'PY'
 import json, sys
@@ -67,4 +70,7 @@ hp, rw = r["hostprocess run"], r["hostprocess run (writable root)"]
 runc, floor = r["runc run"], r["bare spawn (floor)"]
 print(f"hostprocess run {hp*1e3:.2f} ms (writable root {rw*1e3:.2f} ms), runc run {runc*1e3:.2f} ms, bare spawn {floor*1e3:.2f} ms")
 print(f"runc / hostprocess = {runc/hp:.1f}x (writable root {runc/rw:.1f}x)   hostprocess / floor = {hp/floor:.1f}x ({rw/floor:.1f}x)")
+if "hostprocess run (baseline build)" in r:
+    base = r["hostprocess run (baseline build)"]
+    print(f"baseline build {base*1e3:.2f} ms: this build / baseline = {hp/base:.3f}")
 PY
