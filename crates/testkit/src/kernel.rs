@@ -105,3 +105,33 @@ pub fn block_io_accounting(dir: &Path) -> Result<(), String> {
         dir.display()
     ))
 }
+
+/// Does this host remove a file deleted while it is open at once (Unix, and Windows 10 on
+/// NTFS with POSIX semantics)? Wine 8 keeps it until it is closed, so a state directory whose
+/// lock is held cannot be removed there: the test named `test` says it skipped and gets false.
+pub fn removes_a_file_deleted_while_open(test: &str) -> bool {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static PROBES: AtomicU32 = AtomicU32::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "testkit-open-delete-{}-{}",
+        std::process::id(),
+        PROBES.fetch_add(1, Ordering::Relaxed)
+    ));
+    let Ok(open) = fs::File::create(&path) else {
+        skipped(
+            test,
+            &format!("cannot make the probe file {}", path.display()),
+        );
+        return false;
+    };
+    let removed = fs::remove_file(&path).is_ok() && !path.exists();
+    drop(open);
+    let _ = fs::remove_file(&path);
+    if !removed {
+        skipped(
+            test,
+            "this host keeps a file deleted while open until it is closed (Wine)",
+        );
+    }
+    removed
+}

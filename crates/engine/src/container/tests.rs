@@ -68,24 +68,6 @@ impl Host {
     }
 }
 
-/// Can a delete remove the state directory while it holds the directory's lock? Windows 10
-/// removes a file deleted while open at once (POSIX semantics on NTFS), as Unix does; Wine 8
-/// keeps it until it is closed, so there the tests that delete are skipped.
-fn deletes_a_locked_state_directory(test: &str) -> bool {
-    let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("open");
-    let open = std::fs::File::create(&path).unwrap();
-    let removed = std::fs::remove_file(&path).is_ok() && !path.exists();
-    drop(open);
-    if !removed {
-        testkit::kernel::skipped(
-            test,
-            "this host keeps a file deleted while open until it is closed (Wine)",
-        );
-    }
-    removed
-}
-
 const STATES: [Status; 4] = [
     Status::Created,
     Status::Running,
@@ -221,7 +203,7 @@ fn update_reaches_the_platform_in_every_state_and_keeps_the_new_limits() {
 
 #[test]
 fn delete_refuses_a_live_container_without_force_and_destroys_every_other() {
-    if !deletes_a_locked_state_directory(
+    if !testkit::kernel::removes_a_file_deleted_while_open(
         "delete_refuses_a_live_container_without_force_and_destroys_every_other",
     ) {
         return;
@@ -246,7 +228,9 @@ fn delete_refuses_a_live_container_without_force_and_destroys_every_other() {
 
 #[test]
 fn a_failed_platform_create_removes_everything() {
-    if !deletes_a_locked_state_directory("a_failed_platform_create_removes_everything") {
+    if !testkit::kernel::removes_a_file_deleted_while_open(
+        "a_failed_platform_create_removes_everything",
+    ) {
         return;
     }
     let h = host();
@@ -268,7 +252,9 @@ fn a_failed_prepare_makes_nothing_and_leaves_nothing() {
 
 #[test]
 fn a_corrupt_state_is_removed_by_delete_force_only_through_its_directory() {
-    if !deletes_a_locked_state_directory("a_corrupt_state_is_removed_by_delete_force_only") {
+    if !testkit::kernel::removes_a_file_deleted_while_open(
+        "a_corrupt_state_is_removed_by_delete_force_only",
+    ) {
         return;
     }
     let h = host();
@@ -310,7 +296,7 @@ fn a_crash_after_the_directory_is_made_leaves_what_delete_force_removes() {
 
 #[test]
 fn a_crash_at_any_step_of_create_leaves_nothing_or_what_delete_force_removes() {
-    if !deletes_a_locked_state_directory(
+    if !testkit::kernel::removes_a_file_deleted_while_open(
         "a_crash_at_any_step_of_create_leaves_nothing_or_what_delete_force_removes",
     ) {
         return;
@@ -402,7 +388,9 @@ fn a_start_that_failed_before_releasing_init_can_be_tried_again() {
 
 #[test]
 fn racing_deletes_destroy_once_and_both_succeed() {
-    if !deletes_a_locked_state_directory("racing_deletes_destroy_once_and_both_succeed") {
+    if !testkit::kernel::removes_a_file_deleted_while_open(
+        "racing_deletes_destroy_once_and_both_succeed",
+    ) {
         return;
     }
     let h = host();
@@ -425,7 +413,7 @@ fn racing_deletes_destroy_once_and_both_succeed() {
 
 #[test]
 fn racing_deletes_by_id_with_force_destroy_once_and_both_succeed() {
-    if !deletes_a_locked_state_directory(
+    if !testkit::kernel::removes_a_file_deleted_while_open(
         "racing_deletes_by_id_with_force_destroy_once_and_both_succeed",
     ) {
         return;
@@ -448,7 +436,7 @@ fn racing_deletes_by_id_with_force_destroy_once_and_both_succeed() {
 
 #[test]
 fn deleting_a_container_whose_id_was_used_again_leaves_the_new_one() {
-    if !deletes_a_locked_state_directory(
+    if !testkit::kernel::removes_a_file_deleted_while_open(
         "deleting_a_container_whose_id_was_used_again_leaves_the_new_one",
     ) {
         return;
@@ -477,7 +465,9 @@ fn deleting_a_container_whose_id_was_used_again_leaves_the_new_one() {
 /// waits for it, and then tears down a container that has been started.
 #[test]
 fn start_and_delete_serialise_on_the_containers_lock() {
-    if !deletes_a_locked_state_directory("start_and_delete_serialise_on_the_containers_lock") {
+    if !testkit::kernel::removes_a_file_deleted_while_open(
+        "start_and_delete_serialise_on_the_containers_lock",
+    ) {
         return;
     }
     let h = host();

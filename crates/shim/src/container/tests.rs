@@ -145,23 +145,6 @@ impl Host {
     }
 }
 
-/// Can the state directory be removed while its lock is held? Not on Wine, which keeps a file
-/// deleted while open until it is closed (the engine's lifecycle tests skip there too).
-fn deletes_a_locked_state_directory(test: &str) -> bool {
-    let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("open");
-    let open = std::fs::File::create(&path).unwrap();
-    let removed = std::fs::remove_file(&path).is_ok() && !path.exists();
-    drop(open);
-    if !removed {
-        testkit::kernel::skipped(
-            test,
-            "this host keeps a file deleted while open until it is closed (Wine)",
-        );
-    }
-    removed
-}
-
 fn call(op: Op, target: impl ToString, detail: impl ToString) -> Call {
     Call {
         op,
@@ -333,7 +316,7 @@ fn exec_runs_in_a_running_workload_and_is_refused_when_paused_or_stopped() {
 
 #[test]
 fn delete_after_init_exited_tears_everything_down_and_reports_the_exit() {
-    if !deletes_a_locked_state_directory(
+    if !testkit::kernel::removes_a_file_deleted_while_open(
         "delete_after_init_exited_tears_everything_down_and_reports_the_exit",
     ) {
         return;
@@ -354,7 +337,7 @@ fn delete_after_init_exited_tears_everything_down_and_reports_the_exit() {
 
 #[test]
 fn a_running_workload_is_not_deleted_without_force_by_the_engine_and_the_shim_forces() {
-    if !deletes_a_locked_state_directory(
+    if !testkit::kernel::removes_a_file_deleted_while_open(
         "a_running_workload_is_not_deleted_without_force_by_the_engine_and_the_shim_forces",
     ) {
         return;
@@ -381,7 +364,9 @@ fn a_running_workload_is_not_deleted_without_force_by_the_engine_and_the_shim_fo
 
 #[test]
 fn a_failed_platform_create_leaves_nothing() {
-    if !deletes_a_locked_state_directory("a_failed_platform_create_leaves_nothing") {
+    if !testkit::kernel::removes_a_file_deleted_while_open(
+        "a_failed_platform_create_leaves_nothing",
+    ) {
         return;
     }
     let h = host();
