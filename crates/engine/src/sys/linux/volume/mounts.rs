@@ -2,7 +2,6 @@
 //! cloned on the host and attached at its destination, propagation, read-only attributes, and
 //! the paths inside the volume that reach a mount.
 
-use std::ffi::CString;
 use std::fs;
 use std::io::ErrorKind;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -12,8 +11,8 @@ use std::path::Path;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use super::walk::{
-    make_dir_in_volume, open_dirs_nofollow, open_host_dir, open_host_mount_point, stat_at,
-    WalkError,
+    component_c, make_dir_in_volume, open_dirs_nofollow, open_host_dir, open_host_mount_point,
+    stat_at, WalkError,
 };
 use super::{cstring, sys_err};
 use crate::error::{Error, Result};
@@ -182,13 +181,7 @@ fn reach_from_volume(
     let inside = volume.join(parts.join("/"));
     let root = fs::File::open(volume).map_err(|e| Error::io("open", volume, e))?;
     let dir = open_dirs_nofollow(root.as_raw_fd(), parents, destination)?;
-    let name = CString::new(last.as_bytes()).map_err(|_| {
-        Error::io(
-            "use",
-            destination,
-            std::io::Error::new(ErrorKind::InvalidInput, "NUL byte"),
-        )
-    })?;
+    let name = component_c(last, destination)?;
     let target_c = cstring(target)?;
     // SAFETY: symlinkat on a valid directory descriptor with C strings.
     let rc = unsafe { libc::symlinkat(target_c.as_ptr(), dir.as_raw_fd(), name.as_ptr()) };

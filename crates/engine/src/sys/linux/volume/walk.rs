@@ -14,6 +14,18 @@ use crate::plan::mounts::{relative_components, MountError};
 
 /// Opens `components` below the directory `root` without following any symlink, creating
 /// missing directories; returns the last directory's descriptor.
+/// One path component as a C string, for the walks that go a component at a time; `what` is
+/// the whole path the error names.
+pub(super) fn component_c(part: &str, what: &Path) -> Result<CString> {
+    CString::new(part.as_bytes()).map_err(|_| {
+        Error::io(
+            "use",
+            what,
+            std::io::Error::new(ErrorKind::InvalidInput, "NUL byte"),
+        )
+    })
+}
+
 pub(super) fn open_dirs_nofollow(
     root: RawFd,
     components: &[String],
@@ -22,13 +34,7 @@ pub(super) fn open_dirs_nofollow(
     // SAFETY: dup of a valid descriptor; the result is owned below.
     let mut current = unsafe { OwnedFd::from_raw_fd(libc::fcntl(root, libc::F_DUPFD_CLOEXEC, 0)) };
     for part in components {
-        let name = CString::new(part.as_bytes()).map_err(|_| {
-            Error::io(
-                "use",
-                what,
-                std::io::Error::new(ErrorKind::InvalidInput, "NUL byte"),
-            )
-        })?;
+        let name = component_c(part, what)?;
         // SAFETY: plain syscalls on a valid directory descriptor and a C string.
         unsafe { libc::mkdirat(current.as_raw_fd(), name.as_ptr(), 0o755) };
         let fd = unsafe {
