@@ -192,19 +192,7 @@ fn reach_from_volume(
     if e.kind() != ErrorKind::AlreadyExists {
         return Err(Error::io("symlink", inside, e));
     }
-    // SAFETY: fstatat on a valid directory descriptor, without following a final symlink.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    let rc = unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            &mut st,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if rc < 0 {
-        return Err(Error::io("stat", inside, std::io::Error::last_os_error()));
-    }
+    let st = stat_at(&dir, &name).map_err(|e| Error::io("stat", &inside, e))?;
     if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
         return Err(Error::Mount(MountError::Destination {
             destination: destination.display().to_string(),
