@@ -6,32 +6,24 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
-use crate::sys::fake::{Fake, FakeRecord, Op};
+use crate::sys::fake::{Fake, FakeHost, FakeRecord, Op};
 use crate::sys::Platform;
 
-struct Host {
-    fake: Fake,
-    engine: Engine<Fake>,
-    _root: tempfile::TempDir,
+/// The engine on the fake, and the fake to look at and steer.
+struct Host(FakeHost);
+
+impl std::ops::Deref for Host {
+    type Target = FakeHost;
+    fn deref(&self) -> &FakeHost {
+        &self.0
+    }
 }
 
 fn host() -> Host {
-    let root = tempfile::tempdir().unwrap();
-    let fake = Fake::new();
-    let engine = Engine::with_platform(PlanOptions::new(root.path()), fake.clone());
-    Host {
-        fake,
-        engine,
-        _root: root,
-    }
+    Host(FakeHost::new())
 }
 
 impl Host {
-    /// Another process on the same host: a CLI call after this one, or a restarted shim.
-    fn another_engine(&self) -> Engine<Fake> {
-        Engine::with_platform(self.engine.options().clone(), self.fake.clone())
-    }
-
     fn plan(&self, id: &str) -> ContainerPlan {
         let spec = crate::spec::example_spec(vec!["/bin/true".into()]);
         plan::plan(id, Path::new("/bundle"), &spec, self.engine.options(), None).unwrap()

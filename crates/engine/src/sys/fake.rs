@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::container::Engine;
 use crate::error::{Error, Result};
-use crate::plan::{ContainerPlan, ProcessPlan, ResourceRequest};
+use crate::plan::{ContainerPlan, PlanOptions, ProcessPlan, ResourceRequest};
 use crate::sys::{JobStats, Platform, ProcessInfo, SIGKILL, SIGTERM};
 
 /// The operations of the platform that act on the host (queries are not recorded).
@@ -529,5 +530,37 @@ impl Platform for Fake {
         self.enter(Op::DestroyUnrecorded, &dir.to_string_lossy(), String::new())?;
         self.leave(Op::DestroyUnrecorded);
         Ok(())
+    }
+}
+
+/// An engine on a new fake with its state root in a temporary directory (removed on drop):
+/// where the lifecycle's tests, the engine's and the shim's, start.
+pub struct FakeHost {
+    pub fake: Fake,
+    pub engine: Engine<Fake>,
+    _root: tempfile::TempDir,
+}
+
+impl FakeHost {
+    pub fn new() -> FakeHost {
+        let root = tempfile::tempdir().expect("a temporary state root");
+        let fake = Fake::new();
+        let engine = Engine::with_platform(PlanOptions::new(root.path()), fake.clone());
+        FakeHost {
+            fake,
+            engine,
+            _root: root,
+        }
+    }
+
+    /// Another process on the same host: a CLI call after this one, or a restarted shim.
+    pub fn another_engine(&self) -> Engine<Fake> {
+        Engine::with_platform(self.engine.options().clone(), self.fake.clone())
+    }
+}
+
+impl Default for FakeHost {
+    fn default() -> FakeHost {
+        FakeHost::new()
     }
 }

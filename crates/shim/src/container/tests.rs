@@ -5,8 +5,7 @@
 
 use containerd_shim::protos::api::Status as TaskStatus;
 use containerd_shim::protos::ttrpc::Code;
-use hostprocess_engine::plan::PlanOptions;
-use hostprocess_engine::sys::fake::{Call, Fake, FakeRecord, Op};
+use hostprocess_engine::sys::fake::{Call, Fake, FakeHost, FakeRecord, Op};
 
 use super::*;
 
@@ -96,29 +95,20 @@ fn deleting_a_pod_sandbox_ends_it_as_killed_unless_it_ended_before() {
 // The workload half, on the engine's recording platform.
 
 /// The shim's engine on the fake, and the fake to look at and steer.
-struct Host {
-    fake: Fake,
-    engine: Engine<Fake>,
-    _root: tempfile::TempDir,
+struct Host(FakeHost);
+
+impl std::ops::Deref for Host {
+    type Target = FakeHost;
+    fn deref(&self) -> &FakeHost {
+        &self.0
+    }
 }
 
 fn host() -> Host {
-    let root = tempfile::tempdir().unwrap();
-    let fake = Fake::new();
-    let engine = Engine::with_platform(PlanOptions::new(root.path()), fake.clone());
-    Host {
-        fake,
-        engine,
-        _root: root,
-    }
+    Host(FakeHost::new())
 }
 
 impl Host {
-    /// Another process on the same host, as the CLI would be.
-    fn another_engine(&self) -> Engine<Fake> {
-        Engine::with_platform(self.engine.options().clone(), self.fake.clone())
-    }
-
     fn create(&self, id: &str) -> Result<Container<Fake>> {
         let mut req = CreateTaskRequest::new();
         req.id = id.into();
