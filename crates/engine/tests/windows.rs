@@ -171,8 +171,13 @@ fn job_exists(id: &str) -> bool {
 /// Whether the job object goes: the system frees it once the last process that was in it is
 /// released, which Wine does a little after the process exits (polled, up to 10 s).
 fn job_goes(id: &str) -> bool {
+    comes_true(|| !job_exists(id))
+}
+
+/// Whether `done` comes true, polled every 50 ms for up to 10 s.
+fn comes_true(mut done: impl FnMut() -> bool) -> bool {
     for _ in 0..200 {
-        if !job_exists(id) {
+        if done() {
             return true;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -468,14 +473,13 @@ fn delete_leaves_no_job_process_or_state() {
     assert!(job_goes(&fixture.id), "the job object is gone");
     assert!(!pid_exists(grandchild), "the grandchild was killed");
     assert!(!Path::new(&format!(r"C:\hpc\{}", fixture.id)).exists());
-    if deletes_open_files_at_once() {
+    if testkit::kernel::removes_a_file_deleted_while_open(
+        "delete_leaves_no_job_process_or_state (state directory)",
+    ) {
         deleted.expect("delete");
         assert!(!state.exists(), "the state directory is gone");
     } else {
-        testkit::kernel::skipped(
-            "delete_leaves_no_job_process_or_state (state directory)",
-            &format!("this host keeps a file deleted while open until it is closed (Wine), so the locked state directory stays until the next delete: {deleted:?}"),
-        );
+        eprintln!("the locked state directory stays until the next delete: {deleted:?}");
     }
     fixture
         .engine
@@ -534,26 +538,7 @@ fn a_create_that_fails_after_the_launch_leaves_no_process() {
 /// Whether process `pid` goes (polled, up to 10 s: Wine ends a job's processes a little after
 /// its last handle closes).
 fn process_goes(pid: u32) -> bool {
-    for _ in 0..200 {
-        if !pid_exists(pid) {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    false
-}
-
-/// Does deleting a file that is open (shared for delete) remove its name at once, as Windows 10
-/// does on NTFS (POSIX semantics)?
-fn deletes_open_files_at_once() -> bool {
-    let tmp = tempfile::tempdir().expect("temporary directory");
-    let path = tmp.path().join("open");
-    let Ok(open) = std::fs::File::create(&path) else {
-        return false;
-    };
-    let removed = std::fs::remove_file(&path).is_ok() && !path.exists();
-    drop(open);
-    removed
+    comes_true(|| !pid_exists(pid))
 }
 
 #[test]
