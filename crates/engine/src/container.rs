@@ -474,6 +474,11 @@ impl<P: Platform> Container<P> {
         self.platform.stats(&self.state.record)
     }
 
+    /// The job's OOM kill count (what `stats` reports as `oom_kills`), read alone.
+    pub fn oom_kills(&self) -> Result<u64> {
+        self.platform.oom_kills(&self.state.record)
+    }
+
     pub fn pids(&self) -> Result<Vec<u32>> {
         self.platform.job_pids(&self.state.record)
     }

@@ -477,18 +477,13 @@ impl<P: ProcessHost> Container<P> {
         else {
             return false;
         };
-        let Ok(stats) = lock(container).stats() else {
+        let Ok(oom_kills) = lock(container).oom_kills() else {
             return false;
         };
         let reported = oom_kills_reported.load(Ordering::SeqCst);
-        stats.oom_kills > reported
+        oom_kills > reported
             && oom_kills_reported
-                .compare_exchange(
-                    reported,
-                    stats.oom_kills,
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                )
+                .compare_exchange(reported, oom_kills, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
     }
 

@@ -60,6 +60,8 @@ struct Job {
     frozen: bool,
     /// A signal sent while frozen, delivered on thaw.
     pending: Option<i32>,
+    /// Processes of the job the OOM killer ended.
+    oom_kills: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -253,6 +255,15 @@ impl Fake {
             p.ignores_sigterm = ignores_sigterm;
         }
         info
+    }
+
+    /// The OOM killer ends `pid`, a process of the job of `record`.
+    pub fn oom_kill(&self, record: &FakeRecord, pid: u32) {
+        let mut world = lock(&self.world);
+        world.end(pid);
+        if let Some(job) = world.jobs.get_mut(&record.job) {
+            job.oom_kills += 1;
+        }
     }
 
     /// Does the job that `record` names exist (made and not destroyed)?
@@ -496,8 +507,16 @@ impl Platform for Fake {
         let pids = self.job_pids(record)?.len() as u64;
         Ok(JobStats {
             pids_current: pids,
+            oom_kills: self.oom_kills(record)?,
             ..JobStats::default()
         })
+    }
+
+    fn oom_kills(&self, record: &FakeRecord) -> Result<u64> {
+        Ok(lock(&self.world)
+            .jobs
+            .get(&record.job)
+            .map_or(0, |job| job.oom_kills))
     }
 
     fn supervise_detached(

@@ -173,6 +173,8 @@ pub trait Platform {
     /// without, which is why the record may change).
     fn update(&self, record: &mut Self::Record, resources: &ResourceRequest) -> Result<()>;
     fn stats(&self, record: &Self::Record) -> Result<JobStats>;
+    /// The job's OOM kill count, as [`JobStats::oom_kills`], read alone.
+    fn oom_kills(&self, record: &Self::Record) -> Result<u64>;
     /// Starts a watcher, detached from the calling process, that applies §6 when init exits:
     /// SIGTERM to the rest of the job, SIGKILL to what is left after `grace`. Used when the
     /// caller does not stay to supervise (the CLI's `create`); the shim supervises in-process.

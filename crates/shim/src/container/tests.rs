@@ -195,6 +195,24 @@ fn a_workload_is_created_with_its_init_held_and_start_releases_it() {
 }
 
 #[test]
+fn each_oom_kill_in_the_job_is_taken_once() {
+    let h = host();
+    let container = h.running("w1");
+    let record = h.record("w1");
+    assert!(!container.take_new_oom_kill());
+    for _ in 0..2 {
+        let child = h.fake.spawn_in_job(&record, false);
+        h.fake.oom_kill(&record, child.pid);
+    }
+    assert!(container.take_new_oom_kill(), "two kills, reported once");
+    assert!(!container.take_new_oom_kill());
+    let child = h.fake.spawn_in_job(&record, false);
+    h.fake.oom_kill(&record, child.pid);
+    assert!(container.take_new_oom_kill());
+    assert!(!container.take_new_oom_kill());
+}
+
+#[test]
 fn paused_is_what_the_engines_freezer_says() {
     let h = host();
     let container = h.running("w1");

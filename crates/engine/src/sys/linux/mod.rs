@@ -346,6 +346,10 @@ impl Platform for Linux {
         Ok(cgroup::stats(&record.cgroup))
     }
 
+    fn oom_kills(&self, record: &Record) -> Result<u64> {
+        Ok(cgroup::stats::oom_kills(&record.cgroup))
+    }
+
     fn supervise_detached(
         &self,
         record: &Record,

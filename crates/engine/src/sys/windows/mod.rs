@@ -679,6 +679,11 @@ impl Platform for Windows {
         }
     }
 
+    /// A job object counts no OOM kills (its stats report none): nothing to open or read.
+    fn oom_kills(&self, _record: &Record) -> Result<u64> {
+        Ok(0)
+    }
+
     fn supervise_detached(
         &self,
         record: &Record,

@@ -40,15 +40,34 @@ pub fn stats(record: &CgroupRecord) -> JobStats {
         }
         return s;
     }
-    let v1 = |c: &str| {
-        record
-            .v1
-            .iter()
-            .find(|(n, _)| n == c)
-            .map(|(_, d)| d.clone())
-    };
-    v1_stats(&mut s, record.unified.as_deref(), v1);
+    v1_stats(&mut s, record.unified.as_deref(), |c| v1_dir(record, c));
     s
+}
+
+/// The job's OOM kill count alone, the figure `stats` reports: one file read where the whole
+/// set reads a dozen (the shim asks at every exit and, while a container runs, every second).
+pub fn oom_kills(record: &CgroupRecord) -> u64 {
+    if record.layout == Kind::V2 {
+        return record.unified.as_deref().map_or(0, v2_oom_kills);
+    }
+    v1_dir(record, "memory").map_or(0, |dir| v1_oom_kills(&dir))
+}
+
+/// The job's directory in the v1 hierarchy of controller `c`.
+fn v1_dir(record: &CgroupRecord, c: &str) -> Option<PathBuf> {
+    record
+        .v1
+        .iter()
+        .find(|(n, _)| n == c)
+        .map(|(_, d)| d.clone())
+}
+
+fn v2_oom_kills(dir: &Path) -> u64 {
+    keyed(&dir.join("memory.events"), "oom_kill")
+}
+
+fn v1_oom_kills(memory: &Path) -> u64 {
+    keyed(&memory.join("memory.oom_control"), "oom_kill")
 }
 
 fn v2(s: &mut JobStats, dir: &Path) {
@@ -57,7 +76,7 @@ fn v2(s: &mut JobStats, dir: &Path) {
     s.memory_peak_bytes = read_u64(&dir.join("memory.peak"));
     s.memory_limit_bytes = read_u64(&dir.join("memory.max"));
     s.memory_cache_bytes = keyed(&dir.join("memory.stat"), "file");
-    s.oom_kills = keyed(&dir.join("memory.events"), "oom_kill");
+    s.oom_kills = v2_oom_kills(dir);
     s.pids_current = read_u64(&dir.join("pids.current"));
     s.pids_limit = read_u64(&dir.join("pids.max"));
     if let Ok(io) = fs::read_to_string(dir.join("io.stat")) {
@@ -94,7 +113,7 @@ fn v1_stats(s: &mut JobStats, unified: Option<&Path>, v1: impl Fn(&str) -> Optio
         s.memory_peak_bytes = read_u64(&dir.join("memory.max_usage_in_bytes"));
         s.memory_limit_bytes = read_u64(&dir.join("memory.limit_in_bytes"));
         s.memory_cache_bytes = keyed(&dir.join("memory.stat"), "cache");
-        s.oom_kills = keyed(&dir.join("memory.oom_control"), "oom_kill");
+        s.oom_kills = v1_oom_kills(&dir);
     }
     if let Some(dir) = v1("pids") {
         s.pids_current = read_u64(&dir.join("pids.current"));
@@ -131,5 +150,57 @@ fn clock_ticks() -> u64 {
         ticks as u64
     } else {
         100
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(layout: Kind, unified: Option<&Path>, memory: Option<&Path>) -> CgroupRecord {
+        CgroupRecord {
+            layout,
+            unified: unified.map(Path::to_path_buf),
+            v1: memory
+                .map(|m| vec![("memory".to_string(), m.to_path_buf())])
+                .unwrap_or_default(),
+            ..CgroupRecord::default()
+        }
+    }
+
+    #[test]
+    fn the_oom_kill_count_is_the_one_the_whole_stats_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let (unified, memory) = (dir.path().join("unified"), dir.path().join("memory"));
+        fs::create_dir_all(&unified).unwrap();
+        fs::create_dir_all(&memory).unwrap();
+        fs::write(
+            unified.join("memory.events"),
+            "low 0\nhigh 0\nmax 4\noom 3\noom_kill 2\noom_group_kill 0\n",
+        )
+        .unwrap();
+        fs::write(
+            memory.join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 5\n",
+        )
+        .unwrap();
+        let v2 = record(Kind::V2, Some(&unified), None);
+        assert_eq!(oom_kills(&v2), 2);
+        assert_eq!(oom_kills(&v2), stats(&v2).oom_kills);
+        // A hybrid job's memory controller is v1: its count is there, as its stats read it.
+        for layout in [Kind::Hybrid, Kind::V1] {
+            let v1 = record(layout, Some(&unified), Some(&memory));
+            assert_eq!(oom_kills(&v1), 5, "{layout:?}");
+            assert_eq!(oom_kills(&v1), stats(&v1).oom_kills, "{layout:?}");
+        }
+    }
+
+    #[test]
+    fn a_job_without_its_memory_files_has_no_oom_kills() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(oom_kills(&record(Kind::V2, Some(dir.path()), None)), 0);
+        assert_eq!(oom_kills(&record(Kind::V2, None, None)), 0);
+        assert_eq!(oom_kills(&record(Kind::V1, None, Some(dir.path()))), 0);
+        assert_eq!(oom_kills(&record(Kind::Hybrid, Some(dir.path()), None)), 0);
     }
 }
