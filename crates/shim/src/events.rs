@@ -112,6 +112,15 @@ impl Events {
     }
 }
 
+#[cfg(test)]
+impl Events {
+    /// Events that go nowhere, for tests of what publishes them.
+    pub fn unsent() -> Events {
+        let (tx, _) = channel();
+        Events { tx }
+    }
+}
+
 /// An event's encoding. `write_to_bytes_dyn` would look the message's name up in the
 /// reflection tables, for an error message it might need.
 fn encode(event: &dyn MessageDyn) -> Result<Vec<u8>, String> {

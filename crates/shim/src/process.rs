@@ -86,10 +86,15 @@ impl Status {
     }
 }
 
+/// Called once with the process's exit (see [`Process::on_exit`]).
+pub type ExitWaiter = Box<dyn FnOnce(Exit) + Send>;
+
 struct State {
     status: Status,
     info: Option<ProcessInfo>,
     io: Option<ProcessIo>,
+    /// Called once the exit is recorded.
+    waiters: Vec<ExitWaiter>,
 }
 
 pub struct Process {
@@ -109,6 +114,7 @@ impl Process {
                 status: Status::Created,
                 info: None,
                 io: None,
+                waiters: Vec::new(),
             }),
             exited: Condvar::new(),
         }
@@ -173,8 +179,26 @@ impl Process {
         }
         let exit = Exit::now(status);
         state.status = Status::Exited(exit);
+        let waiters = std::mem::take(&mut state.waiters);
+        drop(state);
         self.exited.notify_all();
+        for waiter in waiters {
+            waiter(exit);
+        }
         Some(exit)
+    }
+
+    /// Calls `waiter` with the exit once it is recorded (at once if it is), on the thread that
+    /// records it: a `Wait` call answered from there holds no thread while the process runs.
+    pub fn on_exit(&self, waiter: ExitWaiter) {
+        let mut state = self.lock();
+        match state.status {
+            Status::Exited(exit) => {
+                drop(state);
+                waiter(exit);
+            }
+            _ => state.waiters.push(waiter),
+        }
     }
 
     /// Blocks until the process has exited.
@@ -304,6 +328,25 @@ mod tests {
         assert_eq!(asked.get(), 0);
         Status::Running.task_status(paused);
         assert_eq!(asked.get(), 1);
+    }
+
+    #[test]
+    fn an_exit_waiter_is_called_once_with_the_exit_and_at_once_after_it() {
+        let p = Process::new("", StdioPaths::default());
+        p.started(info(42), None);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = |tx: std::sync::mpsc::Sender<Exit>| -> ExitWaiter {
+            Box::new(move |exit| tx.send(exit).unwrap())
+        };
+        p.on_exit(waiter(tx.clone()));
+        p.on_exit(waiter(tx.clone()));
+        assert!(rx.try_recv().is_err(), "called before the exit");
+        let exit = p.exited(3).unwrap();
+        assert_eq!((rx.try_recv(), rx.try_recv()), (Ok(exit), Ok(exit)));
+        assert_eq!(p.exited(9), None);
+        assert!(rx.try_recv().is_err(), "called twice");
+        p.on_exit(waiter(tx));
+        assert_eq!(rx.try_recv(), Ok(exit), "a waiter after the exit");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim::protos::ttrpc::Server;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::util::write_address;
 use containerd_shim::{
@@ -30,6 +31,19 @@ pub const STATE_ROOT_ENV: &str = "HOSTPROCESS_SHIM_ROOT";
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a stopping shim waits for its ttrpc server's threads.
 const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// ttrpc's method workers on each connection. No call of the Task API holds one for long
+/// (`wait` is answered from the exit, `TaskService::methods`), so two are started: ttrpc's
+/// default three were one more than a container's calls ever use at once (its `start` while
+/// containerd waits on it). Whenever calls leave fewer than one idle, the server starts
+/// another two, so a call never waits for a worker; above three idle, a worker whose call ends
+/// leaves. ttrpc requires min < started < max.
+fn with_workers(server: Server) -> Server {
+    server
+        .set_thread_count_min(1)
+        .set_thread_count_default(2)
+        .set_thread_count_max(3)
+}
 
 pub struct Service {
     namespace: String,
@@ -205,7 +219,7 @@ pub fn serve(listener: sys::Listener) -> Result<(), ShimError> {
     }
     let sink = Sink::connect(|| RemotePublisher::new(&ttrpc_address))?;
     let task = shim.task_service(sink);
-    let mut server = listener.into_server()?.register_service(task.methods());
+    let mut server = with_workers(listener.into_server()?).register_service(task.methods());
     server.start()?;
     info!("Shim successfully started, waiting for exit signal...");
     shim.wait();
@@ -234,6 +248,8 @@ fn finishes_within(timeout: Duration, work: impl FnOnce() + Send + 'static) -> b
 
 #[cfg(test)]
 mod tests {
+    use std::thread;
+
     use super::*;
 
     #[test]
@@ -258,6 +274,68 @@ mod tests {
         assert!(!finishes_within(Duration::from_millis(50), hangs));
         assert!(started.elapsed() < Duration::from_secs(1));
         assert!(finishes_within(Duration::from_secs(5), || ()));
+    }
+
+    /// Calls that hold a worker until the test lets them go (as `wait` did until its process
+    /// exited) must leave the others answered: the server starts workers whenever calls leave
+    /// none idle.
+    #[cfg(unix)]
+    #[test]
+    fn calls_that_block_starve_no_other_call() {
+        use containerd_shim::protos::ttrpc::{
+            self, Client, MethodHandler, Request, Response, TtrpcContext,
+        };
+        use std::collections::HashMap;
+        use std::sync::mpsc;
+        use std::sync::Mutex;
+
+        struct Blocks(Mutex<mpsc::Receiver<()>>);
+        impl MethodHandler for Blocks {
+            fn handler(&self, ctx: TtrpcContext, _req: Request) -> ttrpc::Result<()> {
+                let _ = self.0.lock().unwrap().recv_timeout(Duration::from_secs(20));
+                ttrpc::response_to_channel(ctx.mh.stream_id, Response::new(), ctx.res_tx)
+            }
+        }
+        struct Answers;
+        impl MethodHandler for Answers {
+            fn handler(&self, ctx: TtrpcContext, _req: Request) -> ttrpc::Result<()> {
+                ttrpc::response_to_channel(ctx.mh.stream_id, Response::new(), ctx.res_tx)
+            }
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let address = format!("unix://{}", dir.path().join("s").display());
+        let (release, released) = mpsc::channel();
+        let mut methods: HashMap<String, Box<dyn MethodHandler + Send + Sync>> = HashMap::new();
+        methods.insert("/t/Blocks".into(), Box::new(Blocks(Mutex::new(released))));
+        methods.insert("/t/Answers".into(), Box::new(Answers));
+        let mut server =
+            with_workers(Server::new().bind(&address).unwrap()).register_service(methods);
+        server.start().unwrap();
+        let client = Client::connect(&address).unwrap();
+        let call = |method: &str| {
+            let mut request = Request::new();
+            request.service = "t".into();
+            request.method = method.into();
+            request.timeout_nano = Duration::from_secs(20).as_nanos() as i64;
+            let client = client.clone();
+            thread::spawn(move || client.request(request).is_ok())
+        };
+        // More blocked calls than workers are ever started at once, or kept idle.
+        let blocked: Vec<_> = (0..5).map(|_| call("Blocks")).collect();
+        thread::sleep(Duration::from_millis(200));
+        let (answered_tx, answered) = mpsc::channel();
+        let other = call("Answers");
+        thread::spawn(move || answered_tx.send(other.join().unwrap()));
+        let answered = answered.recv_timeout(Duration::from_secs(5));
+        for _ in &blocked {
+            release.send(()).unwrap();
+        }
+        assert_eq!(answered, Ok(true), "a call waited behind blocked ones");
+        for call in blocked {
+            assert!(call.join().unwrap());
+        }
+        server.shutdown();
     }
 
     #[test]

@@ -20,6 +20,7 @@ use containerd_shim::protos::events::task::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskIO, TaskPaused, TaskResumed,
     TaskStart,
 };
+use containerd_shim::protos::protobuf::Message;
 use containerd_shim::protos::ttrpc::{self, MethodHandler, Request};
 use containerd_shim::{ExitSignal, Task, TtrpcContext, TtrpcResult};
 use hostprocess_engine::spec::Spec;
@@ -32,7 +33,7 @@ use crate::events::Events;
 use crate::exits;
 use crate::io::StdioPaths;
 use crate::pod::{self, PodSandbox, Role};
-use crate::process::Status;
+use crate::process::{Exit, Status};
 use crate::sys;
 
 /// How often the live containers' jobs are checked for OOM kills between exits.
@@ -169,14 +170,21 @@ impl TaskService {
 
     /// The Task API's ttrpc methods, each call but `wait` and `shutdown` counted in flight
     /// until its answer is queued: `shutdown` then waits on that alone, and its own answer,
-    /// after which containerd closes the connection, is queued last.
+    /// after which containerd closes the connection, is queued last. `wait` is answered when
+    /// its process exits, by the thread that records the exit ([`ExitAnswer`]).
     pub fn methods(self) -> HashMap<String, Box<dyn MethodHandler + Send + Sync>> {
         let shared = self.shared.clone();
         shared.calls.answers_counted.store(true, Ordering::Release);
         create_task(Arc::new(self))
             .into_iter()
             .map(|(path, method)| {
-                if path.ends_with("/Wait") || path.ends_with("/Shutdown") {
+                if path.ends_with("/Wait") {
+                    let wait: Box<dyn MethodHandler + Send + Sync> = Box::new(ExitAnswer {
+                        shared: shared.clone(),
+                    });
+                    return (path, wait);
+                }
+                if path.ends_with("/Shutdown") {
                     return (path, method);
                 }
                 let counted: Box<dyn MethodHandler + Send + Sync> = Box::new(Counted {
@@ -400,6 +408,60 @@ impl MethodHandler for Counted {
     }
 }
 
+/// `wait` without a ttrpc worker held until the process exits: its answer is queued on the
+/// call's connection by the thread that records the exit. A pod's shim has a `wait` pending for
+/// each of its processes, and a worker blocked in each.
+struct ExitAnswer {
+    shared: Arc<Shared>,
+}
+
+impl MethodHandler for ExitAnswer {
+    fn handler(&self, ctx: TtrpcContext, req: Request) -> ttrpc::Result<()> {
+        let request = WaitRequest::parse_from_bytes(&req.payload)
+            .map_err(|e| ttrpc::Error::Others(format!("wait: decode the request: {e}")))?;
+        let (stream_id, answers) = (ctx.mh.stream_id, ctx.res_tx);
+        let process = self
+            .shared
+            .container(&request.id)
+            .and_then(|c| c.process(&request.exec_id));
+        match answer("wait", &request.id, process) {
+            Ok(process) => {
+                process.on_exit(Box::new(move |exit| {
+                    let answer = ttrpc_answer(Ok(wait_response(exit)));
+                    if let Err(e) = ttrpc::response_to_channel(stream_id, answer, answers) {
+                        debug!("wait {}: the connection is gone: {e}", request.id);
+                    }
+                }));
+                Ok(())
+            }
+            Err(e) => ttrpc::response_to_channel(stream_id, ttrpc_answer::<Empty>(Err(e)), answers),
+        }
+    }
+}
+
+fn wait_response(exit: Exit) -> WaitResponse {
+    let mut response = WaitResponse::new();
+    response.exit_status = exit.status;
+    response.exited_at = Some(exit.timestamp()).into();
+    response
+}
+
+/// A call's answer as ttrpc's generated handlers make it.
+fn ttrpc_answer<T: Message>(result: TtrpcResult<T>) -> ttrpc::Response {
+    let mut response = ttrpc::Response::new();
+    let status = match result.map(|answer| answer.write_to_bytes()) {
+        Ok(Ok(payload)) => {
+            response.payload = payload;
+            ttrpc::get_status(ttrpc::Code::OK, String::new())
+        }
+        Ok(Err(e)) => ttrpc::get_status(ttrpc::Code::INTERNAL, e.to_string()),
+        Err(ttrpc::Error::RpcStatus(status)) => status,
+        Err(e) => ttrpc::get_status(ttrpc::Code::UNKNOWN, format!("{e:?}")),
+    };
+    response.set_status(status);
+    response
+}
+
 /// Logs a failed call (containerd shows only the message) and converts it for ttrpc.
 fn answer<T>(what: &str, id: &str, result: Result<T>) -> TtrpcResult<T> {
     result.map_err(|e| {
@@ -543,11 +605,7 @@ impl Task for TaskService {
             .container(&req.id)
             .and_then(|c| c.process(&req.exec_id));
         let process = answer("wait", &req.id, result)?;
-        let exit = process.wait();
-        let mut response = WaitResponse::new();
-        response.exit_status = exit.status;
-        response.exited_at = Some(exit.timestamp()).into();
-        Ok(response)
+        Ok(wait_response(process.wait()))
     }
 
     fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> TtrpcResult<StatsResponse> {
@@ -595,6 +653,65 @@ mod tests {
         assert!(calls.call().is_some());
         calls.answers_counted.store(true, Ordering::Release);
         assert!(calls.call().is_none());
+    }
+
+    /// A `wait` holds no worker until its process exits: with a single worker, which the
+    /// server never adds to, the pod's `kill` that ends the process is still answered.
+    #[cfg(unix)]
+    #[test]
+    fn a_pending_wait_holds_no_worker_and_is_answered_by_the_exit() {
+        use containerd_shim::protos::ttrpc::context;
+        use containerd_shim::protos::ttrpc::{Client, Server};
+        use containerd_shim::protos::TaskClient;
+
+        let root = tempfile::tempdir().unwrap();
+        let engine = Engine::new(hostprocess_engine::plan::PlanOptions::from_env(
+            root.path().to_path_buf(),
+        ));
+        let shared = Shared::new(engine, Events::unsent(), Arc::new(ExitSignal::default()));
+        let mut create = CreateTaskRequest::new();
+        create.id = "p1".into();
+        let sandbox = Container::sandbox(&create, Spec::default());
+        sandbox.start().unwrap();
+        shared.map().insert("p1".into(), Arc::new(sandbox));
+        let address = format!("unix://{}", root.path().join("s").display());
+        let mut server = Server::new()
+            .bind(&address)
+            .unwrap()
+            .set_thread_count_min(0)
+            .set_thread_count_default(1)
+            .set_thread_count_max(2)
+            .register_service(TaskService::new(shared).methods());
+        server.start().unwrap();
+        let client = TaskClient::new(Client::connect(&address).unwrap());
+        let ctx = || context::with_duration(Duration::from_secs(10));
+
+        let waiting = {
+            let (client, ctx) = (client.clone(), ctx());
+            thread::spawn(move || {
+                let mut wait = WaitRequest::new();
+                wait.id = "p1".into();
+                client.wait(ctx, &wait)
+            })
+        };
+        thread::sleep(Duration::from_millis(100));
+        let mut kill = KillRequest::new();
+        kill.id = "p1".into();
+        kill.signal = 15;
+        assert!(client.kill(ctx(), &kill).is_ok(), "kill waited behind wait");
+        let exit = waiting.join().unwrap().unwrap();
+        assert_eq!(exit.exit_status, 0);
+        // A wait for what has exited is answered at once; one for nothing, with its error.
+        let mut wait = WaitRequest::new();
+        wait.id = "p1".into();
+        assert_eq!(client.wait(ctx(), &wait).unwrap().exit_status, 0);
+        wait.id = "nothing".into();
+        let err = client.wait(ctx(), &wait).unwrap_err();
+        assert!(
+            err.to_string().contains("container nothing does not exist"),
+            "{err}"
+        );
+        server.shutdown();
     }
 
     #[test]
