@@ -1,8 +1,9 @@
 //! Task events to containerd, in order, from one forwarding thread: a Task API call only queues
 //! its event and never waits on containerd.
 //!
-//! The forwarder has a connection of its own to containerd's Events service and names each
-//! event's type from the compile-time name of its message. The shim library's publisher looks
+//! The forwarder has a connection of its own to containerd's Events service (`sys`: on Linux
+//! called on the forwarder's thread alone) and names each event's type from the compile-time
+//! name of its message. The shim library's publisher looks
 //! that name up in protobuf's reflection tables, which it builds on first use by decoding the
 //! descriptors of the event's `.proto` file and its imports (`descriptor.proto` among them):
 //! about a millisecond of CPU in a shim that lives for one pod. The library's publisher is
@@ -18,7 +19,6 @@ use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::{CodedOutputStream, Message as ProtoMessage, MessageDyn};
 use containerd_shim::protos::shim::event::Envelope;
 use containerd_shim::protos::ttrpc::context;
-use containerd_shim::protos::EventsClient;
 use containerd_shim::publisher::RemotePublisher;
 use log::{debug, warn};
 
@@ -44,7 +44,7 @@ enum Message {
 
 /// Where the forwarder sends events.
 pub enum Sink {
-    Direct(EventsClient),
+    Direct(sys::EventsConnection),
     Library(RemotePublisher),
 }
 
@@ -56,8 +56,8 @@ impl Sink {
         let Ok(address) = std::env::var(TTRPC_ADDRESS_ENV) else {
             return fallback().map(Sink::Library);
         };
-        match sys::connect_ttrpc(&address) {
-            Ok(client) => Ok(Sink::Direct(EventsClient::new(client))),
+        match sys::connect_events(&address, PUBLISH_TIMEOUT) {
+            Ok(connection) => Ok(Sink::Direct(connection)),
             Err(e) => {
                 warn!("events: connect to {address}: {e}; using the library's publisher");
                 fallback().map(Sink::Library)
@@ -83,7 +83,7 @@ impl Events {
         let (tx, rx) = channel();
         std::thread::Builder::new()
             .name("events".into())
-            .spawn(move || forward(&sink, &namespace, rx))
+            .spawn(move || forward(sink, &namespace, rx))
             .map_err(|e| warn!("cannot start the event forwarder: {e}"))
             .ok();
         Events { tx }
@@ -154,7 +154,7 @@ fn forward_request(
     Ok(request)
 }
 
-fn forward(sink: &Sink, namespace: &str, rx: Receiver<Message>) {
+fn forward(mut sink: Sink, namespace: &str, rx: Receiver<Message>) {
     for message in rx {
         let (topic, name, event) = match message {
             Message::Event { topic, name, event } => (topic, name, event),
@@ -163,17 +163,16 @@ fn forward(sink: &Sink, namespace: &str, rx: Receiver<Message>) {
                 continue;
             }
         };
-        let ctx = context::with_duration(PUBLISH_TIMEOUT);
-        let sent = match sink {
-            Sink::Direct(client) => forward_request(namespace, topic.clone(), name, &*event)
-                .and_then(|req| {
-                    client
-                        .forward(ctx, &req)
-                        .map(drop)
-                        .map_err(|e| e.to_string())
-                }),
+        let sent = match &mut sink {
+            Sink::Direct(connection) => forward_request(namespace, topic.clone(), name, &*event)
+                .and_then(|req| connection.forward(&req)),
             Sink::Library(publisher) => publisher
-                .publish(ctx, &topic, namespace, event)
+                .publish(
+                    context::with_duration(PUBLISH_TIMEOUT),
+                    &topic,
+                    namespace,
+                    event,
+                )
                 .map_err(|e| e.to_string()),
         };
         if let Err(e) = sent {

@@ -15,7 +15,9 @@ use log::debug;
 use crate::io::{output, CopyDone, Output, StdioPaths};
 use crate::metrics::MetricsFormat;
 
+mod events;
 mod start;
+pub use events::{connect_events, EventsConnection};
 pub use start::{become_subreaper, inherited_listener, reap_children, start_serving, Listener};
 
 /// Where the shim keeps the engine's state (one directory per namespace below it).
@@ -50,13 +52,6 @@ pub fn watch_exit(_container: &EngineContainer, _process: &ProcessInfo) {}
 pub fn ignore_broken_pipes() {
     // SAFETY: signal(2) with SIG_IGN installs no handler code.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-}
-
-/// A ttrpc client on containerd's socket at `address` (a path, as in `TTRPC_ADDRESS`).
-pub fn connect_ttrpc(address: &str) -> Result<containerd_shim::protos::ttrpc::Client, String> {
-    use std::os::fd::IntoRawFd;
-    let stream = std::os::unix::net::UnixStream::connect(address).map_err(|e| e.to_string())?;
-    containerd_shim::protos::ttrpc::Client::new(stream.into_raw_fd()).map_err(|e| e.to_string())
 }
 
 /// True when `path` is the network namespace the shim itself is in: the host's, since the

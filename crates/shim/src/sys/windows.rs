@@ -23,9 +23,38 @@ pub const LOG_FIFO: Option<&str> = None;
 /// Reported when the exit code of a process cannot be read.
 const UNKNOWN_EXIT: i32 = 255;
 
-/// A ttrpc client on containerd's named pipe at `address` (as in `TTRPC_ADDRESS`).
-pub fn connect_ttrpc(address: &str) -> Result<containerd_shim::protos::ttrpc::Client, String> {
-    containerd_shim::protos::ttrpc::Client::connect(address).map_err(|e| e.to_string())
+/// containerd's Events service through ttrpc's client on its named pipe.
+pub struct EventsConnection {
+    client: containerd_shim::protos::EventsClient,
+    timeout: std::time::Duration,
+}
+
+/// Connects to containerd's Events service at `address` (as in `TTRPC_ADDRESS`); each event
+/// is given `timeout`.
+pub fn connect_events(
+    address: &str,
+    timeout: std::time::Duration,
+) -> Result<EventsConnection, String> {
+    let client = containerd_shim::protos::ttrpc::Client::connect(address)
+        .map_err(|e| format!("connect to {address}: {e}"))?;
+    Ok(EventsConnection {
+        client: containerd_shim::protos::EventsClient::new(client),
+        timeout,
+    })
+}
+
+impl EventsConnection {
+    /// Sends one event to containerd and waits for its answer.
+    pub fn forward(
+        &mut self,
+        request: &containerd_shim::protos::api::ForwardRequest,
+    ) -> Result<(), String> {
+        let ctx = containerd_shim::protos::ttrpc::context::with_duration(self.timeout);
+        self.client
+            .forward(ctx, request)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
 }
 
 pub fn metrics_format() -> MetricsFormat {
