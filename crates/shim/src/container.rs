@@ -487,6 +487,18 @@ impl<P: ProcessHost> Container<P> {
                 .is_ok()
     }
 
+    /// Whether anything of a workload's job may still run once its init has exited: false once
+    /// the job is seen empty (nothing for [`Container::terminate_rest`] to stop), true when it
+    /// cannot be read.
+    pub fn rest_may_run(&self) -> bool {
+        match &self.kind {
+            Kind::Sandbox { .. } => false,
+            Kind::Workload { container, .. } => {
+                lock(container).pids().map_or(true, |pids| !pids.is_empty())
+            }
+        }
+    }
+
     /// §6 after init exits: SIGTERM to the rest of the job, SIGKILL after the grace period
     /// (the engine thaws a frozen job first). It works on a copy of the engine's container, so
     /// that other calls are not held for the grace period.

@@ -1,7 +1,8 @@
 //! Process exits: containerd-shim's SIGCHLD reaper (on Windows, the per-process watchers of
 //! `sys`) reports each reaped pid to its monitor; one thread here turns them into process
 //! state and `TaskExit` events. When an init exits, the rest of its job is stopped first (§6),
-//! so containerd learns of the exit only once nothing of the container runs any more.
+//! so containerd learns of the exit only once nothing of the container runs any more: on a
+//! thread of its own, for the grace period, unless nothing of the job is left.
 
 use std::sync::Arc;
 use std::thread;
@@ -53,6 +54,13 @@ fn on_exit(shared: &Arc<Shared>, pid: i32, code: i32) {
                 "container {}: init {pid} exited (status {status})",
                 container.id
             );
+            // The usual end: nothing of the job left and no terminal output to wait for, so
+            // the exit is published here, before any other exit is handled.
+            if !container.init.stdio.terminal && !container.rest_may_run() {
+                publish_oom(&container, &shared.events);
+                publish_exit(&container, &container.init, status, &shared.events);
+                return;
+            }
             let events = shared.events.clone();
             let spawned = thread::Builder::new()
                 .name(format!("init-exit-{}", container.id))

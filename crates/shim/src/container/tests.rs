@@ -213,6 +213,20 @@ fn each_oom_kill_in_the_job_is_taken_once() {
 }
 
 #[test]
+fn once_init_has_exited_the_rest_of_the_job_may_run_until_it_is_seen_empty() {
+    let h = host();
+    let container = h.running("w1");
+    let record = h.record("w1");
+    assert!(container.rest_may_run(), "init runs");
+    let daemon = h.fake.spawn_in_job(&record, false);
+    h.fake.exit(container.init.pid());
+    assert!(container.rest_may_run(), "a daemon init left");
+    h.fake.exit(daemon.pid);
+    assert!(!container.rest_may_run());
+    assert!(!sandbox().rest_may_run());
+}
+
+#[test]
 fn paused_is_what_the_engines_freezer_says() {
     let h = host();
     let container = h.running("w1");
