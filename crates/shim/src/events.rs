@@ -112,7 +112,8 @@ impl Events {
     }
 }
 
-#[cfg(test)]
+// The tests that use it serve ttrpc on a unix socket.
+#[cfg(all(test, unix))]
 impl Events {
     /// Events that go nowhere, for tests of what publishes them.
     pub fn unsent() -> Events {

@@ -248,8 +248,6 @@ fn finishes_within(timeout: Duration, work: impl FnOnce() + Send + 'static) -> b
 
 #[cfg(test)]
 mod tests {
-    use std::thread;
-
     use super::*;
 
     #[test]
@@ -288,6 +286,7 @@ mod tests {
         use std::collections::HashMap;
         use std::sync::mpsc;
         use std::sync::Mutex;
+        use std::thread;
 
         struct Blocks(Mutex<mpsc::Receiver<()>>);
         impl MethodHandler for Blocks {
