@@ -95,7 +95,7 @@ BASE_SHIM=containerd-shim-hostprocessbase-v1
 
 ctr_t() { timeout 30 ctr --address "$sock" --namespace "$NS" "$@"; }
 
-# Every process of shim binary $1 started for this containerd, with its -socket path if any.
+# Every process of shim binary $1 started for this containerd, with its socket path if any (the address file in its bundle).
 shim_pids() {
   python3 - "$1" "$sock" <<'PY'
 import os, sys
@@ -108,7 +108,11 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
     args = [a.decode(errors="replace") for a in args if a]
     if not args or os.path.basename(args[0]) != name or sock not in args:
         continue
-    socket = args[args.index("-socket") + 1] if "-socket" in args[:-1] else ""
+    # A serving shim runs in its bundle, where its start action wrote the socket's address.
+    try:
+        socket = open(f"/proc/{pid}/cwd/address").read().strip()
+    except OSError:
+        socket = ""
     print(pid, socket.removeprefix("unix://"))
 PY
 }

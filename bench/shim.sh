@@ -114,7 +114,7 @@ ctr_t() { timeout 30 ctr --address "$sock" --namespace "$ns" "$@"; }   # for cle
 
 # Pids of the serving shims (not `start`/`delete` runs) named $1 of this containerd; with a
 # second argument `any`, every process of that shim binary for this containerd, each followed
-# by its -socket path when it has one.
+# by its socket path when it has one (from the address file in its working directory, the bundle).
 shim_pids() {
   python3 - "$1" "$sock" "${2:-serving}" <<'PY'
 import os, sys
@@ -128,7 +128,11 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
     if not args or os.path.basename(args[0]) != name or sock not in args:
         continue
     if which == "any":
-        socket = args[args.index("-socket") + 1] if "-socket" in args[:-1] else ""
+        # A serving shim runs in its bundle, where its start action wrote the socket's address.
+    try:
+        socket = open(f"/proc/{pid}/cwd/address").read().strip()
+    except OSError:
+        socket = ""
         print(pid, socket.removeprefix("unix://"))
     elif "start" not in args and "delete" not in args:
         print(pid)
