@@ -171,7 +171,10 @@ impl TaskService {
     /// The Task API's ttrpc methods, each call but `wait` and `shutdown` counted in flight
     /// until its answer is queued: `shutdown` then waits on that alone, and its own answer,
     /// after which containerd closes the connection, is queued last. `wait` is answered when
-    /// its process exits, by the thread that records the exit ([`ExitAnswer`]).
+    /// its process exits, by the thread that records the exit ([`ExitAnswer`]). (Linux: the
+    /// serving shim on its start action's socket; on Windows the shim library registers the
+    /// service.)
+    #[cfg_attr(windows, allow(dead_code))]
     pub fn methods(self) -> HashMap<String, Box<dyn MethodHandler + Send + Sync>> {
         let shared = self.shared.clone();
         shared.calls.answers_counted.store(true, Ordering::Release);
@@ -396,6 +399,7 @@ fn live_workloads(shared: &Shared) -> Vec<Arc<Container>> {
 }
 
 /// A ttrpc method whose call is in flight until its answer is queued.
+#[cfg_attr(windows, allow(dead_code))]
 struct Counted {
     method: Box<dyn MethodHandler + Send + Sync>,
     shared: Arc<Shared>,
@@ -411,6 +415,7 @@ impl MethodHandler for Counted {
 /// `wait` without a ttrpc worker held until the process exits: its answer is queued on the
 /// call's connection by the thread that records the exit. A pod's shim has a `wait` pending for
 /// each of its processes, and a worker blocked in each.
+#[cfg_attr(windows, allow(dead_code))]
 struct ExitAnswer {
     shared: Arc<Shared>,
 }
@@ -447,6 +452,7 @@ fn wait_response(exit: Exit) -> WaitResponse {
 }
 
 /// A call's answer as ttrpc's generated handlers make it.
+#[cfg_attr(windows, allow(dead_code))]
 fn ttrpc_answer<T: Message>(result: TtrpcResult<T>) -> ttrpc::Response {
     let mut response = ttrpc::Response::new();
     let status = match result.map(|answer| answer.write_to_bytes()) {

@@ -18,7 +18,7 @@ use crate::metrics::MetricsFormat;
 mod events;
 mod start;
 pub use events::{connect_events, EventsConnection};
-pub use start::{become_subreaper, inherited_listener, reap_children, start_serving, Listener};
+pub use start::{become_subreaper, reap_children, start_serving, Listener};
 
 /// Where the shim keeps the engine's state (one directory per namespace below it).
 pub const DEFAULT_STATE_ROOT: &str = "/run/containerd/hostprocess";
