@@ -1,5 +1,6 @@
 //! Task events to containerd, in order, from one forwarding thread: a Task API call only queues
-//! its event and never waits on containerd.
+//! its event and never waits on containerd. Between events, the thread also runs the shim's one
+//! periodic check (`Events::watch`), which would otherwise need a thread of its own.
 //!
 //! The forwarder has a connection of its own to containerd's Events service (`sys`: on Linux
 //! called on the forwarder's thread alone) and names each event's type from the compile-time
@@ -9,8 +10,8 @@
 //! about a millisecond of CPU in a shim that lives for one pod. The library's publisher is
 //! kept only when that connection cannot be made.
 
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::time::Duration;
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
 
 use containerd_shim::event::Event;
 use containerd_shim::protos::api::ForwardRequest;
@@ -40,6 +41,14 @@ enum Message {
     },
     /// Answered once every event queued before it is published.
     Flush(Sender<()>),
+    /// Starts a periodic check (`Events::watch`).
+    Watch(Watch),
+}
+
+/// A check the forwarder runs every `interval` until it answers false.
+pub struct Watch {
+    interval: Duration,
+    check: Box<dyn FnMut() -> bool + Send>,
 }
 
 /// Where the forwarder sends events.
@@ -102,6 +111,18 @@ impl Events {
         }
     }
 
+    /// Runs `check` on the forwarder's thread every `interval`, between events, until it
+    /// answers false; a watch started while another runs replaces it.
+    pub fn watch(&self, interval: Duration, check: impl FnMut() -> bool + Send + 'static) {
+        let watch = Watch {
+            interval,
+            check: Box::new(check),
+        };
+        if self.tx.send(Message::Watch(watch)).is_err() {
+            warn!("watch not started: the forwarder has stopped");
+        }
+    }
+
     /// Waits (at most `timeout`) until everything queued so far reached containerd, so the
     /// shim does not exit with a `TaskDelete` still queued.
     pub fn flush(&self, timeout: Duration) {
@@ -155,12 +176,39 @@ fn forward_request(
     Ok(request)
 }
 
+/// The next message; while a watch runs, its check in between, when its time comes. `None`
+/// once every sender is gone.
+fn next(rx: &Receiver<Message>, watch: &mut Option<(Watch, Instant)>) -> Option<Message> {
+    loop {
+        let Some((running, due)) = watch else {
+            return rx.recv().ok();
+        };
+        match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
+            Ok(message) => return Some(message),
+            Err(RecvTimeoutError::Disconnected) => return None,
+            Err(RecvTimeoutError::Timeout) => {
+                if (running.check)() {
+                    *due = Instant::now() + running.interval;
+                } else {
+                    *watch = None;
+                }
+            }
+        }
+    }
+}
+
 fn forward(mut sink: Sink, namespace: &str, rx: Receiver<Message>) {
-    for message in rx {
+    let mut watch = None;
+    while let Some(message) = next(&rx, &mut watch) {
         let (topic, name, event) = match message {
             Message::Event { topic, name, event } => (topic, name, event),
             Message::Flush(done) => {
                 let _ = done.send(());
+                continue;
+            }
+            Message::Watch(started) => {
+                let due = Instant::now() + started.interval;
+                watch = Some((started, due));
                 continue;
             }
         };
@@ -211,6 +259,47 @@ mod tests {
         ] {
             assert_eq!(ours, reflection);
         }
+    }
+
+    /// containerd's socket, listening but never answering: the watch needs no event sent.
+    #[cfg(unix)]
+    #[test]
+    fn a_watch_runs_on_the_forwarder_until_it_answers_false() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("containerd.sock.ttrpc");
+        let _containerd = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let connection = sys::connect_events(&path.to_string_lossy(), PUBLISH_TIMEOUT).unwrap();
+        let events = Events::start(Sink::Direct(connection), "ns".into());
+        let checks = Arc::new(AtomicUsize::new(0));
+        let counted = checks.clone();
+        events.watch(Duration::from_millis(10), move || {
+            counted.fetch_add(1, Ordering::SeqCst) + 1 < 3
+        });
+        events.flush(Duration::from_secs(5));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while checks.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            checks.load(Ordering::SeqCst),
+            3,
+            "checked until it answered false"
+        );
+        // A watch started again runs again.
+        let again = checks.clone();
+        events.watch(Duration::from_millis(10), move || {
+            again.fetch_add(1, Ordering::SeqCst);
+            false
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while checks.load(Ordering::SeqCst) < 4 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(checks.load(Ordering::SeqCst), 4);
     }
 
     #[test]

@@ -353,40 +353,36 @@ impl TaskService {
 }
 
 /// Reports OOM kills of the live containers' jobs that no exit has reported yet (a killed child
-/// while init survives): one thread for all of the shim's containers, which ends once none of
-/// them runs; a container's create starts it again.
+/// while init survives): one check for all of the shim's containers, run by the event
+/// forwarder between events, which ends once none of them runs; a container's create starts it
+/// again.
 fn watch_oom(shared: &Arc<Shared>) {
     let mut watching = shared.oom_watcher.lock().unwrap_or_else(|e| e.into_inner());
     if *watching {
         return;
     }
-    let shared = Arc::downgrade(shared);
-    let spawned = thread::Builder::new()
-        .name("oom".into())
-        .spawn(move || loop {
-            thread::sleep(OOM_POLL);
-            let Some(shared) = shared.upgrade() else {
-                return;
-            };
-            let mut live = live_workloads(&shared);
+    let weak = Arc::downgrade(shared);
+    shared.events.watch(OOM_POLL, move || {
+        let Some(shared) = weak.upgrade() else {
+            return false;
+        };
+        let mut live = live_workloads(&shared);
+        if live.is_empty() {
+            // Under the lock a create takes after adding its container: it finds the watch
+            // running, or starts it again.
+            let mut watching = shared.oom_watcher.lock().unwrap_or_else(|e| e.into_inner());
+            live = live_workloads(&shared);
             if live.is_empty() {
-                // Under the lock a create takes after adding its container: it finds the
-                // watcher running, or starts it again.
-                let mut watching = shared.oom_watcher.lock().unwrap_or_else(|e| e.into_inner());
-                live = live_workloads(&shared);
-                if live.is_empty() {
-                    *watching = false;
-                    return;
-                }
+                *watching = false;
+                return false;
             }
-            for container in live {
-                exits::publish_oom(&container, &shared.events);
-            }
-        });
-    match spawned {
-        Ok(_) => *watching = true,
-        Err(e) => warn!("cannot watch for OOM kills: {e}"),
-    }
+        }
+        for container in live {
+            exits::publish_oom(&container, &shared.events);
+        }
+        true
+    });
+    *watching = true;
 }
 
 /// The shim's containers whose init has not exited (a pod sandbox has no job).
