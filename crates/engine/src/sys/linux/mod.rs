@@ -181,17 +181,9 @@ impl Platform for Linux {
                 "no cgroup filesystem is mounted on this host",
             ));
         }
-        for dir in cgroup::dirs(&cgroup) {
-            if dir.exists() {
-                return Err(Error::container(
-                    &plan.id,
-                    format!(
-                        "cgroup '{}' already exists: another container uses it",
-                        dir.display()
-                    ),
-                ));
-            }
-        }
+        // A job directory that exists already is refused by its mkdir in `create` (the claim
+        // on the path, which a look here could not make race-free anyway), and the failed
+        // create removes what it made: no stat of each directory first.
         volume::check(plan, state_dir)?;
         let resolution = account::resolve(&plan.account, &plan.accounts)?;
         Ok(Record {
@@ -403,7 +395,8 @@ impl Platform for Linux {
 
     fn destroy(&self, record: &Record) -> Result<()> {
         // A job this container did not make (it lost the race for the path) is another's.
-        let owned = cgroup::owns_job(&record.cgroup);
+        let ownership = cgroup::Ownership::of(&record.cgroup);
+        let owned = ownership.owns_job(&record.cgroup);
         if owned && !cgroup::is_empty(&record.cgroup)? {
             // A frozen job cannot die: thaw it after the kill is queued.
             cgroup::signal_all(&record.cgroup, SIGKILL)?;
@@ -418,7 +411,7 @@ impl Platform for Linux {
             _ => Ok(()),
         };
         let volume = volume::destroy(&record.volume);
-        let job = scope.and(cgroup::destroy(&record.cgroup));
+        let job = scope.and(cgroup::destroy_with(&record.cgroup, &ownership));
         let account = match (&record.resolution, &record.account) {
             (
                 _,
