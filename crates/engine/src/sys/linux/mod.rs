@@ -155,6 +155,16 @@ fn launch(
     })
 }
 
+/// The job's systemd unit and a connection to systemd, when the job is a unit and systemd is
+/// init. A job without a unit never connects (a connection to the system bus is a socket, an
+/// authentication exchange and a `Hello` call).
+fn with_systemd(
+    record: &CgroupRecord,
+) -> Option<(&cgroup::systemd::Unit, zbus::blocking::Connection)> {
+    let unit = record.unit.as_ref()?;
+    Some((unit, cgroup::scope::connect_to_systemd()?))
+}
+
 /// The identity of the job: device and inode of each of its cgroup directories. A job made
 /// again at the same path (its id reused after a delete) has other inodes.
 fn job_identity(record: &Record) -> Vec<Option<(u64, u64)>> {
@@ -232,8 +242,8 @@ impl Platform for Linux {
         let launch = launch(plan, record, resolved, &plan.process, fifo)?;
         let init = process::spawn(&launch, stdio)?;
         record.init = Some(init);
-        if let (Some(unit), Some(bus)) = (&record.cgroup.unit, cgroup::scope::connect_to_systemd())
-        {
+        // Connects to systemd only for a job that is a unit.
+        if let Some((unit, bus)) = with_systemd(&record.cgroup) {
             let properties = cgroup::scope::scope_properties(
                 &unit.slice,
                 init.pid,
@@ -325,8 +335,7 @@ impl Platform for Linux {
             &record.cgroup,
             &cgroup::update_settings(&record.cgroup, resources, host_cpus()),
         )?;
-        if let (Some(unit), Some(bus)) = (&record.cgroup.unit, cgroup::scope::connect_to_systemd())
-        {
+        if let Some((unit, bus)) = with_systemd(&record.cgroup) {
             let limits =
                 cgroup::scope::limit_properties(record.cgroup.layout, resources, host_cpus());
             cgroup::scope::set_limits(&bus, &unit.name, &limits)?;
