@@ -221,13 +221,13 @@ impl Platform for Linux {
                 account::claim_ephemeral(claim_owner(record), group, *gid, pool)?
             }
         });
+        let owner = record.account.as_ref().map_or((0, 0), |a| (a.uid, a.gid));
         let fifo = if hold {
-            process::make_exec_fifo(&record.exec_fifo)?;
+            process::make_exec_fifo(&record.exec_fifo, owner.0)?;
             Some(record.exec_fifo.clone())
         } else {
             None
         };
-        let owner = record.account.as_ref().map_or((0, 0), |a| (a.uid, a.gid));
         if plan.volume.layout == crate::plan::Layout::Symlink {
             volume::make_host_mount_point(plan, &mut record.volume)?;
         }
