@@ -224,6 +224,17 @@ pub fn release(path: &Path, init: &ProcessInfo) -> Result<()> {
         if n == 1 {
             break;
         }
+        // Our open released init, which writes its byte a moment later: wait for it first,
+        // and look at init's descriptors only when none came.
+        let mut pfd = libc::pollfd {
+            fd: fifo.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid descriptor.
+        if unsafe { libc::poll(&mut pfd, 1, 10) } > 0 && pfd.revents & libc::POLLIN != 0 {
+            continue;
+        }
         if !holds_exec_fifo(init, path) {
             // Init went on — an earlier start opened the FIFO and died, or our open released it
             // and it wrote its byte, exec'd and may have finished already — or it exited held.
@@ -239,13 +250,6 @@ pub fn release(path: &Path, init: &ProcessInfo) -> Result<()> {
                 ))
             };
         }
-        let mut pfd = libc::pollfd {
-            fd: fifo.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: poll on one valid descriptor.
-        unsafe { libc::poll(&mut pfd, 1, 10) };
     }
     let _ = fs::remove_file(path);
     Ok(())
