@@ -8,7 +8,8 @@
 #               to round, pooled medians; the start part (RunPodSandbox until StartContainer
 #               returns) reported apart. Floor: the same pods on a handler whose shim runs
 #               nothing (crates/shim/examples/null-shim.rs): what containerd's CRI costs
-#               whatever the shim.
+#               whatever the shim; floor 2 (handler `nullspawn`): that shim also running the
+#               container's process (what running `/bin/true` on the host adds).
 #   2. density: DENSITY pods running `sleep` started all at once, per handler: the time until
 #               every StartContainer returned, containerd's CPU time (utime + stime from
 #               /proc/PID/stat) meanwhile, then total PSS and RSS of the serving shims; then
@@ -26,7 +27,7 @@
 #        CLIENT_BIN=PATH measure those builds instead of building them (release, glibc).
 #        A/B: BASE_SHIM_BIN=PATH registers another build of our shim as the handler `base`
 #        and HANDLERS="hostprocess base" runs part 1 with those two alone, interleaved
-#        (default HANDLERS="hostprocess runc null").
+#        (default HANDLERS="hostprocess runc null nullspawn").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -35,7 +36,7 @@ warmup=${WARMUP:-5}
 density=${DENSITY:-100}
 density_handlers=${DENSITY_HANDLERS:-hostprocess runc}
 gap_ms=${GAP_MS:-200}
-read -r -a handlers <<<"${HANDLERS:-hostprocess runc null}"
+read -r -a handlers <<<"${HANDLERS:-hostprocess runc null nullspawn}"
 log_level=${LOG_LEVEL:-info}
 
 HP_SHIM=containerd-shim-hostprocess-v1
@@ -89,13 +90,14 @@ mkdir -p "$results" "$work"/{root,state,opt,cni/net.d,hostprocess,bin,runc,logs}
 # Private copies first on containerd's PATH: a cargo build elsewhere cannot swap them.
 cp "$shim_bin" "$work/bin/$HP_SHIM"
 cp "$null_shim_bin" "$work/bin/$NULL_SHIM"
+cp "$null_shim_bin" "$work/bin/containerd-shim-nullspawn-v1"
 cp "$client_bin" "$work/bin/cri-bench"
 BASE_SHIM=containerd-shim-hostprocessbase-v1
 [[ -z ${BASE_SHIM_BIN:-} ]] || cp "$BASE_SHIM_BIN" "$work/bin/$BASE_SHIM"
 
 ctr_t() { timeout 30 ctr --address "$sock" --namespace "$NS" "$@"; }
 
-# Every process of shim binary $1 started for this containerd, with its -socket path if any.
+# Every process of shim binary $1 started for this containerd, with its socket path if any (the address file in its bundle).
 shim_pids() {
   python3 - "$1" "$sock" <<'PY'
 import os, sys
@@ -108,7 +110,11 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
     args = [a.decode(errors="replace") for a in args if a]
     if not args or os.path.basename(args[0]) != name or sock not in args:
         continue
-    socket = args[args.index("-socket") + 1] if "-socket" in args[:-1] else ""
+    # A serving shim runs in its bundle, where its start action wrote the socket's address.
+    try:
+        socket = open(f"/proc/{pid}/cwd/address").read().strip()
+    except OSError:
+        socket = ""
     print(pid, socket.removeprefix("unix://"))
 PY
 }
@@ -139,7 +145,8 @@ cleanup() {
   while read -r pid socket; do
     kill -KILL "$pid" 2>/dev/null
     [[ -S $socket ]] && rm -f "$socket"
-  done < <(shim_pids "$HP_SHIM"; shim_pids "$RUNC_SHIM"; shim_pids "$NULL_SHIM"; shim_pids "$BASE_SHIM")
+  done < <(shim_pids "$HP_SHIM"; shim_pids "$RUNC_SHIM"; shim_pids "$NULL_SHIM"; shim_pids containerd-shim-nullspawn-v1
+    shim_pids "$BASE_SHIM")
   # Whatever still runs in our pods' cgroups is ours: kill it, then remove the cgroups,
   # deepest first.
   for dir in /sys/fs/cgroup/*"$cgroup_parent" /sys/fs/cgroup/*/*"$cgroup_parent"; do
@@ -202,6 +209,8 @@ state = "$work/state"
         container_annotations = ["microsoft.com/*", "hostprocess.io/*", "io.microsoft.*"]
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.null]
         runtime_type = "io.containerd.null.v1"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nullspawn]
+        runtime_type = "io.containerd.nullspawn.v1"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.base]
         runtime_type = "io.containerd.hostprocessbase.v1"
         pod_annotations = ["microsoft.com/*", "hostprocess.io/*", "io.microsoft.*"]
@@ -304,7 +313,7 @@ import json, statistics, sys, time
 res, rounds, load_before, load_after, density_load = sys.argv[1:6]
 pods = [json.loads(l) for l in open(f"{res}/cri-pods.jsonl") if l.strip()]
 med = {}
-for h in ("hostprocess", "runc", "null"):
+for h in ("hostprocess", "runc", "null", "nullspawn"):
     rows = [p for p in pods if p["handler"] == h]
     if not rows:
         med[h] = {"n": 0}
@@ -326,26 +335,33 @@ if not med["runc"]["n"]:  # A/B: two builds of our shim
     open(f"{res}/cri-ab.md", "w").write("\n".join(out) + "\n")
     print("\n".join(out))
     sys.exit(0)
-hp, runc, null = med["hostprocess"], med["runc"], med["null"]
+hp, runc, null, spawn = med["hostprocess"], med["runc"], med["null"], med["nullspawn"]
+f2 = lambda row, key: f"{row[key]:.1f} ms" if row["n"] else "n/a"
+d2 = lambda row, key: f"{hp[key] - row[key]:.1f} ms" if row["n"] else "n/a"
 out = [f"# CRI pods ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
        f"{hp['n']} pods per handler, interleaved; load {load_before} before, {load_after} after.", "",
-       "| medians | hostprocess | runc | floor (null shim) | runc / ours | runc / floor | ours − floor |",
-       "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+       "| medians | hostprocess | runc | floor (null shim) | floor 2 (runs the process) | runc / ours | runc / floor | ours − floor | ours − floor 2 |",
+       "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
 for key, label in (("start_ms", "start (RunPodSandbox → StartContainer returned)"),
                    ("exited_ms", "until the container exited"),
                    ("total_ms", "whole pod (… → RemovePodSandbox)")):
     out.append(f"| {label} | {hp[key]:.1f} ms | {runc[key]:.1f} ms | {null[key]:.1f} ms | "
-               f"{runc[key] / hp[key]:.2f}× | {runc[key] / null[key]:.2f}× | {hp[key] - null[key]:.1f} ms |")
+               f"{f2(spawn, key)} | {runc[key] / hp[key]:.2f}× | {runc[key] / null[key]:.2f}× | "
+               f"{hp[key] - null[key]:.1f} ms | {d2(spawn, key)} |")
 steps = ("RunPodSandbox", "CreateContainer", "StartContainer", "exit seen (ContainerStatus)",
          "StopPodSandbox", "RemovePodSandbox")
 if all("steps_ms" in p and len(p["steps_ms"]) == len(steps) for p in pods):
     out += ["", "Each call's median (the client's view; ms):", "",
-            "| call | hostprocess | runc | floor | ours − floor |", "| --- | ---: | ---: | ---: | ---: |"]
+            "| call | hostprocess | runc | floor | floor 2 | ours − floor | ours − floor 2 |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for i, name in enumerate(steps):
         m = {h: statistics.median(p["steps_ms"][i] for p in pods if p["handler"] == h)
-             for h in ("hostprocess", "runc", "null")}
+             for h in ("hostprocess", "runc", "null", "nullspawn") if med[h]["n"]}
+        sp = m.get("nullspawn")
+        floor2 = "n/a" if sp is None else f"{sp:.1f}"
+        above2 = "n/a" if sp is None else f"{m['hostprocess'] - sp:.1f}"
         out.append(f"| {name} | {m['hostprocess']:.1f} | {m['runc']:.1f} | {m['null']:.1f} | "
-                   f"{m['hostprocess'] - m['null']:.1f} |")
+                   f"{floor2} | {m['hostprocess'] - m['null']:.1f} | {above2} |")
 summary = (f"pods: whole {hp['total_ms']:.1f}/{runc['total_ms']:.1f}/{null['total_ms']:.1f} ms "
            f"({runc['total_ms'] / hp['total_ms']:.2f}×), start {hp['start_ms']:.1f}/{runc['start_ms']:.1f}/"
            f"{null['start_ms']:.1f} ms ({runc['start_ms'] / hp['start_ms']:.2f}×)")

@@ -5,7 +5,9 @@
 #              ROUNDS short hyperfine runs, pooled, with a floor: the same command with a shim
 #              that runs nothing and answers every call at once
 #              (crates/shim/examples/null-shim.rs), what containerd and ctr cost whatever the
-#              shim;
+#              shim; and a second floor: the same shim installed as
+#              containerd-shim-nullspawn-v1, which also runs the container's process and waits
+#              for it (what running `/bin/true` on the host costs whatever else a shim does);
 #   2. phases: TRACE_RUNS more runs of each, split by containerd's event timestamps and two
 #              containerd log lines (shim start, create, start, exit, delete, teardown);
 #   3. memory: K long-running containers per runtime (`ctr run -d ... sleep 300`), RSS and PSS of
@@ -41,6 +43,8 @@ RUNC_RUNTIME=io.containerd.runc.v2
 HP_SHIM=containerd-shim-hostprocess-v1
 NULL_RUNTIME=io.containerd.null.v1
 NULL_SHIM=containerd-shim-null-v1
+SPAWN_RUNTIME=io.containerd.nullspawn.v1
+SPAWN_SHIM=containerd-shim-nullspawn-v1
 BASE_RUNTIME=io.containerd.hostprocessbase.v1
 BASE_SHIM=containerd-shim-hostprocessbase-v1
 RUNC_SHIM=containerd-shim-runc-v2
@@ -99,6 +103,7 @@ mkdir -p "$results" "$work"/{root,state,opt,cni/net.d,hostprocess,bin}
 # elsewhere cannot swap the binary under the benchmark.
 cp "$shim_bin" "$work/bin/$HP_SHIM"
 cp "$null_shim_bin" "$work/bin/$NULL_SHIM"
+cp "$null_shim_bin" "$work/bin/$SPAWN_SHIM"
 if [[ -n ${BASELINE_BIN:-} ]]; then
   [[ -x $BASELINE_BIN ]] || { echo "bench: $BASELINE_BIN is not an executable" >&2; exit 1; }
   cp "$BASELINE_BIN" "$work/bin/$BASE_SHIM"
@@ -109,7 +114,7 @@ ctr_t() { timeout 30 ctr --address "$sock" --namespace "$ns" "$@"; }   # for cle
 
 # Pids of the serving shims (not `start`/`delete` runs) named $1 of this containerd; with a
 # second argument `any`, every process of that shim binary for this containerd, each followed
-# by its -socket path when it has one.
+# by its socket path when it has one (from the address file in its working directory, the bundle).
 shim_pids() {
   python3 - "$1" "$sock" "${2:-serving}" <<'PY'
 import os, sys
@@ -123,7 +128,11 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
     if not args or os.path.basename(args[0]) != name or sock not in args:
         continue
     if which == "any":
-        socket = args[args.index("-socket") + 1] if "-socket" in args[:-1] else ""
+        # A serving shim runs in its bundle, where its start action wrote the socket's address.
+    try:
+        socket = open(f"/proc/{pid}/cwd/address").read().strip()
+    except OSError:
+        socket = ""
         print(pid, socket.removeprefix("unix://"))
     elif "start" not in args and "delete" not in args:
         print(pid)
@@ -166,6 +175,7 @@ cleanup() {
     kill -KILL "$pid" 2>/dev/null
     [[ -S $socket ]] && rm -f "$socket"
   done < <(shim_pids "$HP_SHIM" any; shim_pids "$RUNC_SHIM" any; shim_pids "$NULL_SHIM" any
+    shim_pids "$SPAWN_SHIM" any
     shim_pids "$BASE_SHIM" any)
   # Whatever still runs in our namespace's cgroups (containers whose shim was killed) is ours:
   # kill it, then remove the cgroups, deepest first (runc and the engine leave the namespace's).
@@ -393,6 +403,7 @@ fi
 hp_cmd="ctr --address $sock --namespace $ns run --rm --runtime $HP_RUNTIME $IMAGE $idp-hp /bin/true"
 runc_cmd="ctr --address $sock --namespace $ns run --rm --runtime $RUNC_RUNTIME $IMAGE $idp-runc /bin/true"
 null_cmd="ctr --address $sock --namespace $ns run --rm --runtime $NULL_RUNTIME $IMAGE $idp-null /bin/true"
+spawn_cmd="ctr --address $sock --namespace $ns run --rm --runtime $SPAWN_RUNTIME $IMAGE $idp-spawn /bin/true"
 base_cmd="ctr --address $sock --namespace $ns run --rm --runtime $BASE_RUNTIME $IMAGE $idp-base /bin/true"
 # With a baseline build: its command in every check and round, after ours.
 base_pair=() base_named=() base_trace=()
@@ -423,7 +434,8 @@ note() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$failures"; echo "bench: $1 $2 
 
 # hyperfine reuses one id per command: check that a fixed id works back to back (--rm removed
 # the container and the shim is gone before the next run needs the same id and shim socket).
-for pair in "hostprocess:$hp_cmd:$idp-hp" "${base_pair[@]}" "runc:$runc_cmd:$idp-runc" "floor:$null_cmd:$idp-null"; do
+for pair in "hostprocess:$hp_cmd:$idp-hp" "${base_pair[@]}" "runc:$runc_cmd:$idp-runc" "floor:$null_cmd:$idp-null" \
+  "floor2:$spawn_cmd:$idp-spawn"; do
   label=${pair%%:*} rest=${pair#*:}
   cmd=${rest%:*} id=${rest##*:}
   ok=0
@@ -451,7 +463,8 @@ while ((round <= rounds)); do
     -n "hostprocess shim" "$hp_cmd" \
     "${base_named[@]}" \
     -n "runc shim" "$runc_cmd" \
-    -n "null shim (floor)" "$null_cmd" >&2; then
+    -n "null shim (floor)" "$null_cmd" \
+    -n "null shim running the process (floor 2)" "$spawn_cmd" >&2; then
     round=$((round + 1))
     continue
   fi
@@ -460,6 +473,7 @@ while ((round <= rounds)); do
   reset_id "$idp-base"
   reset_id "$idp-runc"
   reset_id "$idp-null"
+  reset_id "$idp-spawn"
   ((++attempt <= ${ATTEMPTS:-3})) || { echo "bench: hyperfine failed $((attempt - 1)) times" >&2; exit 1; }
   echo "bench: running round $round again (attempt $attempt)" >&2
 done
@@ -498,7 +512,8 @@ events_pid=$!
 sleep 0.5
 : >"$work/client.log"
 for r in $(seq "$trace_runs"); do
-  for pair in "hostprocess:$HP_RUNTIME" "${base_trace[@]}" "runc:$RUNC_RUNTIME" "null:$NULL_RUNTIME"; do
+  for pair in "hostprocess:$HP_RUNTIME" "${base_trace[@]}" "runc:$RUNC_RUNTIME" "null:$NULL_RUNTIME" \
+    "spawn:$SPAWN_RUNTIME"; do
     id=$idp-trace-${pair%%:*}-$r
     c0=$(cpu_ns)
     t0=$(date +%s.%N)
@@ -597,14 +612,14 @@ names = [p[0] for p in phases] + ["total (client)", CPU]
 n = max(len(v["total (client)"]) for v in rows.values())
 print(f"median ms over {n} traced runs per runtime ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})")
 print()
-print("| phase | hostprocess shim | runc shim | floor (null shim) | runc - hostprocess | hostprocess - floor |")
-print("| --- | ---: | ---: | ---: | ---: | ---: |")
+print("| phase | hostprocess shim | runc shim | floor (null shim) | floor 2 (runs the process) | runc - hostprocess | hostprocess - floor | hostprocess - floor 2 |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 med = lambda v: statistics.median(v) if v else None
 for name in names:
-    hp, rc, nl = (med(rows.get(r, {}).get(name)) for r in ("hostprocess", "runc", "null"))
+    hp, rc, nl, sp = (med(rows.get(r, {}).get(name)) for r in ("hostprocess", "runc", "null", "spawn"))
     f = lambda v: "n/a" if v is None else f"{v:.1f}"
     d = lambda a, b: "n/a" if a is None or b is None else f"{a - b:.1f}"
-    print(f"| {name} | {f(hp)} | {f(rc)} | {f(nl)} | {d(rc, hp)} | {d(hp, nl)} |")
+    print(f"| {name} | {f(hp)} | {f(rc)} | {f(nl)} | {f(sp)} | {d(rc, hp)} | {d(hp, nl)} | {d(hp, sp)} |")
 if "base" in rows:  # BASELINE_BIN: the same phases for the other build of our shim
     print()
     print("| phase | hostprocess shim | baseline build | hostprocess - baseline | baseline - floor |")
@@ -667,6 +682,7 @@ import json, os, sys, time
 res, runs, warmup, k, load0, load1, level, cpus, rounds, per_round = sys.argv[1:11]
 r = {x["command"]: x for x in json.load(open(f"{res}/shim-hyperfine.json"))["results"]}
 hp, rc, fl = r["hostprocess shim"], r["runc shim"], r["null shim (floor)"]
+fl2 = r["null shim running the process (floor 2)"]
 mem = {}
 for line in open(f"{res}/shim-memory.txt"):
     f = line.split()
@@ -691,7 +707,8 @@ p("# containerd-shim-hostprocess-v1 vs containerd-shim-runc-v2\n")
 p(f"`bench/shim.sh {runs}` on {stamp}: a private containerd ({level} log level), "
   f"`ctr run --rm --runtime R IMAGE ID /bin/true` with a static-busybox image, "
   f"hyperfine -N, {rounds} rounds of {per_round} runs per command (hostprocess, runc, then the "
-  f"floor: a shim that runs nothing and answers every call at once), pooled; {warmup} warm-up "
+  f"floor: a shim that runs nothing and answers every call at once, and floor 2: that shim "
+  f"running the container's process), pooled; {warmup} warm-up "
   f"runs in the first round, 1 in the others; "
   f"{cpus} CPUs, load average {load0} before and {load1} after the timed runs.\n")
 p("## Time per `ctr run --rm ... /bin/true`\n")
@@ -714,6 +731,9 @@ p(f"- runc-shim time / our time: **{speed:.2f}x** ± {speed_sd:.2f} (target ≥ 
 p(f"- floor (a shim that runs nothing): {ms(fl)}; runc-shim time / floor: **{ceiling:.2f}x** "
   f"(by medians {rc['median'] / fl['median']:.2f}x), the most any shim could reach here; our "
   f"time - floor: **{above_floor:.1f} ms** (our time / floor {hp['mean'] / fl['mean']:.2f})")
+p(f"- floor 2 (the null shim also running the process): {ms(fl2)}, {(fl2['mean'] - fl['mean'])*1e3:.1f} ms "
+  f"above the floor; our time - floor 2: **{(hp['mean'] - fl2['mean'])*1e3:.1f} ms** (by medians "
+  f"{(hp['median'] - fl2['median'])*1e3:.1f} ms)")
 p(f"- our RSS / runc-shim RSS: **{ratio_rss:.3f}** (target ≤ 0.25: "
   f"{'met' if ratio_rss <= 0.25 else 'not met'}); PSS {ratio_pss:.3f}, "
   f"USS {h['uss'] / c['uss']:.3f}")
@@ -747,6 +767,8 @@ open(history, "a").write(
 print("\n==== summary (bench/results/shim.md) ====")
 print(f"time:   hostprocess {ms(hp)}, runc {ms(rc)}  ->  runc / ours = {speed:.2f}x ± {speed_sd:.2f} (target >= 3)")
 print(f"floor:  a shim that runs nothing {ms(fl)}  ->  runc / floor = {ceiling:.2f}x; ours - floor = {above_floor:.1f} ms")
+print(f"floor 2: the null shim running the process {ms(fl2)}; ours - floor 2 = {(hp['mean'] - fl2['mean'])*1e3:.1f} ms "
+      f"(medians {(hp['median'] - fl2['median'])*1e3:.1f} ms)")
 print(f"memory: hostprocess RSS {mib(h['rss'])}, PSS {mib(h['pss'])} per shim ({h['shims']} shims); "
       f"runc RSS {mib(c['rss'])}, PSS {mib(c['pss'])} per shim ({c['shims']} shims)")
 print(f"        ours / runc: RSS {ratio_rss:.3f} (target <= 0.25), PSS {ratio_pss:.3f}")

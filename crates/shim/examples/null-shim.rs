@@ -11,6 +11,12 @@
 //! Its `start` action is the cheapest the protocol allows: it binds the socket itself and forks
 //! the serving shim (no `exec`), then answers at once, without waiting for the serving shim to
 //! come up (containerd's connection waits in the socket's backlog).
+//!
+//! Installed under a name containing `spawn` (`containerd-shim-nullspawn-v1`), it is the second
+//! floor: a container's task also runs its process — the spec's `process.args` and `env`, on the
+//! host, its output to the task's FIFOs — and `wait` answers when that process exits, with its
+//! status: what running the process costs whatever else a shim does (no job, volume, view,
+//! state or events).
 
 fn main() {
     #[cfg(unix)]
@@ -59,22 +65,46 @@ mod floor {
         /// The tasks created and not yet deleted, by id; `wait` blocks until its task is done.
         tasks: Arc<(Mutex<HashMap<String, TaskState>>, Condvar)>,
         exit: Arc<ExitSignal>,
+        /// The second floor: a container's task runs its process.
+        spawn: bool,
+    }
+
+    /// Whether this binary is the second floor (named `...spawn...`).
+    fn spawns() -> bool {
+        std::env::args_os()
+            .next()
+            .and_then(|arg0| {
+                Path::new(&arg0)
+                    .file_name()
+                    .map(|name| name.to_string_lossy().contains("spawn"))
+            })
+            .unwrap_or(false)
     }
 
     #[derive(Default)]
     struct TaskState {
         started: bool,
+        /// The second floor: the process to run (argv, environment), and its exit status once
+        /// it has exited.
+        process: Option<Process>,
+        exited: Option<u32>,
         /// A pod sandbox's task: runs until killed.
         sandbox: bool,
         killed: bool,
-        /// The write ends of the task's stdout and stderr FIFOs, closed once it is done: the
-        /// reader (containerd's CRI copies them to the container's log) sees their end as it
-        /// would a process's.
-        io: Vec<std::fs::File>,
+        /// The write ends of the task's stdout and stderr FIFOs (where it has them), closed
+        /// once it is done: the reader (containerd's CRI copies them to the container's log)
+        /// sees their end as it would a process's.
+        io: Vec<Option<std::fs::File>>,
     }
+
+    /// A process to run: its arguments and environment.
+    type Process = (Vec<String>, Vec<(String, String)>);
 
     impl TaskState {
         fn done(&self) -> bool {
+            if self.process.is_some() {
+                return self.exited.is_some();
+            }
             self.started && (!self.sandbox || self.killed)
         }
     }
@@ -129,6 +159,7 @@ mod floor {
         fn create_task_service(&self, _publisher: RemotePublisher) -> NullTask {
             NullTask {
                 exit: self.exit.clone(),
+                spawn: spawns(),
                 ..NullTask::default()
             }
         }
@@ -163,14 +194,40 @@ mod floor {
             .ok()
     }
 
-    /// Whether the spec in `bundle` is a CRI pod sandbox's.
-    fn is_sandbox(bundle: &str) -> bool {
-        let Ok(spec) = std::fs::read(Path::new(bundle).join("config.json")) else {
-            return false;
+    /// The spec in `bundle` (null when it cannot be read).
+    fn spec(bundle: &str) -> serde_json::Value {
+        std::fs::read(Path::new(bundle).join("config.json"))
+            .ok()
+            .and_then(|spec| serde_json::from_slice(&spec).ok())
+            .unwrap_or_default()
+    }
+
+    /// Whether `spec` is a CRI pod sandbox's.
+    fn is_sandbox(spec: &serde_json::Value) -> bool {
+        spec["annotations"]["io.kubernetes.cri.container-type"].as_str() == Some("sandbox")
+    }
+
+    /// The spec's process: its arguments and environment.
+    fn process(spec: &serde_json::Value) -> Process {
+        let strings = |value: &serde_json::Value| -> Vec<String> {
+            value
+                .as_array()
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|item| item.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
         };
-        serde_json::from_slice::<serde_json::Value>(&spec).is_ok_and(|spec| {
-            spec["annotations"]["io.kubernetes.cri.container-type"].as_str() == Some("sandbox")
-        })
+        let env = strings(&spec["process"]["env"])
+            .into_iter()
+            .filter_map(|pair| {
+                pair.split_once('=')
+                    .map(|(name, value)| (name.to_string(), value.to_string()))
+            })
+            .collect();
+        (strings(&spec["process"]["args"]), env)
     }
 
     impl Task for NullTask {
@@ -179,11 +236,14 @@ mod floor {
             _: &TtrpcContext,
             req: CreateTaskRequest,
         ) -> TtrpcResult<CreateTaskResponse> {
+            let spec = spec(&req.bundle);
+            let sandbox = is_sandbox(&spec);
             let task = TaskState {
-                sandbox: is_sandbox(&req.bundle),
+                sandbox,
+                process: (self.spawn && !sandbox).then(|| process(&spec)),
                 io: [&req.stdout, &req.stderr]
                     .into_iter()
-                    .filter_map(|path| open_fifo(path))
+                    .map(|path| open_fifo(path))
                     .collect(),
                 ..TaskState::default()
             };
@@ -198,9 +258,49 @@ mod floor {
         }
 
         fn start(&self, _: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
-            self.update(&req.id, |task| task.started = true);
+            let mut pid = std::process::id();
+            let mut spawned = None;
+            self.update(&req.id, |task| {
+                task.started = true;
+                let Some((args, env)) = &task.process else {
+                    return;
+                };
+                let mut command = std::process::Command::new(args.first().map_or("", |a| a));
+                command
+                    .args(args.iter().skip(1))
+                    .env_clear()
+                    .envs(env.iter().cloned())
+                    .stdin(std::process::Stdio::null());
+                let output = |n: usize| {
+                    task.io[n]
+                        .as_ref()
+                        .and_then(|file| file.try_clone().ok())
+                        .map_or_else(std::process::Stdio::null, std::process::Stdio::from)
+                };
+                command.stdout(output(0)).stderr(output(1));
+                match command.spawn() {
+                    Ok(child) => {
+                        pid = child.id();
+                        spawned = Some(child);
+                    }
+                    Err(_) => task.exited = Some(127),
+                }
+            });
+            if let Some(mut child) = spawned {
+                let (tasks, id) = (self.clone(), req.id.clone());
+                std::thread::spawn(move || {
+                    use std::os::unix::process::ExitStatusExt;
+                    let status = child.wait().map_or(255, |status| {
+                        status
+                            .code()
+                            .or_else(|| status.signal().map(|signal| 128 + signal))
+                            .unwrap_or(255)
+                    });
+                    tasks.update(&id, |task| task.exited = Some(status as u32));
+                });
+            }
             let mut response = StartResponse::new();
-            response.pid = std::process::id();
+            response.pid = pid;
             Ok(response)
         }
 
@@ -225,7 +325,10 @@ mod floor {
             while guard.get(&req.id).is_some_and(|task| !task.done()) {
                 guard = changed.wait(guard).unwrap_or_else(|e| e.into_inner());
             }
+            let status = guard.get(&req.id).and_then(|task| task.exited);
+            drop(guard);
             let mut response = WaitResponse::new();
+            response.exit_status = status.unwrap_or(0);
             response.exited_at = Some(Timestamp::now()).into();
             Ok(response)
         }
@@ -278,6 +381,7 @@ mod floor {
         }
         let task = NullTask {
             exit: exit.clone(),
+            spawn: spawns(),
             ..NullTask::default()
         };
         let served = Server::new()

@@ -41,6 +41,9 @@ Actions:
   delete           clean up after a shim of this bundle that died
   (none)           serve the task API on the socket containerd gave
 
+A serving shim is its start action forked: its command line is the start action's with the
+last word, start, made serve.
+
 Flags (Go style: -flag value; --flag works too):
   -namespace NAME       containerd namespace of the task
   -id ID                task id
@@ -74,14 +77,6 @@ fn main() {
         );
         println!("  Version:  {}", env!("CARGO_PKG_VERSION"));
         println!("  Runtime:  {RUNTIME_ID} (task API v2)");
-        return;
-    }
-    // The serving shim a `start` action of this binary executed, on the socket it bound.
-    if let Some(listener) = sys::inherited_listener() {
-        if let Err(e) = service::serve(listener) {
-            eprintln!("{RUNTIME_ID}: {e:?}");
-            std::process::exit(1);
-        }
         return;
     }
     containerd_shim::run::<service::Service>(RUNTIME_ID, None);

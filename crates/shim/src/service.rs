@@ -20,7 +20,7 @@ use hostprocess_engine::sys::SIGKILL;
 use hostprocess_engine::Engine;
 use log::{info, warn};
 
-use crate::events::{Events, Sink, TTRPC_ADDRESS_ENV};
+use crate::events::{Events, Sink};
 use crate::sys;
 use crate::task::{Shared, TaskService};
 
@@ -29,6 +29,7 @@ pub const STATE_ROOT_ENV: &str = "HOSTPROCESS_SHIM_ROOT";
 /// How long a stopping shim waits for its last events to reach containerd.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a stopping shim waits for its ttrpc server's threads.
+#[cfg(unix)]
 const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct Service {
@@ -179,22 +180,16 @@ impl Service {
     }
 }
 
-/// The serving shim on the socket its `start` action bound (`sys::start_serving`): what the
-/// shim library does for a shim it started, but on a socket that already exists.
-pub fn serve(listener: sys::Listener) -> Result<(), ShimError> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flags = containerd_shim::parse(&args)?;
-    if flags.namespace.is_empty() || flags.socket.is_empty() {
-        return Err(ShimError::InvalidArgument(
-            "a serving shim needs -namespace and -socket".into(),
-        ));
-    }
-    let ttrpc_address = std::env::var(TTRPC_ADDRESS_ENV)
-        .map_err(|e| ShimError::Other(format!("{TTRPC_ADDRESS_ENV}: {e}")))?;
+/// The serving shim on the socket its `start` action bound and forked it with
+/// (`sys::start_serving`): what the shim library does for a shim it started, but on a socket
+/// that already exists. `flags` are the serving shim's (`socket` set); `ttrpc_address` is
+/// containerd's, where events go.
+#[cfg(unix)]
+pub fn serve(listener: sys::Listener, flags: &Flags, ttrpc_address: &str) -> Result<(), ShimError> {
     sys::reap_children()?;
     sys::become_subreaper()?;
     let mut config = Config::default();
-    let mut shim = Service::new(crate::RUNTIME_ID, &flags, &mut config);
+    let mut shim = Service::new(crate::RUNTIME_ID, flags, &mut config);
     if !config.no_setup_logger {
         containerd_shim::logger::init(
             flags.debug,
@@ -203,7 +198,7 @@ pub fn serve(listener: sys::Listener) -> Result<(), ShimError> {
             &flags.id,
         )?;
     }
-    let sink = Sink::connect(|| RemotePublisher::new(&ttrpc_address))?;
+    let sink = Sink::connect(|| RemotePublisher::new(ttrpc_address))?;
     let task = shim.task_service(sink);
     let mut server = listener.into_server()?.register_service(task.methods());
     server.start()?;
@@ -221,6 +216,7 @@ pub fn serve(listener: sys::Listener) -> Result<(), ShimError> {
 
 /// Runs `work` on a thread of its own; false when it has not finished after `timeout` (it is
 /// left running).
+#[cfg_attr(windows, allow(dead_code))]
 fn finishes_within(timeout: Duration, work: impl FnOnce() + Send + 'static) -> bool {
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let spawned = std::thread::Builder::new()

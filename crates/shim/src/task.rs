@@ -169,7 +169,9 @@ impl TaskService {
 
     /// The Task API's ttrpc methods, each call but `wait` and `shutdown` counted in flight
     /// until its answer is queued: `shutdown` then waits on that alone, and its own answer,
-    /// after which containerd closes the connection, is queued last.
+    /// after which containerd closes the connection, is queued last. (Linux: the serving shim
+    /// on its start action's socket; on Windows the shim library registers the service.)
+    #[cfg_attr(windows, allow(dead_code))]
     pub fn methods(self) -> HashMap<String, Box<dyn MethodHandler + Send + Sync>> {
         let shared = self.shared.clone();
         shared.calls.answers_counted.store(true, Ordering::Release);
@@ -388,6 +390,7 @@ fn live_workloads(shared: &Shared) -> Vec<Arc<Container>> {
 }
 
 /// A ttrpc method whose call is in flight until its answer is queued.
+#[cfg_attr(windows, allow(dead_code))]
 struct Counted {
     method: Box<dyn MethodHandler + Send + Sync>,
     shared: Arc<Shared>,

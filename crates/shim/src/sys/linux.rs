@@ -16,7 +16,7 @@ use crate::io::{output, CopyDone, Output, StdioPaths};
 use crate::metrics::MetricsFormat;
 
 mod start;
-pub use start::{become_subreaper, inherited_listener, reap_children, start_serving, Listener};
+pub use start::{become_subreaper, reap_children, start_serving, Listener};
 
 /// Where the shim keeps the engine's state (one directory per namespace below it).
 pub const DEFAULT_STATE_ROOT: &str = "/run/containerd/hostprocess";

@@ -61,35 +61,11 @@ pub fn watch_exit(container: &EngineContainer, process: &ProcessInfo) {
 /// Windows has no SIGPIPE: a write to a closed pipe fails with an error.
 pub fn ignore_broken_pipes() {}
 
-/// The serving shim's named pipe is created by the serving shim itself, which the shim
-/// library starts and waits for: no listener is ever handed over.
-pub enum Listener {}
-
-impl Listener {
-    pub fn into_server(self) -> Result<containerd_shim::protos::ttrpc::Server, ShimError> {
-        match self {}
-    }
-}
-
 /// Starts the serving shim for `grouping` and returns its pipe's address once it serves it;
-/// a new shim that finds the pipe served (the pod's shim) answers that address and exits.
+/// a new shim that finds the pipe served (the pod's shim) answers that address and exits. The
+/// serving shim creates its named pipe itself: the shim library starts it and waits for it.
 pub fn start_serving(opts: StartOpts, grouping: &str) -> Result<String, ShimError> {
     containerd_shim::spawn(opts, grouping, Vec::new()).map(|(_, address)| address)
-}
-
-/// Never one: see `Listener`.
-pub fn inherited_listener() -> Option<Listener> {
-    None
-}
-
-/// Windows has no subreaper: each process's exit is watched on its handle (`watch_exit`).
-pub fn become_subreaper() -> Result<(), ShimError> {
-    Ok(())
-}
-
-/// Windows has no SIGCHLD: each process's exit is watched on its handle (`watch_exit`).
-pub fn reap_children() -> Result<(), ShimError> {
-    Ok(())
 }
 
 /// Linux namespace paths mean nothing on Windows, where a HostProcess pod's sandbox never

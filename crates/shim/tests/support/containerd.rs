@@ -669,7 +669,8 @@ impl Containerd {
         PathBuf::from("/run/containerd/s").join(hash)
     }
 
-    /// Pids of every serving hostprocess shim of this instance (not `start`/`delete` runs).
+    /// Pids of every serving hostprocess shim of this instance (not `start`/`delete` runs): a
+    /// serving shim is its `start` action forked, with the action named `serve` instead.
     pub fn serving_shims(&self) -> Vec<i32> {
         let socket = self.socket.to_string_lossy().into_owned();
         processes_with_arg(&socket)
@@ -679,7 +680,7 @@ impl Containerd {
                 let is_shim = args
                     .first()
                     .is_some_and(|a| a.ends_with("containerd-shim-hostprocess-v1"));
-                is_shim && args.iter().any(|a| a == "-socket")
+                is_shim && args.last().is_some_and(|a| a == "serve")
             })
             .collect()
     }

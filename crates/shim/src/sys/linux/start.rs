@@ -1,20 +1,22 @@
-//! Starting the serving shim. The `start` action binds the serving shim's socket itself and
-//! hands it over to the shim it executes, then answers containerd at once: containerd's first
-//! call waits in the socket's backlog while the serving shim comes up. The shim library's
-//! `spawn` instead waited for the new shim to connect to containerd, start its threads and
-//! bind the socket before the `start` action could answer (~2 ms on every container's start
-//! path, half of the shim start phase).
+//! Starting the serving shim. The `start` action binds the serving shim's socket itself,
+//! forks the serving shim on it and answers containerd at once: containerd's first call waits in
+//! the socket's backlog while the serving shim comes up. The shim library's `spawn` instead
+//! waited for a new shim to connect to containerd, start its threads and bind the socket before
+//! the `start` action could answer (~2 ms on every container's start path, half of the shim
+//! start phase); executing the binary again cost the serving shim its loading and start-up
+//! (~0.5 ms of CPU per container) where a fork of the `start` action, single-threaded and
+//! already loaded, costs one `fork`.
 
+use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
-use std::os::unix::fs::FileTypeExt;
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
+use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use containerd_shim::protos::ttrpc::Server;
 use containerd_shim::synchronous::monitor::monitor_notify_by_pid;
-use containerd_shim::{socket_address, Error as ShimError, StartOpts};
+use containerd_shim::{socket_address, Error as ShimError, Flags, StartOpts};
 use log::{debug, error, warn};
 use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -22,11 +24,7 @@ use nix::unistd::Pid;
 use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-/// Names the descriptor of the socket the `start` action bound, in the serving shim's
-/// environment (removed from it at once, so nothing the shim starts sees it).
-const LISTENER_ENV: &str = "HOSTPROCESS_SHIM_LISTENER_FD";
-
-/// The listening socket a serving shim was handed by its `start` action.
+/// The listening socket a serving shim was forked with by its `start` action.
 pub struct Listener(OwnedFd);
 
 impl Listener {
@@ -36,43 +34,133 @@ impl Listener {
     }
 }
 
-/// Binds the serving shim's socket for `grouping`, starts the serving shim on it and returns
-/// the socket's address at once; when a shim already serves that socket (a pod's container
-/// started at the same time as another), its address.
+/// Binds the serving shim's socket for `grouping`, forks the serving shim on it and returns the
+/// socket's address at once; when a shim already serves that socket (a pod's container started
+/// at the same time as another), its address.
 pub fn start_serving(opts: StartOpts, grouping: &str) -> Result<String, ShimError> {
     let address = socket_address(&opts.address, &opts.namespace, grouping);
     let path = address.strip_prefix("unix://").unwrap_or(&address);
     let Some(listener) = bind(path, &address)? else {
         return Ok(address);
     };
-    let fd = OwnedFd::from(listener);
-    set_cloexec(&fd, false).map_err(|e| shim_io(e, "hand over the socket", path))?;
-    let exe = std::env::current_exe().map_err(|e| shim_io(e, "find", "the shim's binary"))?;
-    let mut command = Command::new(&exe);
-    command
-        .args([
-            "-namespace",
-            &opts.namespace,
-            "-id",
-            &opts.id,
-            "-address",
-            &opts.address,
-            "-socket",
-            &address,
-        ])
-        .env(LISTENER_ENV, fd.as_raw_fd().to_string())
-        // containerd reads the `start` action's output until its end: the serving shim must
-        // not hold it.
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if opts.debug {
-        command.arg("-debug");
-    }
-    command
-        .spawn()
-        .map_err(|e| shim_io(e, "start the serving shim", &exe.to_string_lossy()))?;
+    let listener = Listener(OwnedFd::from(listener));
+    fork_serving(listener, opts, &address)?;
     Ok(address)
+}
+
+/// Forks the serving shim. The child serves and exits; it never returns here, so the `start`
+/// action's answer is written by the parent alone. A fork copies only the calling thread: the
+/// `start` action must have no other (the shim library starts none before `start_shim`), and
+/// this is checked rather than assumed.
+fn fork_serving(listener: Listener, opts: StartOpts, address: &str) -> Result<(), ShimError> {
+    let threads = thread_count().map_err(|e| shim_io(e, "count", "the start action's threads"))?;
+    if threads != 1 {
+        return Err(ShimError::Other(format!(
+            "cannot fork the serving shim: the start action runs {threads} threads, not one"
+        )));
+    }
+    // containerd reads the `start` action's output until its end: the serving shim must not
+    // hold it, nor the action's input or error output.
+    let null = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| shim_io(e, "open", "/dev/null"))?;
+    // SAFETY: fork(2) in a single-threaded process (checked above): the child may do anything
+    // the parent could.
+    match unsafe { libc::fork() } {
+        -1 => Err(shim_io(
+            io::Error::last_os_error(),
+            "fork",
+            "the serving shim",
+        )),
+        0 => {
+            let code = match serve_in_child(listener, opts, address, null) {
+                Ok(()) => 0,
+                Err(e) => {
+                    error!("serving shim: {e}");
+                    1
+                }
+            };
+            std::process::exit(code)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn serve_in_child(
+    listener: Listener,
+    opts: StartOpts,
+    address: &str,
+    null: File,
+) -> Result<(), ShimError> {
+    for stdio in 0..=2 {
+        // SAFETY: dup2(2) of a descriptor this process owns onto a standard one.
+        if unsafe { libc::dup2(null.as_raw_fd(), stdio) } < 0 {
+            return Err(shim_io(io::Error::last_os_error(), "redirect", "stdio"));
+        }
+    }
+    drop(null);
+    if let Err(e) = name_action_serve() {
+        debug!("command line left as the start action's: {e}");
+    }
+    let flags = Flags {
+        debug: opts.debug,
+        namespace: opts.namespace,
+        id: opts.id,
+        socket: address.to_string(),
+        address: opts.address,
+        publish_binary: opts.publish_binary,
+        ..Flags::default()
+    };
+    crate::service::serve(listener, &flags, &opts.ttrpc_address)
+}
+
+/// Threads of this process, from /proc.
+fn thread_count() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// The serving shim keeps its `start` action's command line, which names the action last
+/// (containerd's `... -id ID start`): that word becomes `serve` in place (same length), so
+/// that `ps` and anyone looking for a node's serving shims tell them from `start` actions.
+/// Written through /proc/self/mem at the kernel's record of where the arguments are.
+fn name_action_serve() -> io::Result<()> {
+    const START: &[u8] = b"\0start\0";
+    const SERVE: &[u8] = b"serve\0";
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let invalid = || io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/self/stat");
+    // Fields after the command name: state is field 3, arg_start and arg_end fields 48 and 49.
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .ok_or_else(invalid)?
+        .1
+        .split_whitespace()
+        .collect();
+    let field = |n: usize| -> io::Result<u64> {
+        fields
+            .get(n - 3)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(invalid)
+    };
+    let (arg_start, arg_end) = (field(48)?, field(49)?);
+    let len = START.len() as u64;
+    if arg_end < arg_start + len {
+        return Err(invalid());
+    }
+    let memory = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/proc/self/mem")?;
+    let mut tail = [0u8; START.len()];
+    memory.read_exact_at(&mut tail, arg_end - len)?;
+    if tail != START {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the command line does not end in the start action",
+        ));
+    }
+    memory.write_all_at(SERVE, arg_end - SERVE.len() as u64)
 }
 
 /// The listening socket at `path`, or `None` when another shim serves it already: a pod's
@@ -98,34 +186,6 @@ fn bind(path: &str, address: &str) -> Result<Option<UnixListener>, ShimError> {
         }
         Err(e) => Err(shim_io(e, "bind", path)),
     }
-}
-
-/// In a serving shim started by `start_serving`: the socket it was handed, taken out of the
-/// environment. Called before any thread exists.
-pub fn inherited_listener() -> Option<Listener> {
-    let fd = std::env::var(LISTENER_ENV).ok()?;
-    std::env::remove_var(LISTENER_ENV);
-    let fd: i32 = fd.parse().ok().filter(|fd| *fd > 2)?;
-    // SAFETY: fstat only reads the descriptor's metadata into the buffer.
-    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(fd, &mut stat) } < 0 || stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-        return None;
-    }
-    // SAFETY: the descriptor was handed to this process by its `start` action, and nothing
-    // else in it owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // Not passed on to the processes the shim starts.
-    set_cloexec(&fd, true).ok()?;
-    Some(Listener(fd))
-}
-
-fn set_cloexec(fd: &OwnedFd, on: bool) -> io::Result<()> {
-    let flag = if on { libc::FD_CLOEXEC } else { 0 };
-    // SAFETY: F_SETFD on a descriptor this process owns.
-    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, flag) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 fn shim_io(e: io::Error, op: &str, what: &str) -> ShimError {
