@@ -166,7 +166,9 @@ impl StateRoot {
         })
     }
 
-    /// Replaces the state file atomically (write to a temporary file, then rename).
+    /// Replaces the state file atomically (write to a temporary file, then rename). The first
+    /// save of a container (phase `Creating`, in the directory `create_dir` just made) has no
+    /// state file to exchange with: it renames at once.
     pub fn save<R: Serialize>(&self, state: &State<R>) -> Result<()> {
         let dir = self.dir(&state.id);
         let tmp = dir.join(".state.json.tmp");
@@ -181,7 +183,12 @@ impl StateRoot {
             .map_err(|e| Error::io("create", &tmp, e))?;
         file.write_all(&text)
             .map_err(|e| Error::io("write", &tmp, e))?;
-        replace(&tmp, &path).map_err(|e| Error::io("rename", &path, e))
+        let placed = if state.phase == Phase::Creating {
+            fs::rename(&tmp, &path)
+        } else {
+            replace(&tmp, &path)
+        };
+        placed.map_err(|e| Error::io("rename", &path, e))
     }
 
     pub fn remove_dir(&self, id: &str) -> Result<()> {

@@ -155,6 +155,16 @@ fn launch(
     })
 }
 
+/// The job's systemd unit and a connection to systemd, when the job is a unit and systemd is
+/// init. A job without a unit never connects (a connection to the system bus is a socket, an
+/// authentication exchange and a `Hello` call).
+fn with_systemd(
+    record: &CgroupRecord,
+) -> Option<(&cgroup::systemd::Unit, zbus::blocking::Connection)> {
+    let unit = record.unit.as_ref()?;
+    Some((unit, cgroup::scope::connect_to_systemd()?))
+}
+
 /// The identity of the job: device and inode of each of its cgroup directories. A job made
 /// again at the same path (its id reused after a delete) has other inodes.
 fn job_identity(record: &Record) -> Vec<Option<(u64, u64)>> {
@@ -181,17 +191,9 @@ impl Platform for Linux {
                 "no cgroup filesystem is mounted on this host",
             ));
         }
-        for dir in cgroup::dirs(&cgroup) {
-            if dir.exists() {
-                return Err(Error::container(
-                    &plan.id,
-                    format!(
-                        "cgroup '{}' already exists: another container uses it",
-                        dir.display()
-                    ),
-                ));
-            }
-        }
+        // A job directory that exists already is refused by its mkdir in `create` (the claim
+        // on the path, which a look here could not make race-free anyway), and the failed
+        // create removes what it made: no stat of each directory first.
         volume::check(plan, state_dir)?;
         let resolution = account::resolve(&plan.account, &plan.accounts)?;
         Ok(Record {
@@ -219,13 +221,13 @@ impl Platform for Linux {
                 account::claim_ephemeral(claim_owner(record), group, *gid, pool)?
             }
         });
+        let owner = record.account.as_ref().map_or((0, 0), |a| (a.uid, a.gid));
         let fifo = if hold {
-            process::make_exec_fifo(&record.exec_fifo)?;
+            process::make_exec_fifo(&record.exec_fifo, owner.0)?;
             Some(record.exec_fifo.clone())
         } else {
             None
         };
-        let owner = record.account.as_ref().map_or((0, 0), |a| (a.uid, a.gid));
         if plan.volume.layout == crate::plan::Layout::Symlink {
             volume::make_host_mount_point(plan, &mut record.volume)?;
         }
@@ -240,8 +242,8 @@ impl Platform for Linux {
         let launch = launch(plan, record, resolved, &plan.process, fifo)?;
         let init = process::spawn(&launch, stdio)?;
         record.init = Some(init);
-        if let (Some(unit), Some(bus)) = (&record.cgroup.unit, cgroup::scope::connect_to_systemd())
-        {
+        // Connects to systemd only for a job that is a unit.
+        if let Some((unit, bus)) = with_systemd(&record.cgroup) {
             let properties = cgroup::scope::scope_properties(
                 &unit.slice,
                 init.pid,
@@ -333,8 +335,7 @@ impl Platform for Linux {
             &record.cgroup,
             &cgroup::update_settings(&record.cgroup, resources, host_cpus()),
         )?;
-        if let (Some(unit), Some(bus)) = (&record.cgroup.unit, cgroup::scope::connect_to_systemd())
-        {
+        if let Some((unit, bus)) = with_systemd(&record.cgroup) {
             let limits =
                 cgroup::scope::limit_properties(record.cgroup.layout, resources, host_cpus());
             cgroup::scope::set_limits(&bus, &unit.name, &limits)?;
@@ -407,7 +408,8 @@ impl Platform for Linux {
 
     fn destroy(&self, record: &Record) -> Result<()> {
         // A job this container did not make (it lost the race for the path) is another's.
-        let owned = cgroup::owns_job(&record.cgroup);
+        let ownership = cgroup::Ownership::of(&record.cgroup);
+        let owned = ownership.owns_job(&record.cgroup);
         if owned && !cgroup::is_empty(&record.cgroup)? {
             // A frozen job cannot die: thaw it after the kill is queued.
             cgroup::signal_all(&record.cgroup, SIGKILL)?;
@@ -422,7 +424,7 @@ impl Platform for Linux {
             _ => Ok(()),
         };
         let volume = volume::destroy(&record.volume);
-        let job = scope.and(cgroup::destroy(&record.cgroup));
+        let job = scope.and(cgroup::destroy_with(&record.cgroup, &ownership));
         let account = match (&record.resolution, &record.account) {
             (
                 _,

@@ -27,7 +27,7 @@ pub(super) fn make_dir(dir: &Path, is_cpuset: bool, made: &mut MadeList) -> Resu
                 dir,
                 std::io::Error::new(
                     ErrorKind::AlreadyExists,
-                    "a cgroup of that name exists: another container uses it",
+                    "it already exists: another container uses it",
                 ),
             ))
         }
@@ -110,11 +110,32 @@ fn is_made(made: &Option<Vec<PathBuf>>, dir: &Path) -> bool {
         .is_none_or(|made| made.iter().any(|d| d == dir))
 }
 
-/// Whether every directory of the job is this container's: only then are its processes this
-/// container's to signal.
+/// Which of the job's directories are this container's, read once for a teardown that both
+/// asks [`Ownership::owns_job`] and calls [`destroy`].
+pub struct Ownership {
+    made: Option<Vec<PathBuf>>,
+    /// Read back from the list on disk (not what this process made).
+    read_back: bool,
+}
+
+impl Ownership {
+    pub fn of(record: &CgroupRecord) -> Ownership {
+        Ownership {
+            made: made_dirs(record),
+            read_back: record.made_now.is_none(),
+        }
+    }
+
+    /// Whether every directory of the job is this container's: only then are its processes
+    /// this container's to signal.
+    pub fn owns_job(&self, record: &CgroupRecord) -> bool {
+        dirs(record).into_iter().all(|dir| is_made(&self.made, dir))
+    }
+}
+
+/// [`Ownership::owns_job`] with the list read for it.
 pub fn owns_job(record: &CgroupRecord) -> bool {
-    let made = made_dirs(record);
-    dirs(record).into_iter().all(|dir| is_made(&made, dir))
+    Ownership::of(record).owns_job(record)
 }
 
 fn make_ancestor(dir: &Path, is_cpuset: bool) -> Result<()> {
@@ -145,15 +166,20 @@ fn inherit_cpuset(dir: &Path, is_cpuset: bool) -> Result<()> {
 }
 
 /// Removes the job's directories this container made; they must be empty of processes.
-/// Missing ones are skipped.
+/// Missing ones are skipped. Once they are gone, so is the list that named them.
 pub fn destroy(record: &CgroupRecord) -> Result<()> {
-    let made = made_dirs(record);
+    destroy_with(record, &Ownership::of(record))
+}
+
+/// [`destroy`] with the list already read (`ownership`, of this record).
+pub fn destroy_with(record: &CgroupRecord, ownership: &Ownership) -> Result<()> {
+    let made = &ownership.made;
     // Read back after a crash: a directory the create made but had no time to note (killed
     // in its mkdir) is removed too while it is empty of processes, which a running job's
     // never is; nothing is killed for it.
-    let after_a_crash = record.made_now.is_none() && made.is_some();
+    let after_a_crash = ownership.read_back && made.is_some();
     for dir in dirs(record) {
-        if !is_made(&made, dir) {
+        if !is_made(made, dir) {
             if after_a_crash {
                 let _ = fs::remove_dir(dir);
             }
@@ -173,12 +199,45 @@ pub fn destroy(record: &CgroupRecord) -> Result<()> {
             }
         }
     }
-    Ok(())
+    if record.made.as_os_str().is_empty() {
+        return Ok(());
+    }
+    match fs::remove_file(&record.made) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(Error::io("remove", &record.made, e)),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_list_of_the_directories_made_goes_with_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("memory/job");
+        let mut record = CgroupRecord {
+            v1: vec![("memory".into(), dir.clone())],
+            made: tmp.path().join("made"),
+            ..CgroupRecord::default()
+        };
+        let mut made = MadeList::open(&record.made).unwrap();
+        make_dir(&dir, false, &mut made).unwrap();
+        record.made_now = Some(made.dirs);
+        let read_back = CgroupRecord {
+            made_now: None,
+            ..record.clone()
+        };
+        let ownership = Ownership::of(&read_back);
+        assert!(ownership.owns_job(&read_back));
+        destroy_with(&read_back, &ownership).unwrap();
+        assert!(!dir.exists());
+        assert!(
+            !record.made.exists(),
+            "nothing is left to name once the directories are gone"
+        );
+        destroy(&read_back).unwrap();
+    }
 
     #[test]
     fn only_the_directories_a_container_made_are_its_own() {

@@ -169,24 +169,25 @@ fn reap(pid: u32) -> libc::c_int {
     status
 }
 
-/// Makes the exec FIFO a held init waits on (writable by any account the init may run as).
-pub fn make_exec_fifo(path: &Path) -> Result<()> {
+/// Makes the exec FIFO a held init waits on, writable by the account `uid` it runs as. The
+/// umask may take the write bits of group and others from the FIFO's mode: they are given back
+/// unless the account is root, which opens any file (the runtime is root: it owns the FIFO).
+pub fn make_exec_fifo(path: &Path, uid: u32) -> Result<()> {
     let cpath = c(path.as_os_str().as_bytes(), "the exec FIFO")?;
     // SAFETY: mkfifo/chmod with a valid C string.
     if unsafe { libc::mkfifo(cpath.as_ptr(), 0o622) } < 0 {
         return Err(Error::io("mkfifo", path, std::io::Error::last_os_error()));
     }
-    if unsafe { libc::chmod(cpath.as_ptr(), 0o622) } < 0 {
+    if uid != 0 && unsafe { libc::chmod(cpath.as_ptr(), 0o622) } < 0 {
         return Err(Error::io("chmod", path, std::io::Error::last_os_error()));
     }
     Ok(())
 }
 
-/// A held init keeps a descriptor of the exec FIFO until it execs the command.
+/// A held init keeps a descriptor of the exec FIFO until it execs the command. Whether `init`
+/// still runs is the caller's question (a process that exited holds no descriptor, and no other
+/// process opens this container's FIFO but `start`, for reading, in its own process).
 pub fn holds_exec_fifo(init: &ProcessInfo, fifo: &Path) -> bool {
-    if !is_running(init) {
-        return false;
-    }
     let Ok(entries) = fs::read_dir(format!("/proc/{}/fd", init.pid)) else {
         return false;
     };
@@ -223,6 +224,17 @@ pub fn release(path: &Path, init: &ProcessInfo) -> Result<()> {
         if n == 1 {
             break;
         }
+        // Our open released init, which writes its byte a moment later: wait for it first,
+        // and look at init's descriptors only when none came.
+        let mut pfd = libc::pollfd {
+            fd: fifo.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid descriptor.
+        if unsafe { libc::poll(&mut pfd, 1, 10) } > 0 && pfd.revents & libc::POLLIN != 0 {
+            continue;
+        }
         if !holds_exec_fifo(init, path) {
             // Init went on — an earlier start opened the FIFO and died, or our open released it
             // and it wrote its byte, exec'd and may have finished already — or it exited held.
@@ -238,13 +250,6 @@ pub fn release(path: &Path, init: &ProcessInfo) -> Result<()> {
                 ))
             };
         }
-        let mut pfd = libc::pollfd {
-            fd: fifo.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: poll on one valid descriptor.
-        unsafe { libc::poll(&mut pfd, 1, 10) };
     }
     let _ = fs::remove_file(path);
     Ok(())
@@ -256,6 +261,30 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{mpsc, Arc};
     use std::time::Duration;
+
+    /// The calling process's umask, read where reading it does not change it.
+    fn umask() -> u32 {
+        let status = fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+        u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+    }
+
+    #[test]
+    fn the_exec_fifo_is_opened_to_other_users_only_for_an_account_that_is_not_root() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let mode = |uid: u32| {
+            let path = tmp.path().join(format!("exec.fifo.{uid}"));
+            make_exec_fifo(&path, uid).unwrap();
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777
+        };
+        assert_eq!(
+            mode(0),
+            0o622 & !umask(),
+            "root opens it whatever its mode: the umask's mode is kept"
+        );
+        assert_eq!(mode(65534), 0o622, "another account needs the write bit");
+    }
 
     /// A cgroup v2 directory of its own, killed and removed however the test ends.
     struct TestCgroup(PathBuf);

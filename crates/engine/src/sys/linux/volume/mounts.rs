@@ -29,7 +29,8 @@ pub(super) fn execute(
 ) -> Result<()> {
     let mut trees = Some(trees);
     let mut opened: Vec<Option<OwnedFd>> = Vec::new();
-    for action in actions {
+    let mut actions = actions.iter().peekable();
+    while let Some(action) = actions.next() {
         match action {
             ViewAction::MakeMountPoint { path } => {
                 open_host_dir(path, Some(0o755)).map_err(|e| match e {
@@ -40,7 +41,18 @@ pub(super) fn execute(
                     WalkError::Io(e) => Error::io("create", path, e),
                 })?;
             }
-            ViewAction::MountImage { image, at } => mount_image(image, at)?,
+            ViewAction::MountImage { image, at } => {
+                // A bound image made read-only next (nothing added in between) gets both of
+                // its attributes in one call.
+                let read_only = matches!(
+                    (image, actions.peek()),
+                    (ImageMount::Bind { .. }, Some(ViewAction::ReadOnly { path })) if path == at
+                );
+                if read_only {
+                    actions.next();
+                }
+                mount_image(image, at, read_only)?
+            }
             ViewAction::MakeDirInVolume { volume, path } => make_dir_in_volume(volume, path)?,
             ViewAction::Attach {
                 index,
@@ -82,13 +94,19 @@ pub(super) fn execute(
 }
 
 /// Mounts the volume at `target` (in the calling thread's namespace): the image bound, without
-/// setuid or devices, or the overlay (which has no setuid, no devices either), its writable
-/// layer made and given to the container's account first.
-fn mount_image(image: &ImageMount, target: &Path) -> Result<()> {
+/// setuid or devices (and read-only with `bound_read_only`), or the overlay (which has no
+/// setuid, no devices either), its writable layer made and given to the container's account
+/// first.
+fn mount_image(image: &ImageMount, target: &Path, bound_read_only: bool) -> Result<()> {
     let writable = match image {
         ImageMount::Bind { image } => {
             bind_recursive(image, target)?;
-            return set_mount_attrs(target, NO_PRIVILEGE);
+            let read_only = if bound_read_only {
+                libc::MOUNT_ATTR_RDONLY
+            } else {
+                0
+            };
+            return set_mount_attrs(target, NO_PRIVILEGE | read_only);
         }
         ImageMount::Overlay { writable, .. } => writable,
     };
