@@ -129,10 +129,10 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
         continue
     if which == "any":
         # A serving shim runs in its bundle, where its start action wrote the socket's address.
-    try:
-        socket = open(f"/proc/{pid}/cwd/address").read().strip()
-    except OSError:
-        socket = ""
+        try:
+            socket = open(f"/proc/{pid}/cwd/address").read().strip()
+        except OSError:
+            socket = ""
         print(pid, socket.removeprefix("unix://"))
     elif "start" not in args and "delete" not in args:
         print(pid)
