@@ -22,7 +22,9 @@
 # Env:   WARMUP=5 (rounds not counted), GAP_MS=200 (idle time before each pod: what containerd
 #        and the shims do after a pod's last call — snapshot removal, a shim's exit — would
 #        otherwise land in the next pod, whichever handler's it is), DENSITY=100 (pods per handler for part 2; 0 skips it),
-#        DENSITY_HANDLERS="hostprocess runc", LOG_LEVEL=info (containerd's), KEEP=1 keeps the
+#        DENSITY_HANDLERS="hostprocess runc", LOG_LEVEL=info (containerd's), TMPFS=1 puts
+#        containerd's state, the engine's and runc's state roots on tmpfs (as /run is on
+#        nodes), KEEP=1 keeps the
 #        temporary directory (containerd's log), SHIM_BIN=PATH / NULL_SHIM_BIN=PATH /
 #        CLIENT_BIN=PATH measure those builds instead of building them (release, glibc).
 #        A/B: BASE_SHIM_BIN=PATH registers another build of our shim as the handler `base`
@@ -171,6 +173,14 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
+# TMPFS=1: what a node keeps under /run on tmpfs — containerd's state (the bundles), the
+# engine's state root and runc's — on a tmpfs here too (this machine's /run is on its disk, where
+# every file created pays ext4's inode allocation).
+if [[ ${TMPFS:-0} == 1 ]]; then
+  for dir in "$work/state" "$work/hostprocess" "$work/runc"; do
+    mount -t tmpfs -o size=256m,mode=0711 hpc-bench-state "$dir"
+  done
+fi
 trap 'exit 130' INT TERM
 
 cat >"$work/containerd.toml" <<EOF

@@ -22,7 +22,8 @@
 # Env:   ROUNDS=10 (hyperfine runs the timed runs are split into), K=10 (containers per
 #        runtime for memory), WARMUP=5 (first round; 1 in the others), TRACE_RUNS=10 (traced runs per
 #        runtime for the phase split), LOG_LEVEL=info (containerd's; the test harness uses
-#        debug), KEEP=1 keeps the temporary directory (containerd's log) for a look,
+#        debug), TMPFS=1 puts containerd's state, the engine's and runc's state roots on
+#        tmpfs (as /run is on nodes), KEEP=1 keeps the temporary directory (containerd's log) for a look,
 #        SHIM_BIN=PATH measures that build of the shim instead of building one, NULL_SHIM_BIN=PATH
 #        that build of the floor's shim, BASELINE_BIN=PATH also times that other build of our
 #        shim in the same rounds and traced runs (runtime io.containerd.hostprocessbase.v1): a
@@ -193,6 +194,7 @@ cleanup() {
     awk -v d="$work" '$5 == d || index($5, d "/") == 1 { print length($5), $5 }' /proc/self/mountinfo |
       sort -rn | cut -d' ' -f2-)
   # runc's state of our namespace; the FIFO dirs `ctr run -d` leaves behind (named after the ids).
+  umount -l "/run/containerd/runc/$ns" 2>/dev/null
   rm -rf "/run/containerd/runc/$ns"
   for f in /run/containerd/fifo/*/"$idp"-*; do [[ -e $f ]] && rm -rf "${f%/*}"; done
   if [[ -n ${KEEP:-} ]]; then
@@ -203,6 +205,15 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
+# TMPFS=1: what a node keeps under /run on tmpfs — containerd's state (the bundles), the
+# engine's state root and runc's — on a tmpfs here too (this machine's /run is on its disk, where
+# every file created pays ext4's inode allocation).
+if [[ ${TMPFS:-0} == 1 ]]; then
+  mkdir -p "/run/containerd/runc/$ns"
+  for dir in "$work/state" "$work/hostprocess" "/run/containerd/runc/$ns"; do
+    mount -t tmpfs -o size=256m,mode=0711 hpc-bench-state "$dir"
+  done
+fi
 trap 'exit 130' INT TERM
 
 cat >"$work/containerd.toml" <<EOF
