@@ -183,14 +183,40 @@ mod tests {
         server
     }
 
-    #[test]
-    fn events_reach_ttrpcs_server_in_order_and_a_refusal_is_an_error() {
+    /// A containerd's Events service on a socket of a temporary directory, and a connection
+    /// to it.
+    struct Served {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+        containerd: Arc<Containerd>,
+        server: Server,
+        connection: EventsConnection,
+    }
+
+    fn served() -> Served {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("containerd.sock.ttrpc");
         let containerd = Arc::new(Containerd::default());
         let server = serve(&path, &containerd);
-        let address = path.to_string_lossy();
-        let mut connection = connect_events(&address, Duration::from_secs(5)).unwrap();
+        let connection = connect_events(&path.to_string_lossy(), Duration::from_secs(5)).unwrap();
+        Served {
+            _dir: dir,
+            path,
+            containerd,
+            server,
+            connection,
+        }
+    }
+
+    #[test]
+    fn events_reach_ttrpcs_server_in_order_and_a_refusal_is_an_error() {
+        let Served {
+            _dir,
+            containerd,
+            server,
+            mut connection,
+            ..
+        } = served();
         connection.forward(&event("/tasks/create")).unwrap();
         connection.forward(&event("/tasks/start")).unwrap();
         let err = connection.forward(&event("/refused")).unwrap_err();
@@ -205,12 +231,13 @@ mod tests {
 
     #[test]
     fn a_connection_that_failed_is_made_again_for_the_next_event() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("containerd.sock.ttrpc");
-        let containerd = Arc::new(Containerd::default());
-        let server = serve(&path, &containerd);
-        let address = path.to_string_lossy();
-        let mut connection = connect_events(&address, Duration::from_secs(5)).unwrap();
+        let Served {
+            _dir,
+            path,
+            containerd,
+            server,
+            mut connection,
+        } = served();
         connection.forward(&event("/tasks/create")).unwrap();
         // containerd restarts.
         server.shutdown();
