@@ -9,16 +9,13 @@ use std::time::Duration;
 
 use containerd_shim::protos::api::ForwardRequest;
 use containerd_shim::protos::protobuf::Message;
-use containerd_shim::protos::ttrpc::{Code, Request, Response};
+use containerd_shim::protos::ttrpc::proto::{
+    MESSAGE_HEADER_LENGTH, MESSAGE_LENGTH_MAX, MESSAGE_TYPE_RESPONSE,
+};
+use containerd_shim::protos::ttrpc::{Code, MessageHeader, Request, Response};
 
 const SERVICE: &str = "containerd.services.events.ttrpc.v1.Events";
 const METHOD: &str = "Forward";
-/// ttrpc's frame: length, stream id (big-endian u32 each), message type, flags.
-const HEADER_LEN: usize = 10;
-const TYPE_REQUEST: u8 = 1;
-const TYPE_RESPONSE: u8 = 2;
-/// The largest message ttrpc sends.
-const MESSAGE_MAX: usize = 4 << 20;
 
 /// A connection to containerd's Events service at a socket path. A connection that failed
 /// (containerd restarted, or an answer that did not come in time and may still arrive) is
@@ -96,12 +93,9 @@ fn request_message(
     let body = call.write_to_bytes().map_err(|e| e.to_string())?;
     let length = u32::try_from(body.len())
         .ok()
-        .filter(|l| *l as usize <= MESSAGE_MAX)
+        .filter(|l| *l as usize <= MESSAGE_LENGTH_MAX)
         .ok_or_else(|| format!("an event of {} bytes is too large to send", body.len()))?;
-    let mut message = Vec::with_capacity(HEADER_LEN + body.len());
-    message.extend_from_slice(&length.to_be_bytes());
-    message.extend_from_slice(&stream_id.to_be_bytes());
-    message.extend_from_slice(&[TYPE_REQUEST, 0]);
+    let mut message: Vec<u8> = MessageHeader::new_request(stream_id, length).into();
     message.extend_from_slice(&body);
     Ok(message)
 }
@@ -115,11 +109,11 @@ fn exchange<S: Read + Write>(
 ) -> io::Result<Response> {
     stream.write_all(message)?;
     loop {
-        let mut header = [0u8; HEADER_LEN];
+        let mut header = [0u8; MESSAGE_HEADER_LENGTH];
         stream.read_exact(&mut header)?;
-        let [l0, l1, l2, l3, s0, s1, s2, s3, kind, _flags] = header;
-        let length = u32::from_be_bytes([l0, l1, l2, l3]) as usize;
-        if length > MESSAGE_MAX {
+        let header = MessageHeader::from(header);
+        let length = header.length as usize;
+        if length > MESSAGE_LENGTH_MAX {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("an answer of {length} bytes is larger than ttrpc sends"),
@@ -127,7 +121,7 @@ fn exchange<S: Read + Write>(
         }
         let mut body = vec![0u8; length];
         stream.read_exact(&mut body)?;
-        if kind != TYPE_RESPONSE || u32::from_be_bytes([s0, s1, s2, s3]) != stream_id {
+        if header.type_ != MESSAGE_TYPE_RESPONSE || header.stream_id != stream_id {
             continue;
         }
         return Response::parse_from_bytes(&body)
