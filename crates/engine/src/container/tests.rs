@@ -10,20 +10,11 @@ use crate::sys::fake::{Fake, FakeHost, FakeRecord, Op};
 use crate::sys::Platform;
 
 /// The engine on the fake, and the fake to look at and steer.
-struct Host(FakeHost);
-
-impl std::ops::Deref for Host {
-    type Target = FakeHost;
-    fn deref(&self) -> &FakeHost {
-        &self.0
-    }
+fn host() -> FakeHost {
+    FakeHost::new()
 }
 
-fn host() -> Host {
-    Host(FakeHost::new())
-}
-
-impl Host {
+impl FakeHost {
     fn plan(&self, id: &str) -> ContainerPlan {
         let spec = crate::spec::example_spec(vec!["/bin/true".into()]);
         plan::plan(id, Path::new("/bundle"), &spec, self.engine.options(), None).unwrap()
