@@ -8,7 +8,7 @@
 //! already loaded, costs one `fork`.
 
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::os::unix::net::UnixListener;
@@ -128,7 +128,10 @@ fn thread_count() -> io::Result<usize> {
 fn name_action_serve() -> io::Result<()> {
     const START: &[u8] = b"\0start\0";
     const SERVE: &[u8] = b"serve\0";
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // One read: the kernel writes the whole line at once (a growing buffer took six reads).
+    let mut buf = [0u8; 4096];
+    let len = File::open("/proc/self/stat")?.read(&mut buf)?;
+    let stat = String::from_utf8_lossy(&buf[..len]);
     let invalid = || io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/self/stat");
     // Fields after the command name: state is field 3, arg_start and arg_end fields 48 and 49.
     let fields: Vec<&str> = stat
