@@ -11,7 +11,9 @@
 //! file itself, and what it names is torn down only if it is still the container that was
 //! loaded: same `created`). Two of them on one container run one after the other, so none
 //! writes a state another has just replaced, and none tears down what another is making or
-//! releasing (`start_and_delete_serialise_on_the_containers_lock` pins that).
+//! releasing (`start_and_delete_serialise_on_the_containers_lock` pins that). `release_view`
+//! writes no state but tears down part of what the record names, so it takes the lock too and
+//! acts only on the same container, stopped.
 //!
 //! `exec`, `kill`, `pause` and `resume` write no state, so they take no lock (a lock would make
 //! them wait behind a slow delete for up to the lock timeout). They act on the live kernel
@@ -531,6 +533,31 @@ impl<P: Platform> Container<P> {
             Ok(now) if now.created != self.state.created => Ok(()),
             _ => self.delete_locked(force),
         }
+    }
+
+    /// Once the container has stopped — init gone, nothing of its job left — lets go of its
+    /// private view now instead of at delete ([`Platform::release_view`]): nothing can enter
+    /// it any more (exec needs a created or running container), and what the kernel does to
+    /// take it down (the volume's unmount among it) is then off delete's path. The volume's
+    /// files stay until delete. Does nothing, and says so with `false`, for a container that
+    /// still runs or is gone (or whose id is another container's by now).
+    pub fn release_view(&self) -> Result<bool> {
+        let id = &self.state.id;
+        let _lock = match self.root.lock(id) {
+            Err(Error::NotFound(_)) => return Ok(false),
+            lock => lock?,
+        };
+        match self.root.load::<P::Record>(id) {
+            Ok(now) if now.created == self.state.created => {}
+            Err(Error::NotFound(_)) | Ok(_) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        // Init is in the job: an empty job is a stopped container.
+        if !self.platform.job_pids(&self.state.record)?.is_empty() {
+            return Ok(false);
+        }
+        self.platform.release_view(&self.state.record)?;
+        Ok(true)
     }
 
     /// [`Container::delete`] with the container's lock held and its state current.

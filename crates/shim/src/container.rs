@@ -499,6 +499,19 @@ impl<P: ProcessHost> Container<P> {
         }
     }
 
+    /// After init's exit is published and nothing of its job is left: the engine lets go of
+    /// the view now, while containerd handles the exit, instead of in `delete`
+    /// (`EngineContainer::release_view`; it checks the job is empty itself).
+    pub fn release_view(&self) {
+        let Kind::Workload { container, .. } = &self.kind else {
+            return;
+        };
+        match lock(container).release_view() {
+            Ok(released) => debug!("container {}: view released: {released}", self.id),
+            Err(e) => warn!("container {}: releasing its view: {e}", self.id),
+        }
+    }
+
     /// §6 after init exits: SIGTERM to the rest of the job, SIGKILL after the grace period
     /// (the engine thaws a frozen job first). It works on a copy of the engine's container, so
     /// that other calls are not held for the grace period.

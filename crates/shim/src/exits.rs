@@ -2,7 +2,8 @@
 //! `sys`) reports each reaped pid to its monitor; one thread here turns them into process
 //! state and `TaskExit` events. When an init exits, the rest of its job is stopped first (§6),
 //! so containerd learns of the exit only once nothing of the container runs any more: on a
-//! thread of its own, for the grace period, unless nothing of the job is left.
+//! thread of its own, for the grace period, unless nothing of the job is left. Once the exit is
+//! published, the container's view is let go of while containerd handles it.
 
 use std::sync::Arc;
 use std::thread;
@@ -46,6 +47,15 @@ fn on_exit(shared: &Arc<Shared>, pid: i32, code: i32) {
     let (Ok(pid), Ok(status)) = (u32::try_from(pid), u32::try_from(code)) else {
         return;
     };
+    // Containerd handles the exit meanwhile; other calls need not wait for the view.
+    if let Some(stopped) = record_exit(shared, pid, status) {
+        stopped.release_view();
+    }
+}
+
+/// Handles one reaped pid under the lifecycle lock; returns the container whose exit it
+/// published with nothing of its job left.
+fn record_exit(shared: &Arc<Shared>, pid: u32, status: u32) -> Option<Arc<Container>> {
     // Under the lifecycle lock, every process that was forked is registered.
     let _lifecycle = shared.lifecycle();
     for container in shared.containers() {
@@ -59,7 +69,7 @@ fn on_exit(shared: &Arc<Shared>, pid: i32, code: i32) {
             if !container.init.stdio.terminal && !container.rest_may_run() {
                 publish_oom(&container, &shared.events);
                 publish_exit(&container, &container.init, status, &shared.events);
-                return;
+                return Some(container);
             }
             let events = shared.events.clone();
             let spawned = thread::Builder::new()
@@ -68,21 +78,23 @@ fn on_exit(shared: &Arc<Shared>, pid: i32, code: i32) {
             if let Err(e) = spawned {
                 error!("init of container exited, cannot stop the rest of its job: {e}");
             }
-            return;
+            return None;
         }
         if let Some(exec) = container.exec_by_pid(pid) {
             publish_oom(&container, &shared.events);
             publish_exit(&container, &exec, status, &shared.events);
-            return;
+            return None;
         }
     }
     debug!("reaped pid {pid} (status {status}): not a process the shim started");
+    None
 }
 
 fn init_exited(container: &Container, status: u32, events: &Events) {
     container.terminate_rest();
     publish_oom(container, events);
     publish_exit(container, &container.init, status, events);
+    container.release_view();
 }
 
 /// Records a process's exit and tells containerd, once.

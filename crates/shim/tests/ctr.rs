@@ -320,6 +320,57 @@ fn when_init_exits_no_process_of_the_job_survives() {
     assert_nothing_left(&containerd, &id);
 }
 
+/// Once init has exited with nothing of its job left, the view is let go of before containerd
+/// deletes the task: the namespace's pin and the volume's mount in it are gone, the files the
+/// container wrote stay (here in containerd's snapshot) until delete, and delete still leaves
+/// nothing.
+#[test]
+fn a_stopped_containers_view_is_released_before_delete_and_its_files_stay() {
+    let containerd = containerd();
+    let id = unique_id("released");
+    let written = format!("{id}.written");
+    let script = format!("echo kept > \"$CONTAINER_SANDBOX_MOUNT_POINT/{written}\"");
+    success(&run(&containerd, &["-d"], &id, &["sh", "-c", &script]));
+    wait_for_status(&containerd, &id, "STOPPED");
+    let pin = containerd.shim_root("default").join(&id).join("mntns");
+    assert!(
+        wait_until(Duration::from_secs(10), || !pin.exists()),
+        "the view's pin {} is still there after the exit",
+        pin.display()
+    );
+    let mounted: Vec<_> = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(&id))
+        .map(str::to_string)
+        .collect();
+    assert!(mounted.is_empty(), "still mounted: {mounted:#?}");
+    let kept = find_file(containerd.dir(), &written);
+    let kept = kept.unwrap_or_else(|| panic!("{written} is not in containerd's snapshot"));
+    assert_eq!(fs::read_to_string(&kept).unwrap(), "kept\n");
+    assert_eq!(task_status(&containerd, &id), "STOPPED");
+    remove(&containerd, &id);
+    assert_nothing_left(&containerd, &id);
+}
+
+/// The first file named `name` below `dir` (symlinks not followed).
+fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            if let Some(found) = find_file(&path, name) {
+                return Some(found);
+            }
+        } else if entry.file_name() == name {
+            return Some(path);
+        }
+    }
+    None
+}
+
 /// `ctr events` writing what containerd publishes to a file; killed when dropped. ctr prints
 /// only the events it could decode.
 struct EventsLog<'a> {

@@ -541,3 +541,55 @@ fn every_save_writes_the_init_where_earlier_builds_read_it() {
     c.update(None, None).unwrap();
     assert_eq!(read_as_earlier("a"), Some(init), "after update");
 }
+
+#[test]
+fn the_view_is_released_early_only_for_a_stopped_container_whose_job_is_empty() {
+    for status in STATES {
+        let h = host();
+        let c = h.container("a", status);
+        let stopped = status == Status::Stopped;
+        assert_eq!(c.release_view().unwrap(), stopped, "{status:?}");
+        assert_eq!(
+            h.fake.ops(),
+            if stopped {
+                vec![Op::ReleaseView]
+            } else {
+                vec![]
+            }
+        );
+        // What delete tears down is unchanged: the whole container.
+        c.delete(true).unwrap();
+        assert_eq!(h.fake.count(Op::Destroy), 1, "{status:?}");
+        assert!(!h.exists("a"));
+    }
+
+    let h = host();
+    let c = h.container("a", Status::Running);
+    h.fake.spawn_in_job(c.record(), false);
+    h.fake.exit(c.init().unwrap().pid);
+    assert_eq!(c.status(), Status::Stopped);
+    assert!(
+        !c.release_view().unwrap(),
+        "a process of the job still runs"
+    );
+    assert_eq!(h.fake.count(Op::ReleaseView), 0);
+}
+
+#[test]
+fn the_view_of_a_deleted_container_or_of_its_ids_next_container_is_left_alone() {
+    if !testkit::kernel::removes_a_file_deleted_while_open(
+        "the_view_of_a_deleted_container_or_of_its_ids_next_container_is_left_alone",
+    ) {
+        return;
+    }
+    let h = host();
+    let old = h.container("a", Status::Stopped);
+    h.another_engine().delete("a", false).unwrap();
+    h.fake.clear_calls();
+    assert!(!old.release_view().unwrap(), "deleted");
+    let new = h.container("a", Status::Stopped);
+    assert!(!old.release_view().unwrap(), "another container now");
+    assert_eq!(h.fake.count(Op::ReleaseView), 0);
+    assert!(new.release_view().unwrap());
+    assert_eq!(h.fake.count(Op::ReleaseView), 1);
+}

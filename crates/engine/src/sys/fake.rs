@@ -30,6 +30,7 @@ pub enum Op {
     SetFrozen,
     Update,
     SuperviseDetached,
+    ReleaseView,
     Destroy,
     DestroyUnrecorded,
 }
@@ -527,6 +528,12 @@ impl Platform for Fake {
     ) -> Result<()> {
         self.enter(Op::SuperviseDetached, &record.id, init.pid.to_string())?;
         self.leave(Op::SuperviseDetached);
+        Ok(())
+    }
+
+    fn release_view(&self, record: &FakeRecord) -> Result<()> {
+        self.enter(Op::ReleaseView, &record.id, String::new())?;
+        self.leave(Op::ReleaseView);
         Ok(())
     }
 

@@ -184,6 +184,13 @@ pub trait Platform {
         init: &ProcessInfo,
         grace: Duration,
     ) -> Result<()>;
+    /// Lets go of the private view of a container that has stopped (init gone, nothing of its
+    /// job left), which nothing can enter any more, instead of at [`Platform::destroy`]: the
+    /// volume's files stay until then. Idempotent; nothing to do where the view is not kept
+    /// apart from its processes.
+    fn release_view(&self, _record: &Self::Record) -> Result<()> {
+        Ok(())
+    }
     /// Kills what is left (thawing a frozen job) and removes the view, the volume, the job and
     /// any ephemeral account. Idempotent: what is already gone is skipped.
     fn destroy(&self, record: &Self::Record) -> Result<()>;

@@ -406,6 +406,10 @@ impl Platform for Linux {
         }
     }
 
+    fn release_view(&self, record: &Record) -> Result<()> {
+        volume::release_view(&record.volume)
+    }
+
     fn destroy(&self, record: &Record) -> Result<()> {
         // A job this container did not make (it lost the race for the path) is another's.
         let ownership = cgroup::Ownership::of(&record.cgroup);

@@ -117,16 +117,24 @@ fn mount_of(path: &Path) -> Result<(PathBuf, bool)> {
         .unwrap_or((PathBuf::from("/"), false)))
 }
 
+/// Drops the bind layout's view: the pin of its mount namespace, whose last reference it is
+/// once no process runs in it (the namespace, and the volume mounted only there, go with it;
+/// the volume's directories stay). Idempotent.
+pub fn release_view(record: &VolumeRecord) -> Result<()> {
+    let Some(pin) = &record.ns_pin else {
+        return Ok(());
+    };
+    mounts::detach(pin)?;
+    match fs::remove_file(pin) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", pin, e)),
+    }
+}
+
 /// Unmounts and removes what the volume and view are made of. Idempotent.
 pub fn destroy(record: &VolumeRecord) -> Result<()> {
-    if let Some(pin) = &record.ns_pin {
-        mounts::detach(pin)?;
-        match fs::remove_file(pin) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("remove", pin, e)),
-        }
-    }
+    release_view(record)?;
     if let Some(host_mount) = &record.host_mount {
         mounts::detach(host_mount)?;
         match fs::remove_dir(host_mount) {
