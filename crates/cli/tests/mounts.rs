@@ -439,3 +439,25 @@ fn a_relative_mount_source_is_relative_to_the_bundle() {
     let out = rt.output_of(cmd, CLI_TIMEOUT).ok("run");
     assert_eq!(out.stdout_text(), "from the bundle\n");
 }
+
+/// The working directory is entered in the complete view: inside the volume, at a path the
+/// image has and a mount's compatibility path covers, the process is in the mounted
+/// directory, not in the image's under it.
+#[test]
+fn a_working_directory_in_the_volume_that_a_mount_covers_is_the_mounted_one() {
+    let rt = Runtime::new();
+    let id = unique_id("cwd-link");
+    let source = open_dir();
+    fs::write(source.path().join("payload"), "mounted\n").unwrap();
+    let dest = open_dir();
+    let d = dest.path().join("data").to_string_lossy().into_owned();
+    let in_volume = d.trim_start_matches('/').to_string();
+    let bundle = Bundle::new()
+        .file(&format!("{in_volume}/from-image"), "image\n")
+        .bind(source.path(), &d, &[])
+        .set(&["process", "cwd"], json!(in_volume))
+        .sh("pwd; ls");
+    let _c = rt.guard(&id);
+    let out = rt.run(&id, &bundle).ok("run");
+    assert_eq!(out.stdout_text(), format!("/hpc/{in_volume}\npayload\n"));
+}

@@ -67,6 +67,25 @@ pub struct Stdio {
     pub preserve_fds: u32,
 }
 
+impl Stdio {
+    /// The same I/O on descriptors of its own.
+    fn try_clone(&self) -> Result<Stdio> {
+        let dup = |fd: &Option<OwnedFd>| {
+            fd.as_ref()
+                .map(|fd| fd.try_clone())
+                .transpose()
+                .map_err(|e| Error::sys("duplicate a standard I/O descriptor", e))
+        };
+        Ok(Stdio {
+            stdin: dup(&self.stdin)?,
+            stdout: dup(&self.stdout)?,
+            stderr: dup(&self.stderr)?,
+            terminal: self.terminal,
+            preserve_fds: self.preserve_fds,
+        })
+    }
+}
+
 /// The number of CPUs online.
 pub fn host_cpus() -> u64 {
     // SAFETY: sysconf has no memory effects.
@@ -117,6 +136,31 @@ fn resolve_in_view(plan: &ContainerPlan, process: &ProcessPlan) -> Result<Resolv
         volume::make_dir_in_volume(mount_point, &resolved.cwd)?;
     }
     Ok(resolved)
+}
+
+/// [`resolve_in_view`] at a stage of the view's building. Before the links into the volume,
+/// only a resolution that makes nothing and whose working directory is outside the volume (a
+/// link may yet be made over it, and init enters it as it is prepared); an error there only
+/// means that init is prepared once the view is complete. The executable is looked up again
+/// when init runs it, by its path.
+fn resolve_at(plan: &ContainerPlan, stage: volume::Stage) -> Result<ResolvedProcess> {
+    let mount_point = &plan.volume.mount_point;
+    if stage == volume::Stage::Complete {
+        return resolve_in_view(plan, &plan.process);
+    }
+    let resolved = resolve(&plan.process, mount_point, &volume::file_kind)?;
+    if resolved.create_cwd || resolved.cwd.starts_with(mount_point) {
+        return Err(Error::container(
+            &plan.id,
+            "the working directory is entered once the view is complete",
+        ));
+    }
+    Ok(resolved)
+}
+
+/// The process the same for `exec`: what it runs, with which arguments and environment, where.
+fn same_process(a: &ResolvedProcess, b: &ResolvedProcess) -> bool {
+    (&a.executable, &a.args, &a.env, &a.cwd) == (&b.executable, &b.args, &b.env, &b.cwd)
 }
 
 fn launch(
@@ -231,16 +275,46 @@ impl Platform for Linux {
         if plan.volume.layout == crate::plan::Layout::Symlink {
             volume::make_host_mount_point(plan, &mut record.volume)?;
         }
-        let resolved = std::thread::scope(|scope| {
-            let view = volume::View::start(scope, plan, &record.volume, owner, || {
-                resolve_in_view(plan, &plan.process)
+        let init = std::thread::scope(|scope| {
+            let view = volume::View::start(scope, plan, &record.volume, owner, |stage| {
+                resolve_at(plan, stage)
             })?;
             // The job's cgroups are made while another thread builds a bind-layout view.
             let job = cgroup::create(&mut record.cgroup, &plan.resources, host_cpus());
-            view.finish(job)
+            let (first, links) = match view.finish(job)? {
+                volume::Ready::Complete(resolved) => (resolved, None),
+                volume::Ready::Links { first, rest } => (first, Some(rest)),
+            };
+            let Some(links) = links else {
+                let launch = launch(plan, record, first, &plan.process, fifo)?;
+                return process::spawn(&launch, stdio);
+            };
+            // Init is prepared while the builder makes the view's links into the volume; the
+            // view's process is the one resolved in the complete view: should the links have
+            // changed it, this init goes and another is prepared.
+            let again = stdio.try_clone()?;
+            let launched = launch(plan, record, first.clone(), &plan.process, fifo.clone())
+                .and_then(|launch| process::spawn(&launch, stdio));
+            let complete = links.join();
+            let init = launched?;
+            let complete = match complete {
+                Ok(complete) => complete,
+                Err(e) => {
+                    process::kill_held(&init);
+                    return Err(e);
+                }
+            };
+            if same_process(&first, &complete) {
+                return Ok(init);
+            }
+            log::debug!(
+                "container {}: the view's links changed the process: prepared again",
+                plan.id
+            );
+            process::kill_held(&init);
+            let launch = launch(plan, record, complete, &plan.process, fifo)?;
+            process::spawn(&launch, again)
         })?;
-        let launch = launch(plan, record, resolved, &plan.process, fifo)?;
-        let init = process::spawn(&launch, stdio)?;
         record.init = Some(init);
         // Connects to systemd only for a job that is a unit.
         if let Some((unit, bus)) = with_systemd(&record.cgroup) {
@@ -444,5 +518,48 @@ impl Platform for Linux {
         };
         let _ = std::fs::remove_file(&record.exec_fifo);
         volume.and(job).and(account)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plan running `/bin/true` in `cwd`, with its volume at `mount_point`.
+    fn plan(cwd: &Path, mount_point: &Path) -> ContainerPlan {
+        let options = crate::plan::PlanOptions::new(Path::new("/run/hostprocess-test"));
+        let spec = crate::spec::example_spec(vec!["/bin/true".into()]);
+        let mut plan =
+            crate::plan::plan("c1", Path::new("/bundle"), &spec, &options, None).unwrap();
+        plan.volume.mount_point = mount_point.to_path_buf();
+        plan.process.cwd = cwd.to_path_buf();
+        plan
+    }
+
+    #[test]
+    fn init_is_prepared_before_the_links_only_with_a_working_directory_outside_the_volume() {
+        let volume = tempfile::tempdir().unwrap();
+        let in_volume = volume.path().join("data");
+        std::fs::create_dir(&in_volume).unwrap();
+        let host = tempfile::tempdir().unwrap();
+
+        let outside = plan(host.path(), volume.path());
+        let early = resolve_at(&outside, volume::Stage::BeforeLinks).unwrap();
+        assert_eq!(early.cwd, host.path());
+        assert_eq!(
+            resolve_at(&outside, volume::Stage::Complete).unwrap(),
+            early
+        );
+
+        // A link may yet be made over a directory of the volume, or a missing one made.
+        let inside = plan(&in_volume, volume.path());
+        assert!(resolve_at(&inside, volume::Stage::BeforeLinks).is_err());
+        assert_eq!(
+            resolve_at(&inside, volume::Stage::Complete).unwrap().cwd,
+            in_volume
+        );
+        let missing = plan(&volume.path().join("new"), volume.path());
+        assert!(resolve_at(&missing, volume::Stage::BeforeLinks).is_err());
+        assert!(!volume.path().join("new").exists(), "made before the links");
     }
 }

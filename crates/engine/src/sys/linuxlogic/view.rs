@@ -321,6 +321,43 @@ pub fn view_for(
     }
 }
 
+/// A bind-layout view's actions split in two: what the container's process needs before it
+/// can be prepared, and the compatibility links into the volume (`Reach`, with the volume made
+/// read-only after them), which can be made while it is. The split is made only where it
+/// changes nothing the actions do: no mount inside the volume (an attach there after a link
+/// would cover it, or receive it) and none at or above the volume's mount point (its
+/// propagation or read-only setting would reach the links). Otherwise everything is `now`.
+pub fn defer_links(
+    actions: Vec<ViewAction>,
+    mount_point: &Path,
+) -> (Vec<ViewAction>, Vec<ViewAction>) {
+    let independent = actions.iter().all(|action| match action {
+        ViewAction::MakeDirInVolume { .. } => false,
+        ViewAction::Attach {
+            at: AttachAt::Volume,
+            ..
+        } => false,
+        ViewAction::Attach { destination, .. }
+        | ViewAction::SetPropagation {
+            path: destination, ..
+        } => !mount_point.starts_with(destination),
+        ViewAction::ReadOnly { path } => path == mount_point || !mount_point.starts_with(path),
+        _ => true,
+    });
+    if !independent
+        || !actions
+            .iter()
+            .any(|a| matches!(a, ViewAction::Reach { .. }))
+    {
+        return (actions, Vec::new());
+    }
+    actions.into_iter().partition(|action| match action {
+        ViewAction::Reach { .. } => false,
+        ViewAction::ReadOnly { path } => path != mount_point,
+        _ => true,
+    })
+}
+
 /// The image as the volume: bound when it is the volume itself and one directory, else an
 /// overlay whose writable layer is containerd's or, failing that, the runtime's scratch
 /// directory. A read-only volume still gets a writable layer when mounts are added, so that
@@ -519,6 +556,65 @@ mod tests {
                 ReadOnly { path: vol },
             ]
         );
+    }
+
+    fn actions_of(plan: ViewPlan) -> Vec<ViewAction> {
+        match plan {
+            ViewPlan::Namespace { actions, .. } => actions,
+            ViewPlan::Host { .. } => panic!("not a bind view"),
+        }
+    }
+
+    fn is_link(action: &ViewAction) -> bool {
+        matches!(action, ViewAction::Reach { .. })
+    }
+
+    #[test]
+    fn a_views_links_are_deferred_when_no_mount_is_in_or_above_the_volume() {
+        let mounts = vec![
+            mount("/s/hosts", "/etc/hosts", false, Propagation::Private),
+            mount("/s/log", "/dev/termination-log", true, Propagation::Slave),
+        ];
+        for read_only in [false, true] {
+            let all =
+                actions_of(view(volume(Layout::Bind, image(), read_only), mounts.clone()).unwrap());
+            let (now, later) = defer_links(all.clone(), Path::new("/c/vol"));
+            assert!(now.iter().all(|a| !is_link(a)), "{now:#?}");
+            assert_eq!(later.iter().filter(|a| is_link(a)).count(), 2, "{later:#?}");
+            // Each part keeps the plan's order; the volume is made read-only after its links.
+            let in_order = |part: &[ViewAction]| {
+                let mut rest = all.iter();
+                part.iter().all(|a| rest.any(|b| b == a))
+            };
+            assert!(in_order(&now) && in_order(&later));
+            let volume_read_only = ViewAction::ReadOnly {
+                path: "/c/vol".into(),
+            };
+            assert_eq!(
+                later.last() == Some(&volume_read_only),
+                read_only,
+                "{later:#?}"
+            );
+            assert!(!now.contains(&volume_read_only));
+            assert_eq!(now.len() + later.len(), all.len());
+        }
+    }
+
+    #[test]
+    fn a_views_links_stay_in_place_when_a_mount_is_in_or_above_the_volume() {
+        for (destination, why) in [
+            ("/c/vol/data", "a mount inside the volume"),
+            ("/c", "a mount above the volume"),
+        ] {
+            let mounts = vec![
+                mount("/s/hosts", "/etc/hosts", false, Propagation::Private),
+                mount("/s/data", destination, false, Propagation::Private),
+            ];
+            let all = actions_of(view(volume(Layout::Bind, image(), false), mounts).unwrap());
+            let (now, later) = defer_links(all.clone(), Path::new("/c/vol"));
+            assert_eq!(now, all, "{why}");
+            assert!(later.is_empty(), "{why}");
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::sys::linuxlogic::{mountinfo, view};
 
 pub use crate::sys::linuxlogic::view::{plan_record, VolumeRecord};
 pub use location::make_host_mount_point;
-pub use namespace::{in_view, View};
+pub use namespace::{in_view, Ready, Stage, View};
 pub use walk::make_dir_in_volume;
 
 fn sys_err(op: impl Into<String>, e: nix::Error) -> Error {

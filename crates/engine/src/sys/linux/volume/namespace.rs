@@ -2,12 +2,15 @@
 //! its own (`unshare` moves only the calling thread), while the caller opens the mounts'
 //! sources on the host and goes on with its own work (the job's cgroups). The namespace is kept
 //! alive by a bind mount of its nsfs file in the state directory, which every process of the
-//! container joins with `setns`.
+//! container joins with `setns`. Where the plan allows it (`linuxlogic::view::defer_links`),
+//! the view is pinned before its compatibility links into the volume are made, so that the
+//! caller prepares the container's process while the builder makes them; the builder then
+//! resolves the process again in the complete view, and that resolution decides.
 
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::mpsc::{self, Receiver};
 use std::thread::{Scope, ScopedJoinHandle};
 
 use nix::mount::{mount, MsFlags};
@@ -17,7 +20,7 @@ use super::walk::ensure_host_mount_point;
 use super::{sys_err, VolumeRecord};
 use crate::error::{Error, Result};
 use crate::plan::ContainerPlan;
-use crate::sys::linuxlogic::view::{plan_view, HostSource, ViewAction, ViewPlan};
+use crate::sys::linuxlogic::view::{defer_links, plan_view, HostSource, ViewAction, ViewPlan};
 
 /// A container's view on its way: started by [`View::start`], completed by [`View::finish`].
 pub struct View<'scope, 'env, T, F> {
@@ -29,17 +32,53 @@ enum Building<'scope, T, F> {
     /// Symlink layout: built by [`View::finish`] in the host's namespace, then `inside` runs.
     Later { actions: Vec<ViewAction>, inside: F },
     /// Bind layout: a thread builds it meanwhile, runs `inside` in it and hands back a
-    /// descriptor of its namespace (which keeps the namespace alive until it is pinned).
+    /// descriptor of its namespace (which keeps the namespace alive until it is pinned). With
+    /// links deferred, `first` brings the namespace and `inside`'s answer before the links.
     Meanwhile {
         pin: PathBuf,
         builder: ScopedJoinHandle<'scope, Result<(OwnedFd, T)>>,
+        first: Option<Receiver<(OwnedFd, Result<T>)>>,
     },
+}
+
+/// Where `inside` runs: in the complete view, or before the links into the volume are made
+/// (then an error only means that the caller waits for the complete view).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    BeforeLinks,
+    Complete,
+}
+
+/// A view [`View::finish`] has pinned.
+pub enum Ready<'scope, T> {
+    /// Complete: what `inside` gave in it.
+    Complete(T),
+    /// Its links into the volume are being made: `first` is what `inside` gave before them,
+    /// and [`Links::join`] gives what it gives in the complete view.
+    Links { first: T, rest: Links<'scope, T> },
+}
+
+/// The builder of a view making its links.
+pub struct Links<'scope, T> {
+    id: String,
+    builder: ScopedJoinHandle<'scope, Result<(OwnedFd, T)>>,
+}
+
+impl<T> Links<'_, T> {
+    /// Waits for the links; what `inside` gave in the complete view.
+    pub fn join(self) -> Result<T> {
+        let (_, complete) = self
+            .builder
+            .join()
+            .map_err(|_| Error::container(&self.id, "the view builder stopped"))??;
+        Ok(complete)
+    }
 }
 
 impl<'scope, 'env, T, F> View<'scope, 'env, T, F>
 where
     T: Send + 'scope,
-    F: FnOnce() -> Result<T> + Send + 'scope,
+    F: FnMut(Stage) -> Result<T> + Send + 'scope,
 {
     /// Plans the view of `plan` (the volume `record` names, owned by the account `owner`) and,
     /// in the bind layout, starts building it in a thread of `scope`: the mounts' sources are
@@ -67,6 +106,10 @@ where
             } => (pin, sources, actions),
         };
         let (trees_tx, trees_rx) = mpsc::channel::<Vec<OwnedFd>>();
+        let (actions, links) = defer_links(actions, &plan.volume.mount_point);
+        let (first_tx, first_rx) = mpsc::channel();
+        let first = (!links.is_empty()).then_some(first_rx);
+        let mut inside = inside;
         // The builder starts first: the host-side work below overlaps its start.
         let builder = scope.spawn(move || {
             let trees = || {
@@ -75,49 +118,90 @@ where
                     .map_err(|_| Error::container(id, "the mounts were not opened on the host"))
             };
             build_namespace(id, &actions, trees)?;
-            let inside = inside()?;
             let ns = fs::File::open("/proc/thread-self/ns/mnt")
+                .map(OwnedFd::from)
                 .map_err(|e| Error::io("open", "/proc/thread-self/ns/mnt", e))?;
-            Ok((OwnedFd::from(ns), inside))
+            if !links.is_empty() {
+                let early = ns
+                    .try_clone()
+                    .map_err(|e| Error::io("duplicate", "/proc/thread-self/ns/mnt", e))?;
+                // The receiver is gone only when the caller failed: it tears down.
+                let _ = first_tx.send((early, inside(Stage::BeforeLinks)));
+                execute(id, &links, || Ok(Vec::new()))?;
+            }
+            Ok((ns, inside(Stage::Complete)?))
         });
         // On failure the sender goes out of scope, which stops the builder.
         let _ = trees_tx.send(open_on_host(&sources)?);
         fs::File::create(&pin).map_err(|e| Error::io("create", &pin, e))?;
         Ok(View {
             id,
-            building: Building::Meanwhile { pin, builder },
+            building: Building::Meanwhile {
+                pin,
+                builder,
+                first,
+            },
         })
     }
 
-    /// Completes the view after the caller's `job` and returns what `inside` gave. A view
-    /// building in its namespace is completed and pinned even when the job failed, so that one
-    /// teardown removes it all; the symlink layout's view is built only after a job that was
-    /// made.
-    pub fn finish(self, job: Result<()>) -> Result<T> {
-        match self.building {
-            Building::Later { actions, inside } => {
+    /// Pins the view after the caller's `job` and returns what `inside` gave: in the complete
+    /// view, or, while the builder makes the links, before them (when it gave something
+    /// there). A view building in its namespace is pinned even when the job failed, so that
+    /// one teardown removes it all (the scope waits for its builder); the symlink layout's view
+    /// is built only after a job that was made.
+    pub fn finish(self, job: Result<()>) -> Result<Ready<'scope, T>> {
+        let id = self.id;
+        let (pin, builder, first) = match self.building {
+            Building::Later {
+                actions,
+                mut inside,
+            } => {
                 job?;
-                execute(self.id, &actions, || Ok(Vec::new()))?;
-                inside()
+                execute(id, &actions, || Ok(Vec::new()))?;
+                return inside(Stage::Complete).map(Ready::Complete);
             }
-            Building::Meanwhile { pin, builder } => {
-                let (ns, inside) = builder
-                    .join()
-                    .map_err(|_| Error::container(self.id, "the view builder stopped"))??;
-                let ns_path = PathBuf::from(format!("/proc/self/fd/{}", ns.as_raw_fd()));
-                mount(
-                    Some(&ns_path),
-                    pin.as_path(),
-                    None::<&str>,
-                    MsFlags::MS_BIND,
-                    None::<&str>,
-                )
-                .map_err(|e| sys_err(format!("pin mount namespace at '{}'", pin.display()), e))?;
-                job?;
-                Ok(inside)
-            }
-        }
+            Building::Meanwhile {
+                pin,
+                builder,
+                first,
+            } => (pin, builder, first),
+        };
+        let join = |builder: ScopedJoinHandle<'scope, Result<(OwnedFd, T)>>| {
+            builder
+                .join()
+                .map_err(|_| Error::container(id, "the view builder stopped"))?
+        };
+        // Before the links, unless the builder stopped before them.
+        let early = first.and_then(|first| first.recv().ok());
+        let Some((ns, Ok(first))) = early else {
+            let (ns, complete) = join(builder)?;
+            pin_namespace(&ns, &pin)?;
+            job?;
+            return Ok(Ready::Complete(complete));
+        };
+        pin_namespace(&ns, &pin)?;
+        job?;
+        Ok(Ready::Links {
+            first,
+            rest: Links {
+                id: id.to_string(),
+                builder,
+            },
+        })
     }
+}
+
+/// Keeps the namespace `ns` alive at `pin` (a bind mount of its nsfs file).
+fn pin_namespace(ns: &OwnedFd, pin: &std::path::Path) -> Result<()> {
+    let ns_path = PathBuf::from(format!("/proc/self/fd/{}", ns.as_raw_fd()));
+    mount(
+        Some(&ns_path),
+        pin,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| sys_err(format!("pin mount namespace at '{}'", pin.display()), e))
 }
 
 /// The sources of the plan's mounts, opened in the host's view, after making any missing mount
