@@ -139,17 +139,18 @@ fn resolve_in_view(plan: &ContainerPlan, process: &ProcessPlan) -> Result<Resolv
 }
 
 /// [`resolve_in_view`] at a stage of the view's building. Before the links into the volume,
-/// only a resolution that makes nothing and whose working directory is outside the volume (a
-/// link may yet be made over it, and init enters it as it is prepared); an error there only
-/// means that init is prepared once the view is complete. The executable is looked up again
-/// when init runs it, by its path.
+/// only a resolution that makes nothing and whose working directory is outside the volume or
+/// the volume itself (the usual one: a spec's `/`), never below it, where a link may yet be
+/// made over it while init enters it; an error there only means that init is prepared once
+/// the view is complete. The executable is looked up again when init runs it, by its path.
 fn resolve_at(plan: &ContainerPlan, stage: volume::Stage) -> Result<ResolvedProcess> {
     let mount_point = &plan.volume.mount_point;
     if stage == volume::Stage::Complete {
         return resolve_in_view(plan, &plan.process);
     }
     let resolved = resolve(&plan.process, mount_point, &volume::file_kind)?;
-    if resolved.create_cwd || resolved.cwd.starts_with(mount_point) {
+    let below_the_volume = resolved.cwd.starts_with(mount_point) && resolved.cwd != *mount_point;
+    if resolved.create_cwd || below_the_volume {
         return Err(Error::container(
             &plan.id,
             "the working directory is entered once the view is complete",
@@ -537,7 +538,7 @@ mod tests {
     }
 
     #[test]
-    fn init_is_prepared_before_the_links_only_with_a_working_directory_outside_the_volume() {
+    fn init_is_prepared_before_the_links_only_with_a_working_directory_not_below_the_volume() {
         let volume = tempfile::tempdir().unwrap();
         let in_volume = volume.path().join("data");
         std::fs::create_dir(&in_volume).unwrap();
@@ -550,6 +551,11 @@ mod tests {
             resolve_at(&outside, volume::Stage::Complete).unwrap(),
             early
         );
+
+        // The volume itself: a link is made inside it, never over it.
+        let root = plan(volume.path(), volume.path());
+        let early = resolve_at(&root, volume::Stage::BeforeLinks).unwrap();
+        assert_eq!(early.cwd, volume.path());
 
         // A link may yet be made over a directory of the volume, or a missing one made.
         let inside = plan(&in_volume, volume.path());
