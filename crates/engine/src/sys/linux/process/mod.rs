@@ -161,7 +161,6 @@ fn describe_wait_status(status: libc::c_int) -> String {
     }
 }
 
-/// Waits for our own child; its wait status.
 /// Ends an init that `spawn` prepared and the caller will not use: it is held (or failed), so
 /// its pid is still this one; killed, then reaped (by whoever waits for the runtime's children
 /// first).
@@ -172,6 +171,7 @@ pub fn kill_held(init: &ProcessInfo) {
     reap(init.pid);
 }
 
+/// Waits for our own child; its wait status.
 fn reap(pid: u32) -> libc::c_int {
     let mut status = 0;
     // SAFETY: waitpid on our own child.
