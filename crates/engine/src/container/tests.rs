@@ -557,10 +557,6 @@ fn the_view_is_released_early_only_for_a_stopped_container_whose_job_is_empty() 
                 vec![]
             }
         );
-        // What delete tears down is unchanged: the whole container.
-        c.delete(true).unwrap();
-        assert_eq!(h.fake.count(Op::Destroy), 1, "{status:?}");
-        assert!(!h.exists("a"));
     }
 
     let h = host();
@@ -573,6 +569,21 @@ fn the_view_is_released_early_only_for_a_stopped_container_whose_job_is_empty() 
         "a process of the job still runs"
     );
     assert_eq!(h.fake.count(Op::ReleaseView), 0);
+}
+
+#[test]
+fn delete_after_the_view_was_released_early_tears_down_the_whole_container() {
+    if !testkit::kernel::removes_a_file_deleted_while_open(
+        "delete_after_the_view_was_released_early_tears_down_the_whole_container",
+    ) {
+        return;
+    }
+    let h = host();
+    let c = h.container("a", Status::Stopped);
+    assert!(c.release_view().unwrap());
+    c.delete(false).unwrap();
+    assert_eq!(h.fake.ops(), [Op::ReleaseView, Op::Destroy]);
+    assert!(!h.exists("a"));
 }
 
 #[test]
