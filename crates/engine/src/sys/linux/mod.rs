@@ -67,25 +67,6 @@ pub struct Stdio {
     pub preserve_fds: u32,
 }
 
-impl Stdio {
-    /// The same I/O on descriptors of its own.
-    fn try_clone(&self) -> Result<Stdio> {
-        let dup = |fd: &Option<OwnedFd>| {
-            fd.as_ref()
-                .map(|fd| fd.try_clone())
-                .transpose()
-                .map_err(|e| Error::sys("duplicate a standard I/O descriptor", e))
-        };
-        Ok(Stdio {
-            stdin: dup(&self.stdin)?,
-            stdout: dup(&self.stdout)?,
-            stderr: dup(&self.stderr)?,
-            terminal: self.terminal,
-            preserve_fds: self.preserve_fds,
-        })
-    }
-}
-
 /// The number of CPUs online.
 pub fn host_cpus() -> u64 {
     // SAFETY: sysconf has no memory effects.
@@ -160,6 +141,9 @@ fn resolve_at(plan: &ContainerPlan, stage: volume::Stage) -> Result<ResolvedProc
 }
 
 /// The process the same for `exec`: what it runs, with which arguments and environment, where.
+/// Before and after the links it always is: a link reaches the very path its mount was attached
+/// at (`Reach`'s target is the destination), so every lookup through one finds what the lookup
+/// of that path, made first, found; and the working directory is never below the volume.
 fn same_process(a: &ResolvedProcess, b: &ResolvedProcess) -> bool {
     (&a.executable, &a.args, &a.env, &a.cwd) == (&b.executable, &b.args, &b.env, &b.cwd)
 }
@@ -277,44 +261,34 @@ impl Platform for Linux {
             volume::make_host_mount_point(plan, &mut record.volume)?;
         }
         let init = std::thread::scope(|scope| {
-            let view = volume::View::start(scope, plan, &record.volume, owner, |stage| {
+            let view = volume::View::start(scope, plan, &record.volume, owner, hold, |stage| {
                 resolve_at(plan, stage)
             })?;
             // The job's cgroups are made while another thread builds a bind-layout view.
             let job = cgroup::create(&mut record.cgroup, &plan.resources, host_cpus());
             let (first, links) = match view.finish(job)? {
-                volume::Ready::Complete(resolved) => (resolved, None),
-                volume::Ready::Links { first, rest } => (first, Some(rest)),
-            };
-            let Some(links) = links else {
-                let launch = launch(plan, record, first, &plan.process, fifo)?;
-                return process::spawn(&launch, stdio);
-            };
-            // Init is prepared while the builder makes the view's links into the volume; the
-            // view's process is the one resolved in the complete view: should the links have
-            // changed it, this init goes and another is prepared.
-            let again = stdio.try_clone()?;
-            let launched = launch(plan, record, first.clone(), &plan.process, fifo.clone())
-                .and_then(|launch| process::spawn(&launch, stdio));
-            let complete = links.join();
-            let init = launched?;
-            let complete = match complete {
-                Ok(complete) => complete,
-                Err(e) => {
-                    process::kill_held(&init);
-                    return Err(e);
+                volume::Ready::Complete(resolved) => {
+                    let launch = launch(plan, record, resolved, &plan.process, fifo)?;
+                    return process::spawn(&launch, stdio);
                 }
+                volume::Ready::Links { first, rest } => (first, rest),
             };
-            if same_process(&first, &complete) {
-                return Ok(init);
+            // A held init is prepared while the builder makes the view's links into the volume.
+            // On an error, the caller's teardown ends it with the job.
+            let launch = launch(plan, record, first.clone(), &plan.process, fifo)?;
+            let init = process::spawn(&launch, stdio);
+            let complete = links.join();
+            let (init, complete) = (init?, complete?);
+            if !same_process(&first, &complete) {
+                return Err(Error::container(
+                    &plan.id,
+                    format!(
+                        "the view's links changed the process from {:?} to {:?}",
+                        first.executable, complete.executable
+                    ),
+                ));
             }
-            log::debug!(
-                "container {}: the view's links changed the process: prepared again",
-                plan.id
-            );
-            process::kill_held(&init);
-            let launch = launch(plan, record, complete, &plan.process, fifo)?;
-            process::spawn(&launch, again)
+            Ok(init)
         })?;
         record.init = Some(init);
         // Connects to systemd only for a job that is a unit.

@@ -161,16 +161,6 @@ fn describe_wait_status(status: libc::c_int) -> String {
     }
 }
 
-/// Ends an init that `spawn` prepared and the caller will not use: it is held (or failed), so
-/// its pid is still this one; killed, then reaped (by whoever waits for the runtime's children
-/// first).
-pub fn kill_held(init: &ProcessInfo) {
-    // SAFETY: kill and waitpid of our own child, which no one else has reaped: it has not
-    // exited before this kill (held at the exec FIFO until a start).
-    unsafe { libc::kill(init.pid as libc::pid_t, libc::SIGKILL) };
-    reap(init.pid);
-}
-
 /// Waits for our own child; its wait status.
 fn reap(pid: u32) -> libc::c_int {
     let mut status = 0;

@@ -2,10 +2,10 @@
 //! its own (`unshare` moves only the calling thread), while the caller opens the mounts'
 //! sources on the host and goes on with its own work (the job's cgroups). The namespace is kept
 //! alive by a bind mount of its nsfs file in the state directory, which every process of the
-//! container joins with `setns`. Where the plan allows it (`linuxlogic::view::defer_links`),
-//! the view is pinned before its compatibility links into the volume are made, so that the
-//! caller prepares the container's process while the builder makes them; the builder then
-//! resolves the process again in the complete view, and that resolution decides.
+//! container joins with `setns`. For an init held until `start`, where the plan allows it
+//! (`linuxlogic::view::defer_links`), the view is pinned before its compatibility links into
+//! the volume are made, so that the caller prepares init while the builder makes them; the
+//! builder then resolves the process again in the complete view.
 
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -33,10 +33,11 @@ enum Building<'scope, T, F> {
     Later { actions: Vec<ViewAction>, inside: F },
     /// Bind layout: a thread builds it meanwhile, runs `inside` in it and hands back a
     /// descriptor of its namespace (which keeps the namespace alive until it is pinned). With
-    /// links deferred, `first` brings the namespace and `inside`'s answer before the links.
+    /// links deferred, `first` brings that descriptor and `inside`'s answer before the links,
+    /// and the builder gives back only its answer in the complete view.
     Meanwhile {
         pin: PathBuf,
-        builder: ScopedJoinHandle<'scope, Result<(OwnedFd, T)>>,
+        builder: ScopedJoinHandle<'scope, Result<(Option<OwnedFd>, T)>>,
         first: Option<Receiver<(OwnedFd, Result<T>)>>,
     },
 }
@@ -61,7 +62,7 @@ pub enum Ready<'scope, T> {
 /// The builder of a view making its links.
 pub struct Links<'scope, T> {
     id: String,
-    builder: ScopedJoinHandle<'scope, Result<(OwnedFd, T)>>,
+    builder: ScopedJoinHandle<'scope, Result<(Option<OwnedFd>, T)>>,
 }
 
 impl<T> Links<'_, T> {
@@ -83,13 +84,15 @@ where
     /// Plans the view of `plan` (the volume `record` names, owned by the account `owner`) and,
     /// in the bind layout, starts building it in a thread of `scope`: the mounts' sources are
     /// opened, and missing host mount points made, in the host's view before this returns.
-    /// `inside` runs in the complete view (resolution of the command, working directory).
+    /// `inside` runs in the complete view (resolution of the command, working directory) and,
+    /// for an `init_held` (one that runs nothing until `start`), also before the links.
     pub fn start(
         scope: &'scope Scope<'scope, 'env>,
         plan: &'env ContainerPlan,
         record: &VolumeRecord,
         owner: (u32, u32),
-        inside: F,
+        init_held: bool,
+        mut inside: F,
     ) -> Result<Self> {
         let id = plan.id.as_str();
         let (pin, sources, actions) = match plan_view(plan, record, owner)? {
@@ -106,10 +109,13 @@ where
             } => (pin, sources, actions),
         };
         let (trees_tx, trees_rx) = mpsc::channel::<Vec<OwnedFd>>();
-        let (actions, links) = defer_links(actions, &plan.volume.mount_point);
+        let (actions, links) = if init_held {
+            defer_links(actions, &plan.volume.mount_point)
+        } else {
+            (actions, Vec::new())
+        };
         let (first_tx, first_rx) = mpsc::channel();
         let first = (!links.is_empty()).then_some(first_rx);
-        let mut inside = inside;
         // The builder starts first: the host-side work below overlaps its start.
         let builder = scope.spawn(move || {
             let trees = || {
@@ -121,15 +127,13 @@ where
             let ns = fs::File::open("/proc/thread-self/ns/mnt")
                 .map(OwnedFd::from)
                 .map_err(|e| Error::io("open", "/proc/thread-self/ns/mnt", e))?;
-            if !links.is_empty() {
-                let early = ns
-                    .try_clone()
-                    .map_err(|e| Error::io("duplicate", "/proc/thread-self/ns/mnt", e))?;
-                // The receiver is gone only when the caller failed: it tears down.
-                let _ = first_tx.send((early, inside(Stage::BeforeLinks)));
-                execute(id, &links, || Ok(Vec::new()))?;
+            if links.is_empty() {
+                return Ok((Some(ns), inside(Stage::Complete)?));
             }
-            Ok((ns, inside(Stage::Complete)?))
+            // The receiver is gone only when the caller failed: it tears down.
+            let _ = first_tx.send((ns, inside(Stage::BeforeLinks)));
+            execute(id, &links, || Ok(Vec::new()))?;
+            Ok((None, inside(Stage::Complete)?))
         });
         // On failure the sender goes out of scope, which stops the builder.
         let _ = trees_tx.send(open_on_host(&sources)?);
@@ -166,28 +170,33 @@ where
                 first,
             } => (pin, builder, first),
         };
-        let join = |builder: ScopedJoinHandle<'scope, Result<(OwnedFd, T)>>| {
-            builder
-                .join()
-                .map_err(|_| Error::container(id, "the view builder stopped"))?
-        };
         // Before the links, unless the builder stopped before them.
-        let early = first.and_then(|first| first.recv().ok());
-        let Some((ns, Ok(first))) = early else {
-            let (ns, complete) = join(builder)?;
-            pin_namespace(&ns, &pin)?;
-            job?;
-            return Ok(Ready::Complete(complete));
-        };
-        pin_namespace(&ns, &pin)?;
-        job?;
-        Ok(Ready::Links {
-            first,
-            rest: Links {
-                id: id.to_string(),
-                builder,
-            },
-        })
+        match first.and_then(|first| first.recv().ok()) {
+            Some((ns, Ok(first))) => {
+                pin_namespace(&ns, &pin)?;
+                job?;
+                Ok(Ready::Links {
+                    first,
+                    rest: Links {
+                        id: id.to_string(),
+                        builder,
+                    },
+                })
+            }
+            // Nothing to go on before the links (or none to make): the complete view's answer,
+            // with the namespace from whichever message brought it.
+            early => {
+                let (built, complete) = builder
+                    .join()
+                    .map_err(|_| Error::container(id, "the view builder stopped"))??;
+                let ns = early.map(|(ns, _)| ns).or(built).ok_or_else(|| {
+                    Error::container(id, "the view builder gave no mount namespace")
+                })?;
+                pin_namespace(&ns, &pin)?;
+                job?;
+                Ok(Ready::Complete(complete))
+            }
+        }
     }
 }
 
