@@ -520,18 +520,29 @@ impl<P: Platform> Container<P> {
     /// Removes the container: kills what is left (only with `force` if it still runs), then
     /// tears down the view, the volume, the job and any ephemeral account. Idempotent.
     pub fn delete(self, force: bool) -> Result<()> {
-        let id = self.state.id.clone();
         // A delete racing this one may have removed the container since it was loaded: then
-        // it is gone, which is what was asked for. (Its id may even be a new container's by
-        // now, which is not this one to tear down.)
-        let _lock = match self.root.lock(&id) {
-            Err(Error::NotFound(_)) => return Ok(()),
+        // it is gone, which is what was asked for. A state that cannot be read is torn down.
+        match self.lock_if_still_here()? {
+            Some((_lock, _readable)) => self.delete_locked(force),
+            None => Ok(()),
+        }
+    }
+
+    /// The container's lock, when its directory still holds this container: `None` when it is
+    /// gone, or its id is a new container's by now (which is not this one to act on). With the
+    /// lock, whether its state could be read again (an unreadable state is still this one's
+    /// directory, for the caller to weigh).
+    fn lock_if_still_here(&self) -> Result<Option<(state::Lock, Result<()>)>> {
+        let id = &self.state.id;
+        let lock = match self.root.lock(id) {
+            Err(Error::NotFound(_)) => return Ok(None),
             lock => lock?,
         };
-        match self.root.load::<P::Record>(&id) {
-            Err(Error::NotFound(_)) => Ok(()),
-            Ok(now) if now.created != self.state.created => Ok(()),
-            _ => self.delete_locked(force),
+        match self.root.load::<P::Record>(id) {
+            Err(Error::NotFound(_)) => Ok(None),
+            Ok(now) if now.created != self.state.created => Ok(None),
+            Ok(_) => Ok(Some((lock, Ok(())))),
+            Err(e) => Ok(Some((lock, Err(e)))),
         }
     }
 
@@ -542,16 +553,10 @@ impl<P: Platform> Container<P> {
     /// files stay until delete. Does nothing, and says so with `false`, for a container that
     /// still runs or is gone (or whose id is another container's by now).
     pub fn release_view(&self) -> Result<bool> {
-        let id = &self.state.id;
-        let _lock = match self.root.lock(id) {
-            Err(Error::NotFound(_)) => return Ok(false),
-            lock => lock?,
+        let Some((_lock, readable)) = self.lock_if_still_here()? else {
+            return Ok(false);
         };
-        match self.root.load::<P::Record>(id) {
-            Ok(now) if now.created == self.state.created => {}
-            Err(Error::NotFound(_)) | Ok(_) => return Ok(false),
-            Err(e) => return Err(e),
-        }
+        readable?;
         // Init is in the job: an empty job is a stopped container.
         if !self.platform.job_pids(&self.state.record)?.is_empty() {
             return Ok(false);
