@@ -62,6 +62,16 @@ fn remove(containerd: &Containerd, id: &str) {
     success(&containerd.ctr(&["containers", "rm", id]));
 }
 
+/// The lines of this process's mount table that name `id`.
+fn mounts_naming(id: &str) -> Vec<String> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(id))
+        .map(str::to_string)
+        .collect()
+}
+
 /// Nothing of the container is left on the host: engine state, mounts, cgroups.
 fn assert_nothing_left(containerd: &Containerd, id: &str) {
     let state = containerd.shim_root("default").join(id);
@@ -70,12 +80,7 @@ fn assert_nothing_left(containerd: &Containerd, id: &str) {
         "engine state {} is left",
         state.display()
     );
-    let mounts: Vec<_> = fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(id))
-        .map(str::to_string)
-        .collect();
+    let mounts = mounts_naming(id);
     assert!(mounts.is_empty(), "mounts are left: {mounts:#?}");
     let cgroups = cgroup_dirs_named(id);
     assert!(cgroups.is_empty(), "cgroups are left: {cgroups:#?}");
@@ -338,12 +343,7 @@ fn a_stopped_containers_view_is_released_before_delete_and_its_files_stay() {
         "the view's pin {} is still there after the exit",
         pin.display()
     );
-    let mounted: Vec<_> = fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(&id))
-        .map(str::to_string)
-        .collect();
+    let mounted = mounts_naming(&id);
     assert!(mounted.is_empty(), "still mounted: {mounted:#?}");
     let kept = find_file(containerd.dir(), &written);
     let kept = kept.unwrap_or_else(|| panic!("{written} is not in containerd's snapshot"));
