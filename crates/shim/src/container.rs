@@ -58,6 +58,9 @@ enum Kind<P: ProcessHost> {
     Workload {
         container: Mutex<EngineContainer<P>>,
         execs: Mutex<Execs>,
+        /// Held while the view is released after the exit: `delete` waits on it, woken as the
+        /// release ends, rather than polling the container's lock (which it then finds free).
+        releasing_view: Mutex<()>,
         /// The job's OOM kill count already reported with a `TaskOOM` event.
         oom_kills_reported: AtomicU64,
     },
@@ -140,6 +143,7 @@ impl<P: ProcessHost> Container<P> {
             kind: Kind::Workload {
                 container: Mutex::new(created),
                 execs: Mutex::new(HashMap::new()),
+                releasing_view: Mutex::new(()),
                 oom_kills_reported: AtomicU64::new(0),
             },
         })
@@ -501,12 +505,22 @@ impl<P: ProcessHost> Container<P> {
 
     /// After init's exit is published and nothing of its job is left: the engine lets go of
     /// the view now, while containerd handles the exit, instead of in `delete`
-    /// (`EngineContainer::release_view`; it checks the job is empty itself).
+    /// (`EngineContainer::release_view`; it checks the job is empty itself, under the
+    /// container's lock). It works on a copy of the engine's container, so that the calls
+    /// containerd makes on the exit (a kill of the whole job among them) are not held while
+    /// the kernel takes the view down; `delete` waits for it.
     pub fn release_view(&self) {
-        let Kind::Workload { container, .. } = &self.kind else {
+        let Kind::Workload {
+            container,
+            releasing_view,
+            ..
+        } = &self.kind
+        else {
             return;
         };
-        match lock(container).release_view() {
+        let _releasing = lock(releasing_view);
+        let snapshot = lock(container).clone();
+        match snapshot.release_view() {
             Ok(released) => debug!("container {}: view released: {released}", self.id),
             Err(e) => warn!("container {}: releasing its view: {e}", self.id),
         }
@@ -554,13 +568,17 @@ impl<P: ProcessHost> Container<P> {
     /// with its deletion, so that waiters return.
     pub fn delete(&self) -> Result<(u32, Exit)> {
         let Kind::Workload {
-            container, execs, ..
+            container,
+            execs,
+            releasing_view,
+            ..
         } = &self.kind
         else {
             self.init.exited(KILLED);
             let exit = self.init.exit().unwrap_or_else(|| Exit::now(KILLED));
             return Ok((0, exit));
         };
+        let _released = lock(releasing_view);
         let snapshot = lock(container).clone();
         snapshot.delete(true)?;
         let exit = self

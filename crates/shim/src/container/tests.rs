@@ -295,6 +295,42 @@ fn kill_of_init_and_kill_all_reach_the_platform() {
 }
 
 #[test]
+fn containerds_calls_on_an_exit_are_not_held_while_the_view_is_released() {
+    let h = host();
+    let container = h.running("w1");
+    h.fake.exit(container.init.pid());
+    container.init.exited(0);
+    let gate = h.fake.gate(Op::ReleaseView);
+    std::thread::scope(|scope| {
+        let releasing = scope.spawn(|| container.release_view());
+        gate.wait_reached();
+        // What containerd's CRI sends on a TaskExit before its delete: the state, then a
+        // kill of the whole job. They answer while the release waits at its gate.
+        let (answered, answers) = std::sync::mpsc::channel();
+        let container = &container;
+        scope.spawn(move || {
+            let _ = answered.send((
+                task_status(&container),
+                container.kill("", SIGKILL as u32, true),
+                container.pids().map(|p| p.len()),
+            ));
+        });
+        let answer = answers.recv_timeout(Duration::from_secs(10));
+        gate.open();
+        releasing.join().unwrap();
+        let (status, kill, pids) = answer.expect("state and kill answered during the release");
+        assert_eq!(status, TaskStatus::STOPPED);
+        assert_eq!(kill, Ok(None));
+        assert_eq!(pids, Ok(0));
+    });
+    assert_eq!(
+        h.fake.ops(),
+        [Op::ReleaseView, Op::SignalJob],
+        "the release was reached first, the kill answered while it waited"
+    );
+}
+
+#[test]
 fn exec_runs_in_a_running_workload_and_is_refused_when_paused_or_stopped() {
     let h = host();
     let container = h.running("w1");
