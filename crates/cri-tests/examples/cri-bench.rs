@@ -19,6 +19,10 @@
 //!   one object: the wall times, containerd's CPU time (utime + stime of CONTAINERD_PID) spent
 //!   by each part, the shims' count and memory.
 //!
+//! Like the kubelet, the client makes each pod's cgroup (`CGROUP_PARENT/pod<uid>`, in every
+//! cgroup hierarchy of the host) before RunPodSandbox and removes it after the pod is gone, out
+//! of the timed calls: a runtime finds the pod's cgroup there, as on a node.
+//!
 //! Any failed call ends the run with the call and the pod named (exit status 1) after the pods
 //! made so far were removed.
 
@@ -57,10 +61,93 @@ struct Node {
     log_dir: PathBuf,
 }
 
+/// A pod's cgroup in every cgroup hierarchy, made as the kubelet makes it before the pod's
+/// sandbox (a v1 cpuset directory gets its parent's CPUs and memory nodes); removed with
+/// whatever the runtime left below it when dropped.
+struct PodCgroup(Vec<PathBuf>);
+
+impl PodCgroup {
+    fn make(path: &str) -> Result<PodCgroup, Failure> {
+        let mut made = PodCgroup(Vec::new());
+        for (root, cpuset) in cgroup_roots()? {
+            let mut dir = root;
+            for part in path.split('/').filter(|p| !p.is_empty()) {
+                let parent = dir.clone();
+                dir.push(part);
+                match fs::create_dir(&dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(Failure(format!("mkdir {}: {e}", dir.display()))),
+                }
+                if cpuset {
+                    for file in ["cpuset.cpus", "cpuset.mems"] {
+                        let value = fs::read(parent.join(file))
+                            .and_then(|v| fs::write(dir.join(file), v))
+                            .map_err(|e| Failure(format!("{}: {e}", dir.join(file).display())));
+                        value?;
+                    }
+                }
+            }
+            made.0.push(dir);
+        }
+        Ok(made)
+    }
+}
+
+impl Drop for PodCgroup {
+    fn drop(&mut self) {
+        fn remove(dir: &std::path::Path) {
+            if let Ok(entries) = fs::read_dir(dir) {
+                for entry in entries.filter_map(|e| e.ok()) {
+                    if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                        remove(&entry.path());
+                    }
+                }
+            }
+            let _ = fs::remove_dir(dir);
+        }
+        for dir in &self.0 {
+            remove(dir);
+        }
+    }
+}
+
+/// Every cgroup hierarchy's mount point, and whether it is v1's cpuset.
+fn cgroup_roots() -> Result<Vec<(PathBuf, bool)>, Failure> {
+    let text = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Failure(format!("read /proc/self/mountinfo: {e}")))?;
+    let mut roots = Vec::new();
+    for line in text.lines() {
+        let Some((mount, fs)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut fs = fs.split_whitespace();
+        let kind = fs.next();
+        let options = fs.nth(1).unwrap_or("");
+        if kind != Some("cgroup") && kind != Some("cgroup2") {
+            continue;
+        }
+        if let Some(point) = mount.split_whitespace().nth(4) {
+            let cpuset = kind == Some("cgroup") && options.split(',').any(|o| o == "cpuset");
+            roots.push((PathBuf::from(point), cpuset));
+        }
+    }
+    Ok(roots)
+}
+
 impl Node {
+    fn pod_uid(name: &str) -> String {
+        format!("{name}-{}", std::process::id())
+    }
+
+    /// The pod's cgroup, as the kubelet names it in the sandbox config.
+    fn pod_cgroup(&self, name: &str) -> String {
+        format!("{}/pod{}", self.cgroup_parent, Self::pod_uid(name))
+    }
+
     /// The sandbox config the kubelet sends for a `hostNetwork: true` pod.
     fn pod_config(&self, name: &str) -> PodSandboxConfig {
-        let uid = format!("{name}-{}", std::process::id());
+        let uid = Self::pod_uid(name);
         PodSandboxConfig {
             metadata: Some(PodSandboxMetadata {
                 name: name.to_string(),
@@ -71,7 +158,7 @@ impl Node {
             log_directory: self.log_dir.join(name).to_string_lossy().into_owned(),
             labels: HashMap::from([("app".to_string(), "cri-bench".to_string())]),
             linux: Some(LinuxPodSandboxConfig {
-                cgroup_parent: format!("{}/pod{uid}", self.cgroup_parent),
+                cgroup_parent: self.pod_cgroup(name),
                 security_context: Some(LinuxSandboxSecurityContext {
                     namespace_options: Some(namespaces()),
                     ..LinuxSandboxSecurityContext::default()
@@ -241,6 +328,7 @@ async fn pods(
             let handler = &handlers[(round + i) % handlers.len()];
             let name = format!("bench-{handler}-{round}");
             tokio::time::sleep(gap).await;
+            let cgroup = PodCgroup::make(&node.pod_cgroup(&name))?;
             let mut steps = Vec::new();
             let t0 = Instant::now();
             let (pod, started) = start_pod(
@@ -264,6 +352,7 @@ async fn pods(
                 None => Ok(()),
             };
             let total = t0.elapsed();
+            drop(cgroup);
             let named = |Failure(message)| Failure(format!("a {handler} pod: {message}"));
             result.map_err(named)?;
             removed.map_err(named)?;
@@ -359,6 +448,9 @@ async fn density(
     shim: &str,
 ) -> Result<(), Failure> {
     let node = std::sync::Arc::new(node);
+    let cgroups = (0..count)
+        .map(|i| PodCgroup::make(&node.pod_cgroup(&format!("density-{handler}-{i}"))))
+        .collect::<Result<Vec<_>, _>>()?;
     let cpu0 = cpu_ticks(containerd)?;
     let t0 = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -417,6 +509,7 @@ async fn density(
     }
     let removed = t1.elapsed();
     let cpu3 = cpu_ticks(containerd)?;
+    drop(cgroups);
     if let Some(failure) = failure {
         return Err(failure);
     }
