@@ -30,9 +30,6 @@ use crate::task::{Shared, TaskService};
 pub const STATE_ROOT_ENV: &str = "HOSTPROCESS_SHIM_ROOT";
 /// How long a stopping shim waits for its last events to reach containerd.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a stopping shim waits for its ttrpc server's threads.
-#[cfg(unix)]
-const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// ttrpc's method workers on each connection. No call of the Task API holds one for long
 /// (`wait` is answered from the exit, `TaskService::methods`), so two are started where ttrpc
@@ -220,28 +217,13 @@ pub fn serve(listener: sys::Listener, flags: &Flags, ttrpc_address: &str) -> Res
     server.start()?;
     info!("Shim successfully started, waiting for exit signal...");
     shim.wait();
+    // The process exits now, as containerd's own shims do: every call but `shutdown` was
+    // answered (the Task API drained them), the events are flushed and the socket is gone.
+    // Joining the ttrpc server's threads (ttrpc's `shutdown`) took a millisecond while
+    // containerd stopped the pod, and under load one of them sometimes never ended; a
+    // `shutdown` whose answer the exit cuts off is one containerd takes as done.
     info!("Shutting down shim instance");
-    // ttrpc's shutdown joins the threads of every connection, and under load one sometimes
-    // never ends: the shim then outlived its last container. By now every answer went out
-    // (the Task API drained its calls) and the events are flushed, so the wait is bounded.
-    if !finishes_within(SERVER_STOP_TIMEOUT, move || server.shutdown()) {
-        warn!("the ttrpc server did not stop within {SERVER_STOP_TIMEOUT:?}: exiting anyway");
-    }
     Ok(())
-}
-
-/// Runs `work` on a thread of its own; false when it has not finished after `timeout` (it is
-/// left running).
-#[cfg_attr(windows, allow(dead_code))]
-fn finishes_within(timeout: Duration, work: impl FnOnce() + Send + 'static) -> bool {
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    let spawned = std::thread::Builder::new()
-        .name("stop".into())
-        .spawn(move || {
-            work();
-            let _ = done_tx.send(());
-        });
-    spawned.is_ok() && done_rx.recv_timeout(timeout).is_ok()
 }
 
 #[cfg(test)]
@@ -257,19 +239,6 @@ mod tests {
         assert_eq!(group("c1", &BTreeMap::new()), "c1");
         let empty = BTreeMap::from([(CRI_SANDBOX_ID.to_string(), String::new())]);
         assert_eq!(group("c1", &empty), "c1");
-    }
-
-    #[test]
-    fn a_stop_that_hangs_is_given_up_after_its_timeout() {
-        let (_hold, wait) = std::sync::mpsc::channel::<()>();
-        let started = std::time::Instant::now();
-        // Hangs for 2 s: a stop that waited for it would answer true, after 2 s.
-        let hangs = move || {
-            let _ = wait.recv_timeout(Duration::from_secs(2));
-        };
-        assert!(!finishes_within(Duration::from_millis(50), hangs));
-        assert!(started.elapsed() < Duration::from_secs(1));
-        assert!(finishes_within(Duration::from_secs(5), || ()));
     }
 
     /// Calls that hold a worker until the test lets them go (as `wait` did until its process
