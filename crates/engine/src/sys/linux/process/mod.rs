@@ -48,16 +48,33 @@ pub struct Launch {
     pub new_session: bool,
 }
 
+/// A process's `/proc/<pid>/stat` line in one read: the kernel writes the whole line at once
+/// into a buffer that holds it (reading to the end with a growing buffer took six reads).
+fn proc_stat(pid: u32) -> Option<String> {
+    use std::io::Read;
+    let path = format!("/proc/{pid}/stat");
+    let mut file = fs::File::open(&path).ok()?;
+    let mut buf = [0u8; 2048];
+    let len = file.read(&mut buf).ok()?;
+    if len == buf.len() {
+        // Never for a line of the kernel's fields; read it whole all the same.
+        let mut text = String::from_utf8_lossy(&buf).into_owned();
+        file.read_to_string(&mut text).ok()?;
+        return Some(text);
+    }
+    Some(String::from_utf8_lossy(&buf[..len]).into_owned())
+}
+
 /// Reads a process's start time (clock ticks since boot, field 22 of `/proc/<pid>/stat`).
 pub fn start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = proc_stat(pid)?;
     let after_comm = &stat[stat.rfind(')')? + 2..];
     after_comm.split(' ').nth(19)?.parse().ok()
 }
 
 /// True while the process runs (a zombie has exited).
 pub fn is_running(process: &ProcessInfo) -> bool {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{}/stat", process.pid)) else {
+    let Some(stat) = proc_stat(process.pid) else {
         return false;
     };
     let Some(close) = stat.rfind(')') else {
@@ -267,6 +284,26 @@ mod tests {
         let status = fs::read_to_string("/proc/self/status").unwrap();
         let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
         u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+    }
+
+    #[test]
+    fn a_process_is_known_by_its_start_time_read_in_one_go() {
+        let pid = std::process::id();
+        let whole = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = whole[whole.rfind(')').unwrap() + 2..].split(' ').collect();
+        let started: u64 = fields[19].parse().unwrap();
+        assert_eq!(start_time(pid), Some(started));
+        let me = ProcessInfo {
+            pid,
+            start_time: started,
+        };
+        assert!(is_running(&me));
+        // The same pid with another start time is another process.
+        assert!(!is_running(&ProcessInfo {
+            pid,
+            start_time: started + 1,
+        }));
+        assert_eq!(start_time(u32::MAX), None);
     }
 
     #[test]
