@@ -310,7 +310,7 @@ fn containerds_calls_on_an_exit_are_not_held_while_the_view_is_released() {
         let container = &container;
         scope.spawn(move || {
             let _ = answered.send((
-                task_status(&container),
+                task_status(container),
                 container.kill("", SIGKILL as u32, true),
                 container.pids().map(|p| p.len()),
             ));
