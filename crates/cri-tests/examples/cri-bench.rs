@@ -70,6 +70,8 @@ impl PodCgroup {
     fn make(path: &str) -> Result<PodCgroup, Failure> {
         let mut made = PodCgroup(Vec::new());
         for (root, cpuset) in cgroup_roots()? {
+            // Named before it is made: a failure below removes it with the others.
+            made.0.push(root.join(path.trim_start_matches('/')));
             let mut dir = root;
             for part in path.split('/').filter(|p| !p.is_empty()) {
                 let parent = dir.clone();
@@ -88,7 +90,6 @@ impl PodCgroup {
                     }
                 }
             }
-            made.0.push(dir);
         }
         Ok(made)
     }
