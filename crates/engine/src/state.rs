@@ -4,7 +4,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -146,7 +146,7 @@ impl StateRoot {
                 std::io::ErrorKind::NotFound => Error::NotFound(id.to_string()),
                 _ => Error::io("open", &path, e),
             })?;
-        lock_waiting(&file, &path, id, self.lock_timeout)?;
+        let file = lock_waiting(file, &path, id, self.lock_timeout)?;
         if !still_at(&file, &path) {
             return Err(Error::NotFound(id.to_string()));
         }
@@ -238,45 +238,63 @@ fn private_file() -> OpenOptions {
 
 /// Takes the exclusive lock on `file`, waiting at most the lock timeout: a lock that another
 /// process holds forever (a hung call, or anyone who could open the file) must not hang every
-/// later operation. The error names the holder when the kernel says who it is.
-fn lock_waiting(file: &File, path: &Path, id: &str, timeout: Duration) -> Result<()> {
-    let mut deadline = None;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(()),
-            Err(fs::TryLockError::Error(e)) => return Err(Error::io("lock", path, e)),
-            Err(fs::TryLockError::WouldBlock) => {}
-        }
-        let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeout);
-        if Instant::now() >= deadline {
-            let holder = lock_holder(file)
-                .map(|pid| format!("process {pid} holds it"))
-                .unwrap_or_else(|| "its holder is not listed in /proc/locks".into());
-            return Err(Error::container(
-                id,
-                format!(
-                    "lock '{}' is still held after {}s ({holder}); retry once that operation has ended",
-                    path.display(),
-                    timeout.as_secs()
-                ),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(10));
+/// later operation. The error names the holder when the kernel says who it is. The wait is the
+/// kernel's, woken as the holder lets go: a thread of its own blocks on the lock and hands the
+/// file back. After a timeout that thread is left waiting; the lock it may take later goes with
+/// its file as it ends.
+fn lock_waiting(file: File, path: &Path, id: &str, timeout: Duration) -> Result<File> {
+    match file.try_lock() {
+        Ok(()) => return Ok(file),
+        Err(fs::TryLockError::Error(e)) => return Err(Error::io("lock", path, e)),
+        Err(fs::TryLockError::WouldBlock) => {}
+    }
+    let held_too_long = |file: &fs::Metadata| {
+        let holder = lock_holder(file)
+            .map(|pid| format!("process {pid} holds it"))
+            .unwrap_or_else(|| "its holder is not listed in /proc/locks".into());
+        Error::container(
+            id,
+            format!(
+                "lock '{}' is still held after {}s ({holder}); retry once that operation has ended",
+                path.display(),
+                timeout.as_secs()
+            ),
+        )
+    };
+    let metadata = file.metadata().map_err(|e| Error::io("stat", path, e))?;
+    if timeout.is_zero() {
+        return Err(held_too_long(&metadata));
+    }
+    let (locked_tx, locked) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("lock-wait".into())
+        .spawn(move || {
+            let _ = locked_tx.send(file.lock().map(|()| file));
+        })
+        .map_err(|e| Error::io("wait for the lock of", path, e))?;
+    match locked.recv_timeout(timeout) {
+        Ok(Ok(file)) => Ok(file),
+        Ok(Err(e)) => Err(Error::io("lock", path, e)),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(held_too_long(&metadata)),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(Error::io(
+            "lock",
+            path,
+            std::io::Error::other("the thread waiting for it stopped"),
+        )),
     }
 }
 
-/// The pid holding a lock on `file`, from `/proc/locks` (Linux).
+/// The pid holding a lock on the file `md` describes, from `/proc/locks` (Linux).
 #[cfg(target_os = "linux")]
-fn lock_holder(file: &File) -> Option<u32> {
+fn lock_holder(md: &fs::Metadata) -> Option<u32> {
     use std::os::unix::fs::MetadataExt;
-    let md = file.metadata().ok()?;
     let wanted = (libc::major(md.dev()), libc::minor(md.dev()), md.ino());
     let locks = fs::read_to_string("/proc/locks").ok()?;
     lock_holder_in(&locks, wanted)
 }
 
 #[cfg(not(target_os = "linux"))]
-fn lock_holder(_: &File) -> Option<u32> {
+fn lock_holder(_: &fs::Metadata) -> Option<u32> {
     None
 }
 
@@ -538,6 +556,24 @@ mod tests {
         );
         drop(held);
         root.lock("a").expect("free once its holder let go");
+    }
+
+    #[test]
+    fn a_lock_is_taken_once_its_holder_lets_go() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = StateRoot::new(tmp.path()).with_lock_timeout(Duration::from_secs(30));
+        let (_, held) = root.create_dir("a").unwrap();
+        let (released_tx, released) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            drop(held);
+            released_tx.send(()).unwrap();
+        });
+        root.lock("a").expect("the lock, once its holder let go");
+        released
+            .try_recv()
+            .expect("granted only after the holder let go");
+        holder.join().unwrap();
     }
 
     #[cfg(target_os = "linux")]

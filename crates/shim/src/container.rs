@@ -58,9 +58,6 @@ enum Kind<P: ProcessHost> {
     Workload {
         container: Mutex<EngineContainer<P>>,
         execs: Mutex<Execs>,
-        /// Held while the view is released after the exit: `delete` waits on it, woken as the
-        /// release ends, rather than polling the container's lock (which it then finds free).
-        releasing_view: Mutex<()>,
         /// The job's OOM kill count already reported with a `TaskOOM` event.
         oom_kills_reported: AtomicU64,
     },
@@ -143,7 +140,6 @@ impl<P: ProcessHost> Container<P> {
             kind: Kind::Workload {
                 container: Mutex::new(created),
                 execs: Mutex::new(HashMap::new()),
-                releasing_view: Mutex::new(()),
                 oom_kills_reported: AtomicU64::new(0),
             },
         })
@@ -508,17 +504,11 @@ impl<P: ProcessHost> Container<P> {
     /// (`EngineContainer::release_view`; it checks the job is empty itself, under the
     /// container's lock). It works on a copy of the engine's container, so that the calls
     /// containerd makes on the exit (a kill of the whole job among them) are not held while
-    /// the kernel takes the view down; `delete` waits for it.
+    /// the kernel takes the view down; `delete` waits for it on the container's lock.
     pub fn release_view(&self) {
-        let Kind::Workload {
-            container,
-            releasing_view,
-            ..
-        } = &self.kind
-        else {
+        let Kind::Workload { container, .. } = &self.kind else {
             return;
         };
-        let _releasing = lock(releasing_view);
         let snapshot = lock(container).clone();
         match snapshot.release_view() {
             Ok(released) => debug!("container {}: view released: {released}", self.id),
@@ -568,17 +558,13 @@ impl<P: ProcessHost> Container<P> {
     /// with its deletion, so that waiters return.
     pub fn delete(&self) -> Result<(u32, Exit)> {
         let Kind::Workload {
-            container,
-            execs,
-            releasing_view,
-            ..
+            container, execs, ..
         } = &self.kind
         else {
             self.init.exited(KILLED);
             let exit = self.init.exit().unwrap_or_else(|| Exit::now(KILLED));
             return Ok((0, exit));
         };
-        let _released = lock(releasing_view);
         let snapshot = lock(container).clone();
         snapshot.delete(true)?;
         let exit = self
