@@ -266,17 +266,18 @@ impl Platform for Linux {
             })?;
             // The job's cgroups are made while another thread builds a bind-layout view.
             let job = cgroup::create(&mut record.cgroup, &plan.resources, host_cpus());
-            let (first, links) = match view.finish(job)? {
-                volume::Ready::Complete(resolved) => {
-                    let launch = launch(plan, record, resolved, &plan.process, fifo)?;
-                    return process::spawn(&launch, stdio);
-                }
-                volume::Ready::Links { first, rest } => (first, rest),
+            let (resolved, links) = match view.finish(job)? {
+                volume::Ready::Complete(resolved) => (resolved, None),
+                volume::Ready::Links { first, rest } => (first, Some(rest)),
             };
-            // A held init is prepared while the builder makes the view's links into the volume.
-            // On an error, the caller's teardown ends it with the job.
-            let launch = launch(plan, record, first.clone(), &plan.process, fifo)?;
+            // A held init is prepared while the builder makes the view's links into the volume,
+            // when it makes any. On an error, the caller's teardown ends it with the job.
+            let first = links.as_ref().map(|_| resolved.clone());
+            let launch = launch(plan, record, resolved, &plan.process, fifo)?;
             let init = process::spawn(&launch, stdio);
+            let (Some(links), Some(first)) = (links, first) else {
+                return init;
+            };
             let complete = links.join();
             let (init, complete) = (init?, complete?);
             if !same_process(&first, &complete) {
