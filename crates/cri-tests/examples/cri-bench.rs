@@ -31,6 +31,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use hostprocess_engine::sys::linuxlogic::mountinfo;
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
@@ -117,23 +118,14 @@ impl Drop for PodCgroup {
 fn cgroup_roots() -> Result<Vec<(PathBuf, bool)>, Failure> {
     let text = fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| Failure(format!("read /proc/self/mountinfo: {e}")))?;
-    let mut roots = Vec::new();
-    for line in text.lines() {
-        let Some((mount, fs)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut fs = fs.split_whitespace();
-        let kind = fs.next();
-        let options = fs.nth(1).unwrap_or("");
-        if kind != Some("cgroup") && kind != Some("cgroup2") {
-            continue;
-        }
-        if let Some(point) = mount.split_whitespace().nth(4) {
-            let cpuset = kind == Some("cgroup") && options.split(',').any(|o| o == "cpuset");
-            roots.push((PathBuf::from(point), cpuset));
-        }
-    }
-    Ok(roots)
+    Ok(mountinfo::parse(&text)
+        .into_iter()
+        .filter(|m| matches!(m.fs_type, "cgroup" | "cgroup2"))
+        .map(|m| {
+            let cpuset = m.fs_type == "cgroup" && m.super_options.contains(&"cpuset");
+            (m.mount_point, cpuset)
+        })
+        .collect())
 }
 
 impl Node {
