@@ -252,7 +252,7 @@ impl Platform for Linux {
         });
         let owner = record.account.as_ref().map_or((0, 0), |a| (a.uid, a.gid));
         let fifo = if hold {
-            process::make_exec_fifo(&record.exec_fifo, owner.0)?;
+            process::make_exec_fifo(&record.exec_fifo)?;
             Some(record.exec_fifo.clone())
         } else {
             None

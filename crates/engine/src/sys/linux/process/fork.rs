@@ -28,7 +28,6 @@ pub(super) struct ChildArgs<'a> {
     pub(super) dev_null: &'a CString,
     pub(super) rlimits: &'a [(Resource, libc::rlimit)],
     pub(super) fifo: Option<&'a CString>,
-    pub(super) proc_fd_prefix: &'a [u8],
     pub(super) change_ids: bool,
     pub(super) groups: &'a [libc::gid_t],
     pub(super) uid: u32,
@@ -227,7 +226,7 @@ unsafe fn child(a: ChildArgs<'_>) -> ! {
     }
     close_runtime_descriptors(a.keep);
     if let Some(fifo) = fifo {
-        wait_for_start(report, fifo, a.proc_fd_prefix);
+        wait_for_start(report, fifo);
     }
     libc::execve(a.exe.as_ptr(), a.argv.as_ptr(), a.envp.as_ptr());
     if fifo.is_some() {
@@ -345,13 +344,14 @@ unsafe fn apply_terminal_and_limits(a: &ChildArgs<'_>) -> Result<(), Step> {
     Ok(())
 }
 
-/// A held init's exec FIFO, opened as a path (reopened for writing once everything else is
-/// done).
+/// A held init's exec FIFO, opened for reading and writing while init is still the runtime's
+/// account: such an open does not wait for another end, and keeps the FIFO's reader there until
+/// init has read `start`'s byte.
 unsafe fn open_exec_fifo(a: &ChildArgs<'_>) -> Result<Option<RawFd>, Step> {
     let Some(path) = a.fifo else {
         return Ok(None);
     };
-    let fd = libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
+    let fd = libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
     if fd < 0 {
         return Err(Step::ExecFifo);
     }
@@ -400,37 +400,17 @@ unsafe fn close_runtime_descriptors(keep: RawFd) {
     );
 }
 
-/// A held init says it is ready, then waits until `start` opens the FIFO for reading.
-unsafe fn wait_for_start(report: RawFd, fifo: RawFd, proc_fd_prefix: &[u8]) {
+/// A held init says it is ready, then waits for `start`'s byte in the FIFO.
+unsafe fn wait_for_start(report: RawFd, fifo: RawFd) {
     libc::write(report, [READY].as_ptr().cast(), 1);
-    // /proc/self/fd/<fifo>: reopen the O_PATH descriptor for writing; blocks until start.
-    let mut path = [0u8; 64];
-    let prefix = proc_fd_prefix;
-    path[..prefix.len()].copy_from_slice(prefix);
-    let mut digits = [0u8; 12];
-    let mut n = fifo as u32;
-    let mut len = 0;
+    let mut byte = 0u8;
     loop {
-        digits[len] = b'0' + (n % 10) as u8;
-        len += 1;
-        n /= 10;
-        if n == 0 {
-            break;
+        match libc::read(fifo, (&mut byte as *mut u8).cast(), 1) {
+            1 => break,
+            n if n < 0 && *libc::__errno_location() == libc::EINTR => continue,
+            _ => libc::_exit(126),
         }
     }
-    for i in 0..len {
-        path[prefix.len() + i] = digits[len - 1 - i];
-    }
-    let w = libc::open(path.as_ptr().cast(), libc::O_WRONLY | libc::O_CLOEXEC);
-    if w < 0 {
-        libc::_exit(126);
-    }
-    // Once the open returned, start was asked for: go on even if that `start` died before
-    // reading (the write would then raise SIGPIPE).
-    libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-    libc::write(w, b"0".as_ptr().cast(), 1);
-    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    libc::close(w);
     libc::close(fifo);
 }
 

@@ -186,17 +186,13 @@ fn reap(pid: u32) -> libc::c_int {
     status
 }
 
-/// Makes the exec FIFO a held init waits on, writable by the account `uid` it runs as. The
-/// umask may take the write bits of group and others from the FIFO's mode: they are given back
-/// unless the account is root, which opens any file (the runtime is root: it owns the FIFO).
-pub fn make_exec_fifo(path: &Path, uid: u32) -> Result<()> {
+/// Makes the exec FIFO a held init waits on. It is the runtime's alone: init opens it before it
+/// takes on its account.
+pub fn make_exec_fifo(path: &Path) -> Result<()> {
     let cpath = c(path.as_os_str().as_bytes(), "the exec FIFO")?;
-    // SAFETY: mkfifo/chmod with a valid C string.
-    if unsafe { libc::mkfifo(cpath.as_ptr(), 0o622) } < 0 {
+    // SAFETY: mkfifo with a valid C string.
+    if unsafe { libc::mkfifo(cpath.as_ptr(), 0o600) } < 0 {
         return Err(Error::io("mkfifo", path, std::io::Error::last_os_error()));
-    }
-    if uid != 0 && unsafe { libc::chmod(cpath.as_ptr(), 0o622) } < 0 {
-        return Err(Error::io("chmod", path, std::io::Error::last_os_error()));
     }
     Ok(())
 }
@@ -218,10 +214,46 @@ pub fn holds_exec_fifo(init: &ProcessInfo, fifo: &Path) -> bool {
     })
 }
 
-/// Releases a held init: open the FIFO for reading (the moment init goes on to exec), take
-/// its byte, remove the FIFO.
+/// Releases a held init: a byte written into the FIFO, which init holds open for reading and
+/// writing and reads when it is scheduled; then the FIFO is removed. The byte waits in the
+/// FIFO, so `start` returns without waiting for init to run. No reader (ENXIO) is an init that
+/// has exited, or one made by an earlier version, which waits in its open for writing until
+/// `start` opens the FIFO for reading: [`release_by_reading`] tells the two apart.
 pub fn release(path: &Path, init: &ProcessInfo) -> Result<()> {
     let cpath = c(path.as_os_str().as_bytes(), "the exec FIFO")?;
+    // SAFETY: open with a valid C string; non-blocking: no reader is ENXIO, not a wait.
+    let fd = unsafe {
+        libc::open(
+            cpath.as_ptr(),
+            libc::O_WRONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENXIO) {
+            return release_by_reading(path, &cpath, init);
+        }
+        return Err(Error::io("open", path, e));
+    }
+    // SAFETY: fd is fresh and owned from here.
+    let fifo = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: writing one byte from our own buffer. An empty FIFO takes it at once; EPIPE (a
+    // runtime ignores SIGPIPE) is an init that exited since the open.
+    if unsafe { libc::write(fifo.as_raw_fd(), b"0".as_ptr().cast(), 1) } != 1 {
+        return Err(Error::sys(
+            "start",
+            std::io::Error::other("the container's init exited before it was started"),
+        ));
+    }
+    drop(fifo);
+    let _ = fs::remove_file(path);
+    Ok(())
+}
+
+/// [`release`] of an init made by an earlier version (it waits in its open for writing): open
+/// the FIFO for reading, take init's byte, remove the FIFO. An init that has exited holds the
+/// FIFO no more: that is an error.
+fn release_by_reading(path: &Path, cpath: &std::ffi::CStr, init: &ProcessInfo) -> Result<()> {
     // SAFETY: open with a valid C string; non-blocking so a dead init cannot hang us.
     let fd = unsafe {
         libc::open(
@@ -279,13 +311,6 @@ mod tests {
     use std::sync::{mpsc, Arc};
     use std::time::Duration;
 
-    /// The calling process's umask, read where reading it does not change it.
-    fn umask() -> u32 {
-        let status = fs::read_to_string("/proc/self/status").unwrap();
-        let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
-        u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
-    }
-
     #[test]
     fn a_process_is_known_by_its_start_time_read_in_one_go() {
         let pid = std::process::id();
@@ -307,20 +332,56 @@ mod tests {
     }
 
     #[test]
-    fn the_exec_fifo_is_opened_to_other_users_only_for_an_account_that_is_not_root() {
+    fn the_exec_fifo_is_the_runtimes_alone() {
         use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().unwrap();
-        let mode = |uid: u32| {
-            let path = tmp.path().join(format!("exec.fifo.{uid}"));
-            make_exec_fifo(&path, uid).unwrap();
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777
-        };
+        let path = tmp.path().join("exec.fifo");
+        make_exec_fifo(&path).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(
-            mode(0),
-            0o622 & !umask(),
-            "root opens it whatever its mode: the umask's mode is kept"
+            mode & 0o077,
+            0,
+            "mode {mode:o}: group and others open nothing"
         );
-        assert_eq!(mode(65534), 0o622, "another account needs the write bit");
+    }
+
+    /// An init made by an earlier version holds the FIFO as a path and waits in its open for
+    /// writing until `start` opens it for reading, then writes its byte: `start` still
+    /// releases it.
+    #[test]
+    fn start_releases_an_init_that_waits_in_its_open_as_earlier_versions_did() {
+        use std::io::Write;
+        let tmp = tempfile::tempdir().unwrap();
+        let fifo = tmp.path().join("exec.fifo");
+        make_exec_fifo(&fifo).unwrap();
+        // The path descriptor an earlier init kept (it is what makes the init "held").
+        let cpath = c(fifo.as_os_str().as_bytes(), "fifo").unwrap();
+        // SAFETY: open with a valid C string.
+        let path_fd = unsafe { libc::open(cpath.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+        assert!(path_fd >= 0);
+        // SAFETY: fresh descriptor, owned from here.
+        let _path_fd = unsafe { OwnedFd::from_raw_fd(path_fd) };
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                let mut w = fs::OpenOptions::new().write(true).open(&fifo)?;
+                w.write_all(b"0")
+            })
+        };
+        let me = ProcessInfo {
+            pid: std::process::id(),
+            start_time: start_time(std::process::id()).unwrap(),
+        };
+        let (done, released) = mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || done.send(release(&path, &me)));
+        let released = released.recv_timeout(Duration::from_secs(10));
+        assert!(
+            matches!(released, Ok(Ok(()))),
+            "start of an earlier version's init: {released:?}"
+        );
+        writer.join().unwrap().expect("the earlier init's write");
+        assert!(!fifo.exists(), "the FIFO is removed once init is released");
     }
 
     /// A cgroup v2 directory of its own, killed and removed however the test ends.
@@ -373,6 +434,51 @@ mod tests {
             terminal: false,
             preserve_fds: 0,
         }
+    }
+
+    /// `start` leaves its byte in the FIFO and returns: it does not wait for init to be
+    /// scheduled (here init is stopped until `start` has returned), and init then runs.
+    #[test]
+    fn start_returns_without_waiting_for_init_to_run() {
+        // SAFETY: geteuid has no effects.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root (changes the account of its children)");
+            return;
+        }
+        let layout = super::super::cgroup::Layout::detect().expect("read the cgroup mounts");
+        let unified = layout.unified().expect("a cgroup2 hierarchy");
+        let cgroup =
+            TestCgroup(unified.join(format!("hostprocess-release-test-{}", std::process::id())));
+        fs::create_dir(&cgroup.0).expect("make the test's cgroup");
+        let tmp = tempfile::tempdir().unwrap();
+        let fifo = tmp.path().join("exec.fifo");
+        make_exec_fifo(&fifo).unwrap();
+        let mut held = launch(&cgroup.0);
+        held.exec_fifo = Some(fifo.clone());
+        let init = spawn(&held, no_stdio()).expect("spawn a held init");
+        assert!(
+            holds_exec_fifo(&init, &fifo),
+            "init holds the FIFO until start"
+        );
+
+        // SAFETY: kill(2) of our own child.
+        unsafe { libc::kill(init.pid as libc::pid_t, libc::SIGSTOP) };
+        let (done, released) = mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || done.send(release(&path, &init)));
+        let released = released.recv_timeout(Duration::from_secs(10));
+        // SAFETY: kill(2) of our own child.
+        unsafe { libc::kill(init.pid as libc::pid_t, libc::SIGCONT) };
+        assert!(
+            matches!(released, Ok(Ok(()))),
+            "start while init could not run: {released:?}"
+        );
+        let status = reap(init.pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "init ran its command once it could: wait status {status:#x}"
+        );
+        assert!(!fifo.exists(), "the FIFO is removed once init is released");
     }
 
     /// The shim starts processes while its other threads come and go. A child forked then

@@ -235,9 +235,6 @@ impl Opened {
     }
 }
 
-/// `/proc/self/fd/`: where the held init reopens its exec FIFO for writing.
-const PROC_FD_PREFIX: &[u8] = b"/proc/self/fd/";
-
 /// The child's arguments: everything prepared, borrowed, plus the raw descriptors.
 pub(super) fn child_args<'a>(
     launch: &Launch,
@@ -264,7 +261,6 @@ pub(super) fn child_args<'a>(
         dev_null: &prepared.dev_null,
         rlimits: &prepared.rlimits,
         fifo: prepared.fifo.as_ref(),
-        proc_fd_prefix: PROC_FD_PREFIX,
         change_ids: !launch.account.inherit,
         groups: &prepared.groups,
         uid: launch.account.uid,
