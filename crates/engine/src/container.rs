@@ -553,15 +553,20 @@ impl<P: Platform> Container<P> {
     /// files stay until delete. Does nothing, and says so with `false`, for a container that
     /// still runs or is gone (or whose id is another container's by now).
     pub fn release_view(&self) -> Result<bool> {
-        let Some((_lock, readable)) = self.lock_if_still_here()? else {
-            return Ok(false);
+        let released = {
+            let Some((_lock, readable)) = self.lock_if_still_here()? else {
+                return Ok(false);
+            };
+            readable?;
+            // Init is in the job: an empty job is a stopped container.
+            if !self.platform.job_pids(&self.state.record)?.is_empty() {
+                return Ok(false);
+            }
+            self.platform.release_view(&self.state.record)?
         };
-        readable?;
-        // Init is in the job: an empty job is a stopped container.
-        if !self.platform.job_pids(&self.state.record)?.is_empty() {
-            return Ok(false);
-        }
-        self.platform.release_view(&self.state.record)?;
+        // The kernel finishes taking the view down (the volume's unmount) out of the lock: a
+        // delete arriving meanwhile need not wait for it.
+        drop(released);
         Ok(true)
     }
 

@@ -552,7 +552,7 @@ fn the_view_is_released_early_only_for_a_stopped_container_whose_job_is_empty() 
         assert_eq!(
             h.fake.ops(),
             if stopped {
-                vec![Op::ReleaseView]
+                vec![Op::ReleaseView, Op::ViewGone]
             } else {
                 vec![]
             }
@@ -582,8 +582,30 @@ fn delete_after_the_view_was_released_early_tears_down_the_whole_container() {
     let c = h.container("a", Status::Stopped);
     assert!(c.release_view().unwrap());
     c.delete(false).unwrap();
-    assert_eq!(h.fake.ops(), [Op::ReleaseView, Op::Destroy]);
+    assert_eq!(h.fake.ops(), [Op::ReleaseView, Op::ViewGone, Op::Destroy]);
     assert!(!h.exists("a"));
+}
+
+/// What the kernel still does once a view is released (on Linux the namespace's teardown, the
+/// volume's unmount with the sync of the filesystem under it) happens out of the container's
+/// lock: a delete arriving meanwhile takes the lock at once.
+#[test]
+fn the_lock_is_free_while_the_kernel_finishes_taking_a_released_view_down() {
+    let h = host();
+    let c = h.container("a", Status::Stopped);
+    let gate = h.fake.gate(Op::ViewGone);
+    std::thread::scope(|scope| {
+        let releasing = scope.spawn(|| c.release_view());
+        gate.wait_reached();
+        let at_once = StateRoot::new(h.engine.root().to_path_buf())
+            .with_lock_timeout(Duration::ZERO)
+            .lock("a")
+            .map(drop);
+        gate.open();
+        assert!(releasing.join().unwrap().unwrap());
+        at_once.expect("the lock is free while the released view is taken down");
+    });
+    assert_eq!(h.fake.ops(), [Op::ReleaseView, Op::ViewGone]);
 }
 
 #[test]

@@ -31,6 +31,8 @@ pub enum Op {
     Update,
     SuperviseDetached,
     ReleaseView,
+    /// The released view's last part let go of (what the kernel still does after the release).
+    ViewGone,
     Destroy,
     DestroyUnrecorded,
 }
@@ -319,9 +321,24 @@ impl Fake {
     }
 }
 
+/// What is left of a view the fake released: its drop is the call [`Op::ViewGone`].
+#[derive(Debug)]
+pub struct FakeReleasedView {
+    fake: Fake,
+    id: String,
+}
+
+impl Drop for FakeReleasedView {
+    fn drop(&mut self) {
+        let _ = self.fake.enter(Op::ViewGone, &self.id, String::new());
+        self.fake.leave(Op::ViewGone);
+    }
+}
+
 impl Platform for Fake {
     type Record = FakeRecord;
     type Stdio = ();
+    type ReleasedView = FakeReleasedView;
 
     fn prepare(&self, plan: &ContainerPlan, _state_dir: &Path) -> Result<FakeRecord> {
         self.enter(Op::Prepare, &plan.id, String::new())?;
@@ -531,10 +548,13 @@ impl Platform for Fake {
         Ok(())
     }
 
-    fn release_view(&self, record: &FakeRecord) -> Result<()> {
+    fn release_view(&self, record: &FakeRecord) -> Result<FakeReleasedView> {
         self.enter(Op::ReleaseView, &record.id, String::new())?;
         self.leave(Op::ReleaseView);
-        Ok(())
+        Ok(FakeReleasedView {
+            fake: self.clone(),
+            id: record.id.clone(),
+        })
     }
 
     fn destroy(&self, record: &FakeRecord) -> Result<()> {

@@ -123,6 +123,9 @@ pub trait Platform {
     type Record: Serialize + DeserializeOwned + Clone + std::fmt::Debug + Default + Send + Sync;
     /// Standard I/O for a new process (file descriptors, or handles).
     type Stdio: Default;
+    /// What is left of a view let go of by [`Platform::release_view`]: dropping it lets the
+    /// kernel finish taking the view down, which the caller does once it holds no lock.
+    type ReleasedView: Send;
 
     /// Checks against the host what the spec alone cannot decide (mount sources, the account)
     /// and names everything `create` will make. No side effects.
@@ -188,9 +191,7 @@ pub trait Platform {
     /// job left), which nothing can enter any more, instead of at [`Platform::destroy`]: the
     /// volume's files stay until then. Idempotent; nothing to do where the view is not kept
     /// apart from its processes.
-    fn release_view(&self, _record: &Self::Record) -> Result<()> {
-        Ok(())
-    }
+    fn release_view(&self, record: &Self::Record) -> Result<Self::ReleasedView>;
     /// Kills what is left (thawing a frozen job) and removes the view, the volume, the job and
     /// any ephemeral account. Idempotent: what is already gone is skipped.
     fn destroy(&self, record: &Self::Record) -> Result<()>;

@@ -325,7 +325,7 @@ fn containerds_calls_on_an_exit_are_not_held_while_the_view_is_released() {
     });
     assert_eq!(
         h.fake.ops(),
-        [Op::ReleaseView, Op::SignalJob],
+        [Op::ReleaseView, Op::SignalJob, Op::ViewGone],
         "the release was reached first, the kill answered while it waited"
     );
 }

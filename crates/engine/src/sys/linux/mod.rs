@@ -207,6 +207,7 @@ fn job_identity(record: &Record) -> Vec<Option<(u64, u64)>> {
 impl Platform for Linux {
     type Record = Record;
     type Stdio = Stdio;
+    type ReleasedView = Option<OwnedFd>;
 
     fn prepare(&self, plan: &ContainerPlan, state_dir: &Path) -> Result<Record> {
         let (relative, unit) = job_path(plan)?;
@@ -456,7 +457,7 @@ impl Platform for Linux {
         }
     }
 
-    fn release_view(&self, record: &Record) -> Result<()> {
+    fn release_view(&self, record: &Record) -> Result<Option<OwnedFd>> {
         volume::release_view(&record.volume)
     }
 

@@ -400,6 +400,7 @@ impl Windows {
 impl Platform for Windows {
     type Record = Record;
     type Stdio = Stdio;
+    type ReleasedView = ();
 
     fn prepare(&self, plan: &ContainerPlan, state_dir: &Path) -> Result<Record> {
         let id = &plan.id;
@@ -691,6 +692,11 @@ impl Platform for Windows {
         grace: Duration,
     ) -> Result<()> {
         supervisor::spawn(record, init, grace)
+    }
+
+    /// No view is kept apart from the job's processes here: nothing to let go of early.
+    fn release_view(&self, _record: &Record) -> Result<()> {
+        Ok(())
     }
 
     fn destroy(&self, record: &Record) -> Result<()> {

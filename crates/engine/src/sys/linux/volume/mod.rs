@@ -13,6 +13,7 @@ mod walk;
 use std::ffi::CString;
 use std::fs;
 use std::io::ErrorKind;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -117,24 +118,28 @@ fn mount_of(path: &Path) -> Result<(PathBuf, bool)> {
         .unwrap_or((PathBuf::from("/"), false)))
 }
 
-/// Drops the bind layout's view: the pin of its mount namespace, whose last reference it is
-/// once no process runs in it (the namespace, and the volume mounted only there, go with it;
-/// the volume's directories stay). Idempotent.
-pub fn release_view(record: &VolumeRecord) -> Result<()> {
+/// Drops the bind layout's view: the pin of its mount namespace, the last reference but the
+/// descriptor returned once no process runs in it. When that descriptor is closed, the kernel
+/// takes the namespace down, and with it the volume mounted only there (its unmount syncs the
+/// filesystem under the volume's upper layer); the volume's directories stay. Idempotent.
+pub fn release_view(record: &VolumeRecord) -> Result<Option<OwnedFd>> {
     let Some(pin) = &record.ns_pin else {
-        return Ok(());
+        return Ok(None);
     };
+    // The namespace itself while its pin is mounted (the file under it afterwards).
+    let namespace = fs::File::open(pin).ok().map(OwnedFd::from);
     mounts::detach(pin)?;
     match fs::remove_file(pin) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Ok(()) => Ok(namespace),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(namespace),
         Err(e) => Err(Error::io("remove", pin, e)),
     }
 }
 
 /// Unmounts and removes what the volume and view are made of. Idempotent.
 pub fn destroy(record: &VolumeRecord) -> Result<()> {
-    release_view(record)?;
+    // The namespace is taken down here, before the volume's directories are removed.
+    drop(release_view(record)?);
     if let Some(host_mount) = &record.host_mount {
         mounts::detach(host_mount)?;
         match fs::remove_dir(host_mount) {
@@ -184,5 +189,95 @@ pub fn file_kind(path: &Path) -> crate::plan::process::FileKind {
                 FileKind::File
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nix::mount::{mount, umount2, MntFlags, MsFlags};
+    use nix::sched::{setns, unshare, CloneFlags};
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    /// Unmounts the pin however the test ends, so that its directory can be removed.
+    struct Pin(PathBuf);
+
+    impl Drop for Pin {
+        fn drop(&mut self) {
+            let _ = umount2(&self.0, MntFlags::MNT_DETACH);
+        }
+    }
+
+    /// The descriptor `release_view` returns keeps the namespace, and what is mounted only in
+    /// it, until it is dropped: where the kernel takes the view down is the caller's choice.
+    #[test]
+    fn a_released_views_namespace_lives_until_its_descriptor_is_dropped() {
+        // SAFETY: geteuid has no effects.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root (mounts)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let pin = Pin(dir.path().join("mntns"));
+        fs::File::create(&pin.0).unwrap();
+        let volume = dir.path().join("volume");
+        fs::create_dir(&volume).unwrap();
+        // A namespace with a tmpfs mounted only in it, pinned as the engine pins a view.
+        let ns = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_FS).unwrap();
+                    let none = None::<&str>;
+                    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_SLAVE, none).unwrap();
+                    mount(
+                        Some("tmpfs"),
+                        &volume,
+                        Some("tmpfs"),
+                        MsFlags::empty(),
+                        none,
+                    )
+                    .unwrap();
+                    fs::File::open("/proc/thread-self/ns/mnt").unwrap()
+                })
+                .join()
+                .unwrap()
+        });
+        let ns_path = format!("/proc/self/fd/{}", ns.as_raw_fd());
+        let none = None::<&str>;
+        mount(Some(ns_path.as_str()), &pin.0, none, MsFlags::MS_BIND, none).unwrap();
+        drop(ns);
+
+        let record = VolumeRecord {
+            ns_pin: Some(pin.0.clone()),
+            ..VolumeRecord::default()
+        };
+        let released = release_view(&record)
+            .unwrap()
+            .expect("the namespace's descriptor");
+        assert!(!pin.0.exists(), "the pin is removed");
+        let inside = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    unshare(CloneFlags::CLONE_FS).unwrap();
+                    setns(&released, CloneFlags::CLONE_NEWNS).unwrap();
+                    fs::read_to_string("/proc/thread-self/mountinfo").unwrap()
+                })
+                .join()
+                .unwrap()
+        });
+        let tmpfs_there = inside.lines().any(|line| {
+            line.split(' ').nth(4) == Some(&*volume.to_string_lossy()) && line.contains(" tmpfs ")
+        });
+        assert!(
+            tmpfs_there,
+            "the namespace and its tmpfs, until dropped:\n{inside}"
+        );
+        drop(released);
+        assert_eq!(
+            release_view(&record).unwrap().map(|_| ()),
+            None,
+            "idempotent"
+        );
     }
 }
