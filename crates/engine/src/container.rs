@@ -13,7 +13,8 @@
 //! writes a state another has just replaced, and none tears down what another is making or
 //! releasing (`start_and_delete_serialise_on_the_containers_lock` pins that). `release_view`
 //! writes no state but tears down part of what the record names, so it takes the lock too and
-//! acts only on the same container, stopped.
+//! acts only on the same container, stopped; what the kernel still does after it (the view's
+//! namespace taken down) runs once the lock is let go of.
 //!
 //! `exec`, `kill`, `pause` and `resume` write no state, so they take no lock (a lock would make
 //! them wait behind a slow delete for up to the lock timeout). They act on the live kernel
