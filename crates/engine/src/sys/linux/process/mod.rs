@@ -399,6 +399,21 @@ mod tests {
         }
     }
 
+    /// A v2 cgroup of `test`'s own, for children whose account it changes: `None`, said by
+    /// name, without root.
+    fn cgroup_as_root(test: &str) -> Option<TestCgroup> {
+        // SAFETY: geteuid has no effects.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped {test}: needs root (changes the account of its children)");
+            return None;
+        }
+        let layout = super::super::cgroup::Layout::detect().expect("read the cgroup mounts");
+        let unified = layout.unified().expect("a cgroup2 hierarchy");
+        let cgroup = TestCgroup(unified.join(format!("hostprocess-{test}-{}", std::process::id())));
+        fs::create_dir(&cgroup.0).expect("make the test's cgroup");
+        Some(cgroup)
+    }
+
     fn launch(cgroup: &Path) -> Launch {
         Launch {
             executable: PathBuf::from("/bin/true"),
@@ -440,16 +455,9 @@ mod tests {
     /// scheduled (here init is stopped until `start` has returned), and init then runs.
     #[test]
     fn start_returns_without_waiting_for_init_to_run() {
-        // SAFETY: geteuid has no effects.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: needs root (changes the account of its children)");
+        let Some(cgroup) = cgroup_as_root("start_returns_without_waiting_for_init_to_run") else {
             return;
-        }
-        let layout = super::super::cgroup::Layout::detect().expect("read the cgroup mounts");
-        let unified = layout.unified().expect("a cgroup2 hierarchy");
-        let cgroup =
-            TestCgroup(unified.join(format!("hostprocess-release-test-{}", std::process::id())));
-        fs::create_dir(&cgroup.0).expect("make the test's cgroup");
+        };
         let tmp = tempfile::tempdir().unwrap();
         let fifo = tmp.path().join("exec.fifo");
         make_exec_fifo(&fifo).unwrap();
@@ -486,16 +494,9 @@ mod tests {
     /// thread held at the fork.
     #[test]
     fn spawning_beside_busy_threads_never_hangs() {
-        // SAFETY: geteuid has no effects.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: needs root (changes the account of its children)");
+        let Some(cgroup) = cgroup_as_root("spawning_beside_busy_threads_never_hangs") else {
             return;
-        }
-        let layout = super::super::cgroup::Layout::detect().expect("read the cgroup mounts");
-        let unified = layout.unified().expect("a cgroup2 hierarchy");
-        let cgroup =
-            TestCgroup(unified.join(format!("hostprocess-spawn-test-{}", std::process::id())));
-        fs::create_dir(&cgroup.0).expect("make the test's cgroup");
+        };
 
         let stop = Arc::new(AtomicBool::new(false));
         let churn: Vec<_> = (0..4)
