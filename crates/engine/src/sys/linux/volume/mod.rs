@@ -123,11 +123,21 @@ fn mount_of(path: &Path) -> Result<(PathBuf, bool)> {
 /// takes the namespace down, and with it the volume mounted only there (its unmount syncs the
 /// filesystem under the volume's upper layer); the volume's directories stay. Idempotent.
 pub fn release_view(record: &VolumeRecord) -> Result<Option<OwnedFd>> {
+    unpin(record, true)
+}
+
+/// Unmounts and removes the namespace's pin. With `hold`, a descriptor of the namespace, opened
+/// first, keeps the namespace alive past its pin (an open once the pin is gone finds the plain
+/// file under it, which holds nothing).
+fn unpin(record: &VolumeRecord, hold: bool) -> Result<Option<OwnedFd>> {
     let Some(pin) = &record.ns_pin else {
         return Ok(None);
     };
-    // The namespace itself while its pin is mounted (the file under it afterwards).
-    let namespace = fs::File::open(pin).ok().map(OwnedFd::from);
+    let namespace = if hold {
+        fs::File::open(pin).ok().map(OwnedFd::from)
+    } else {
+        None
+    };
     mounts::detach(pin)?;
     match fs::remove_file(pin) {
         Ok(()) => Ok(namespace),
@@ -138,8 +148,8 @@ pub fn release_view(record: &VolumeRecord) -> Result<Option<OwnedFd>> {
 
 /// Unmounts and removes what the volume and view are made of. Idempotent.
 pub fn destroy(record: &VolumeRecord) -> Result<()> {
-    // The namespace is taken down here, before the volume's directories are removed.
-    drop(release_view(record)?);
+    // The namespace is taken down here, with its pin, before the volume's directories go.
+    unpin(record, false)?;
     if let Some(host_mount) = &record.host_mount {
         mounts::detach(host_mount)?;
         match fs::remove_dir(host_mount) {
