@@ -31,6 +31,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use hostprocess_engine::sys::linux::cgroup;
 use hostprocess_engine::sys::linuxlogic::mountinfo;
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
@@ -71,26 +72,10 @@ impl PodCgroup {
     fn make(path: &str) -> Result<PodCgroup, Failure> {
         let mut made = PodCgroup(Vec::new());
         for (root, cpuset) in cgroup_roots()? {
+            let dir = root.join(path.trim_start_matches('/'));
             // Named before it is made: a failure below removes it with the others.
-            made.0.push(root.join(path.trim_start_matches('/')));
-            let mut dir = root;
-            for part in path.split('/').filter(|p| !p.is_empty()) {
-                let parent = dir.clone();
-                dir.push(part);
-                match fs::create_dir(&dir) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                    Err(e) => return Err(Failure(format!("mkdir {}: {e}", dir.display()))),
-                }
-                if cpuset {
-                    for file in ["cpuset.cpus", "cpuset.mems"] {
-                        let value = fs::read(parent.join(file))
-                            .and_then(|v| fs::write(dir.join(file), v))
-                            .map_err(|e| Failure(format!("{}: {e}", dir.join(file).display())));
-                        value?;
-                    }
-                }
-            }
+            made.0.push(dir.clone());
+            cgroup::make_ancestor(&dir, cpuset).map_err(|e| Failure(e.to_string()))?;
         }
         Ok(made)
     }

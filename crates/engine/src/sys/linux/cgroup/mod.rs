@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::plan::resources::ResourceRequest;
 
 pub use layout::{is_unified_only, Kind, Layout};
-pub use ownership::{destroy, destroy_with, owns_job, Ownership};
+pub use ownership::{destroy, destroy_with, make_ancestor, owns_job, Ownership};
 pub use settings::{apply, settings_for, update_settings, write_file};
 pub use stats::stats;
 

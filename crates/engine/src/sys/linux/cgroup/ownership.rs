@@ -138,7 +138,9 @@ pub fn owns_job(record: &CgroupRecord) -> bool {
     Ownership::of(record).owns_job(record)
 }
 
-fn make_ancestor(dir: &Path, is_cpuset: bool) -> Result<()> {
+/// Makes a directory above a job, and those above it, where missing (a v1 cpuset one with its
+/// parent's CPUs and memory nodes); one that exists is left as it is: it is not the job's.
+pub fn make_ancestor(dir: &Path, is_cpuset: bool) -> Result<()> {
     match fs::create_dir(dir) {
         Ok(()) => inherit_cpuset(dir, is_cpuset),
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
