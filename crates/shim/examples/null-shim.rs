@@ -17,6 +17,14 @@
 //! host, its output to the task's FIFOs — and `wait` answers when that process exits, with its
 //! status: what running the process costs whatever else a shim does (no job, volume, view,
 //! state or events).
+//!
+//! Installed under a name containing `work` (`containerd-shim-nullwork-v1`), it is the third
+//! floor: the second, plus the work any runtime does for a container whatever its design —
+//! containerd's rootfs mounts mounted at the bundle's `rootfs` (as runc's shim does) and
+//! unmounted at delete, the process started in a cgroup of its own in each cgroup hierarchy a
+//! job uses (removed at delete), and the four task events containerd's own shims publish
+//! (`TaskCreate`, `TaskStart`, `TaskExit`, `TaskDelete`). What a shim spends above it is its
+//! own design's: state kept across crashes, a private view and volume, the held init, checks.
 
 fn main() {
     #[cfg(unix)]
@@ -32,9 +40,12 @@ fn main() {
 #[cfg(unix)]
 mod floor {
     use std::collections::HashMap;
+    use std::ffi::CString;
     use std::os::fd::IntoRawFd;
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::net::UnixListener;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
+    use std::sync::mpsc::{channel, Sender};
     use std::sync::{Arc, Condvar, Mutex};
 
     use containerd_shim::api::{
@@ -42,10 +53,14 @@ mod floor {
         DeleteResponse, Empty, KillRequest, ShutdownRequest, StartRequest, StartResponse,
         StateRequest, StateResponse, WaitRequest, WaitResponse,
     };
-    use containerd_shim::protos::api::Status;
-    use containerd_shim::protos::create_task;
+    use containerd_shim::protos::api::{ForwardRequest, Status};
+    use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskStart};
+    use containerd_shim::protos::protobuf::well_known_types::any::Any;
     use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-    use containerd_shim::protos::ttrpc::Server;
+    use containerd_shim::protos::protobuf::Message;
+    use containerd_shim::protos::shim::event::Envelope;
+    use containerd_shim::protos::ttrpc::{context, Client, Server};
+    use containerd_shim::protos::{create_task, EventsClient};
     use containerd_shim::publisher::RemotePublisher;
     use containerd_shim::util::write_address;
     use containerd_shim::{
@@ -55,6 +70,7 @@ mod floor {
 
     struct NullShim {
         exit: Arc<ExitSignal>,
+        namespace: String,
         /// The serving shim's socket, removed on exit as real shims do (a socket left behind
         /// makes the next shim of the same id wait for it).
         socket: String,
@@ -65,20 +81,40 @@ mod floor {
         /// The tasks created and not yet deleted, by id; `wait` blocks until its task is done.
         tasks: Arc<(Mutex<HashMap<String, TaskState>>, Condvar)>,
         exit: Arc<ExitSignal>,
-        /// The second floor: a container's task runs its process.
-        spawn: bool,
+        floor: Floor,
+        /// The third floor's task events to containerd.
+        events: Option<Publisher>,
     }
 
-    /// Whether this binary is the second floor (named `...spawn...`).
-    fn spawns() -> bool {
-        std::env::args_os()
+    /// Which floor this binary is.
+    #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+    enum Floor {
+        /// Answers every call at once.
+        #[default]
+        Null,
+        /// Also runs a container's process (named `...spawn...`).
+        Spawn,
+        /// Also does the work any runtime does (named `...work...`).
+        Work,
+    }
+
+    /// This binary's floor, from its name.
+    fn floor() -> Floor {
+        let name = std::env::args_os()
             .next()
             .and_then(|arg0| {
                 Path::new(&arg0)
                     .file_name()
-                    .map(|name| name.to_string_lossy().contains("spawn"))
+                    .map(|name| name.to_string_lossy().into_owned())
             })
-            .unwrap_or(false)
+            .unwrap_or_default();
+        if name.contains("work") {
+            Floor::Work
+        } else if name.contains("spawn") {
+            Floor::Spawn
+        } else {
+            Floor::Null
+        }
     }
 
     #[derive(Default)]
@@ -88,6 +124,8 @@ mod floor {
         /// it has exited.
         process: Option<Process>,
         exited: Option<u32>,
+        /// The process's pid once started (floors 2 and 3): `kill` signals it.
+        pid: Option<u32>,
         /// A pod sandbox's task: runs until killed.
         sandbox: bool,
         killed: bool,
@@ -95,10 +133,341 @@ mod floor {
         /// once it is done: the reader (containerd's CRI copies them to the container's log)
         /// sees their end as it would a process's.
         io: Vec<Option<std::fs::File>>,
+        /// The third floor's rootfs and cgroups, undone at delete.
+        work: Option<Work>,
     }
 
     /// A process to run: its arguments and environment.
     type Process = (Vec<String>, Vec<(String, String)>);
+
+    /// A process the floor started: by the standard library (floor 2) or by `Work::spawn`.
+    enum Child {
+        Std(std::process::Child),
+        Pid(u32),
+    }
+
+    impl Child {
+        fn pid(&self) -> u32 {
+            match self {
+                Child::Std(child) => child.id(),
+                Child::Pid(pid) => *pid,
+            }
+        }
+
+        /// Waits for the exit: its status, or 128 + the signal that ended it.
+        fn wait(self) -> u32 {
+            let status = match self {
+                Child::Std(mut child) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    return child.wait().map_or(255, |status| {
+                        status
+                            .code()
+                            .or_else(|| status.signal().map(|signal| 128 + signal))
+                            .unwrap_or(255) as u32
+                    });
+                }
+                Child::Pid(pid) => {
+                    let mut status = 0;
+                    // SAFETY: waits for this shim's own child.
+                    if unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) } < 0 {
+                        return 255;
+                    }
+                    status
+                }
+            };
+            if libc::WIFSIGNALED(status) {
+                128 + libc::WTERMSIG(status) as u32
+            } else {
+                libc::WEXITSTATUS(status) as u32
+            }
+        }
+    }
+
+    /// The third floor's work for a container: its rootfs, mounted, and its cgroups.
+    struct Work {
+        rootfs: Option<PathBuf>,
+        cgroups: Vec<PathBuf>,
+    }
+
+    /// Whether `cgroup` is in a cgroup2 tree (the unified root or a hybrid host's `unified`).
+    fn is_v2(cgroup: &Path) -> bool {
+        let mut dir = Some(cgroup);
+        while let Some(d) = dir {
+            if d == Path::new("/sys/fs/cgroup/unified") {
+                return true;
+            }
+            dir = d.parent();
+        }
+        Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+    }
+
+    /// clone3(2)'s argument block (Linux 5.7 for the cgroup field).
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+    /// The cgroup hierarchies a job uses: cgroup2 alone, or on a v1 or hybrid host the v1
+    /// controllers every job is counted by (the engine's, where no limit asks for more) and
+    /// the controller-less cgroup2 tree.
+    fn hierarchies() -> Vec<PathBuf> {
+        let root = Path::new("/sys/fs/cgroup");
+        if root.join("cgroup.controllers").exists() {
+            return vec![root.to_path_buf()];
+        }
+        ["memory", "pids", "blkio", "cpuacct", "unified"]
+            .iter()
+            .map(|name| root.join(name))
+            .filter(|dir| dir.is_dir())
+            .collect()
+    }
+
+    impl Work {
+        /// Mounts `mounts` at `bundle/rootfs` and makes the container's cgroups (at the spec's
+        /// `cgroupsPath` when it is a cgroupfs path, else `nullwork/ID`); undoes what it did
+        /// when a step fails.
+        fn new(
+            id: &str,
+            bundle: &str,
+            mounts: &[containerd_shim::protos::api::Mount],
+            cgroups_path: Option<&str>,
+        ) -> Result<Work, String> {
+            let relative = match cgroups_path {
+                Some(path) if path.starts_with('/') => PathBuf::from(&path[1..]),
+                _ => Path::new("nullwork").join(id),
+            };
+            let mut work = Work {
+                rootfs: None,
+                cgroups: Vec::new(),
+            };
+            if !mounts.is_empty() {
+                let rootfs = Path::new(bundle).join("rootfs");
+                for mount in mounts {
+                    mount_one(mount, &rootfs)?;
+                }
+                work.rootfs = Some(rootfs);
+            }
+            for hierarchy in hierarchies() {
+                let cgroup = hierarchy.join(&relative);
+                if let Err(e) = std::fs::create_dir_all(&cgroup) {
+                    work.undo();
+                    return Err(format!("mkdir {}: {e}", cgroup.display()));
+                }
+                work.cgroups.push(cgroup);
+            }
+            Ok(work)
+        }
+
+        /// Starts `args` in the container's cgroups, the cheapest way the kernel allows (the
+        /// engine's): into the cgroup2 tree at the clone (CLONE_INTO_CGROUP), into each v1
+        /// hierarchy by the child writing `0` into its `tasks` file (moving one thread skips
+        /// the lock a whole-process move takes, which waits for an RCU grace period). Output
+        /// to `output` (stdout, stderr), or /dev/null. Returns the pid.
+        fn spawn(
+            &self,
+            (args, env): &Process,
+            output: [Option<std::fs::File>; 2],
+        ) -> std::io::Result<u32> {
+            let invalid = |_| std::io::Error::from(std::io::ErrorKind::InvalidInput);
+            let program = args.first().ok_or(std::io::ErrorKind::InvalidInput)?;
+            let path = match program.contains('/') {
+                true => PathBuf::from(program),
+                false => ["/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+                    .iter()
+                    .map(|dir| Path::new(dir).join(program))
+                    .find(|path| path.exists())
+                    .ok_or(std::io::ErrorKind::NotFound)?,
+            };
+            let path = CString::new(path.as_os_str().as_bytes()).map_err(invalid)?;
+            let argv: Vec<CString> = args
+                .iter()
+                .map(|a| CString::new(a.as_str()))
+                .collect::<Result<_, _>>()
+                .map_err(invalid)?;
+            let envp: Vec<CString> = env
+                .iter()
+                .map(|(k, v)| CString::new(format!("{k}={v}")))
+                .collect::<Result<_, _>>()
+                .map_err(invalid)?;
+            let pointers = |strings: &[CString]| -> Vec<*const libc::c_char> {
+                let mut p: Vec<_> = strings.iter().map(|s| s.as_ptr()).collect();
+                p.push(std::ptr::null());
+                p
+            };
+            let (argv_p, envp_p) = (pointers(&argv), pointers(&envp));
+            let tasks: Vec<CString> = self
+                .cgroups
+                .iter()
+                .filter(|cgroup| !is_v2(cgroup))
+                .filter_map(|cgroup| CString::new(cgroup.join("tasks").as_os_str().as_bytes()).ok())
+                .collect();
+            let v2 = match self.cgroups.iter().find(|cgroup| is_v2(cgroup)) {
+                Some(cgroup) => Some(std::fs::File::open(cgroup)?),
+                None => None,
+            };
+            let null = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")?;
+            let [out, err] = output;
+            let fd = |file: &Option<std::fs::File>| {
+                use std::os::fd::AsRawFd;
+                file.as_ref().map_or(null.as_raw_fd(), |f| f.as_raw_fd())
+            };
+            let stdio = {
+                use std::os::fd::AsRawFd;
+                [null.as_raw_fd(), fd(&out), fd(&err)]
+            };
+            let mut clone = CloneArgs {
+                exit_signal: libc::SIGCHLD as u64,
+                ..CloneArgs::default()
+            };
+            if let Some(v2) = &v2 {
+                use std::os::fd::AsRawFd;
+                clone.flags = CLONE_INTO_CGROUP;
+                clone.cgroup = v2.as_raw_fd() as u64;
+            }
+            // SAFETY: a fork: the child makes only system calls on memory prepared above,
+            // then execs or exits.
+            let pid = unsafe {
+                libc::syscall(
+                    libc::SYS_clone3,
+                    &clone as *const CloneArgs,
+                    std::mem::size_of::<CloneArgs>(),
+                )
+            };
+            if pid == 0 {
+                // SAFETY: the child, as above.
+                unsafe {
+                    for file in &tasks {
+                        let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                        if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                            libc::_exit(126);
+                        }
+                        libc::close(fd);
+                    }
+                    // Through descriptors above 2 first, so none is overwritten before use (an
+                    // array: no allocation after a fork of a threaded process).
+                    let mut high = stdio;
+                    for fd in &mut high {
+                        *fd = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10);
+                    }
+                    for (target, &fd) in high.iter().enumerate() {
+                        libc::dup2(fd, target as libc::c_int);
+                    }
+                    let mut none: libc::sigset_t = std::mem::zeroed();
+                    libc::sigemptyset(&mut none);
+                    libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+                    libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr());
+                    libc::_exit(127);
+                }
+            }
+            if pid < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(pid as u32)
+        }
+
+        /// Removes the cgroups (their processes have exited) and unmounts the rootfs.
+        fn undo(&mut self) {
+            for cgroup in self.cgroups.drain(..) {
+                let _ = std::fs::remove_dir(cgroup);
+            }
+            if let Some(rootfs) = self.rootfs.take() {
+                if let Ok(target) = CString::new(rootfs.as_os_str().as_bytes()) {
+                    // SAFETY: a C string that outlives the call.
+                    unsafe { libc::umount2(target.as_ptr(), 0) };
+                }
+            }
+        }
+    }
+
+    /// One of containerd's rootfs mounts at `target`, as runc's shim makes it (options that
+    /// are mount flags become flags, the rest the filesystem's data). Not the shim library's
+    /// `mount_rootfs`: it waits for a helper process through the library's reaper, which this
+    /// shim does not run.
+    fn mount_one(mount: &containerd_shim::protos::api::Mount, target: &Path) -> Result<(), String> {
+        let mut flags = 0;
+        let mut data = Vec::new();
+        for option in &mount.options {
+            match option.as_str() {
+                "ro" => flags |= libc::MS_RDONLY,
+                "bind" => flags |= libc::MS_BIND,
+                "rbind" => flags |= libc::MS_BIND | libc::MS_REC,
+                other => data.push(other),
+            }
+        }
+        let c = |text: &[u8]| CString::new(text).map_err(|e| e.to_string());
+        let (source, target) = (
+            c(mount.source.as_bytes())?,
+            c(target.as_os_str().as_bytes())?,
+        );
+        let (fstype, data) = (c(mount.type_.as_bytes())?, c(data.join(",").as_bytes())?);
+        // SAFETY: C strings that outlive the call.
+        let mounted = unsafe {
+            libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                flags,
+                data.as_ptr().cast(),
+            )
+        };
+        if mounted != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(format!("mount the rootfs ({}): {e}", mount.type_));
+        }
+        Ok(())
+    }
+
+    /// Task events to containerd, in order, from a thread of their own (a call never waits
+    /// for containerd), each named by its type without protobuf's reflection tables.
+    #[derive(Clone)]
+    struct Publisher(Sender<(&'static str, &'static str, Vec<u8>)>);
+
+    impl Publisher {
+        /// A connection to containerd's ttrpc address (`TTRPC_ADDRESS`, set for every shim).
+        fn connect(namespace: String) -> Option<Publisher> {
+            let address = std::env::var("TTRPC_ADDRESS").ok()?;
+            let fd = containerd_shim::util::connect(&address).ok()?;
+            let client = EventsClient::new(Client::new(fd).ok()?);
+            let (tx, rx) = channel::<(&'static str, &'static str, Vec<u8>)>();
+            std::thread::spawn(move || {
+                for (topic, name, value) in rx {
+                    let mut event = Any::new();
+                    event.type_url = format!("containerd.events.{name}");
+                    event.value = value;
+                    let mut envelope = Envelope::new();
+                    envelope.timestamp = Some(Timestamp::now()).into();
+                    envelope.namespace = namespace.clone();
+                    envelope.topic = topic.to_string();
+                    envelope.event = Some(event).into();
+                    let mut request = ForwardRequest::new();
+                    request.envelope = Some(envelope).into();
+                    let _ = client.forward(context::with_timeout(5_000_000_000), &request);
+                }
+            });
+            Some(Publisher(tx))
+        }
+
+        fn publish<M: Message>(&self, topic: &'static str, name: &'static str, event: &M) {
+            if let Ok(value) = event.write_to_bytes() {
+                let _ = self.0.send((topic, name, value));
+            }
+        }
+    }
 
     impl TaskState {
         fn done(&self) -> bool {
@@ -115,6 +484,7 @@ mod floor {
         fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
             NullShim {
                 exit: Arc::new(ExitSignal::default()),
+                namespace: args.namespace.clone(),
                 socket: args.socket.clone(),
             }
         }
@@ -136,7 +506,7 @@ mod floor {
             // so the child may run anything after fork.
             match unsafe { libc::fork() } {
                 -1 => Err(io("fork", std::io::Error::last_os_error())),
-                0 => serve(listener, &path, self.exit.clone()),
+                0 => serve(listener, &path, opts.namespace, self.exit.clone()),
                 _ => {
                     drop(listener);
                     write_address(&address)?;
@@ -157,15 +527,29 @@ mod floor {
         }
 
         fn create_task_service(&self, _publisher: RemotePublisher) -> NullTask {
-            NullTask {
-                exit: self.exit.clone(),
-                spawn: spawns(),
-                ..NullTask::default()
-            }
+            NullTask::new(self.exit.clone(), self.namespace.clone())
         }
     }
 
     impl NullTask {
+        fn new(exit: Arc<ExitSignal>, namespace: String) -> NullTask {
+            let floor = floor();
+            NullTask {
+                exit,
+                floor,
+                events: (floor == Floor::Work)
+                    .then(|| Publisher::connect(namespace))
+                    .flatten(),
+                ..NullTask::default()
+            }
+        }
+
+        fn publish<M: Message>(&self, topic: &'static str, name: &'static str, event: &M) {
+            if let Some(events) = &self.events {
+                events.publish(topic, name, event);
+            }
+        }
+
         /// Changes the task `id` (if it exists) and wakes every `wait`.
         fn update(&self, id: &str, change: impl FnOnce(&mut TaskState)) {
             let (tasks, changed) = &*self.tasks;
@@ -238,9 +622,26 @@ mod floor {
         ) -> TtrpcResult<CreateTaskResponse> {
             let spec = spec(&req.bundle);
             let sandbox = is_sandbox(&spec);
+            let work = match self.floor == Floor::Work && !sandbox {
+                true => Some(
+                    Work::new(
+                        &req.id,
+                        &req.bundle,
+                        &req.rootfs,
+                        spec["linux"]["cgroupsPath"].as_str(),
+                    )
+                    .map_err(containerd_shim::protos::ttrpc::Error::Others)?,
+                ),
+                false => None,
+            };
+            let mut event = TaskCreate::new();
+            event.container_id = req.id.clone();
+            event.bundle = req.bundle.clone();
+            event.pid = std::process::id();
             let task = TaskState {
                 sandbox,
-                process: (self.spawn && !sandbox).then(|| process(&spec)),
+                process: (self.floor >= Floor::Spawn && !sandbox).then(|| process(&spec)),
+                work,
                 io: [&req.stdout, &req.stderr]
                     .into_iter()
                     .map(|path| open_fifo(path))
@@ -252,6 +653,7 @@ mod floor {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(req.id, task);
+            self.publish("/tasks/create", "TaskCreate", &event);
             let mut response = CreateTaskResponse::new();
             response.pid = std::process::id();
             Ok(response)
@@ -262,41 +664,74 @@ mod floor {
             let mut spawned = None;
             self.update(&req.id, |task| {
                 task.started = true;
-                let Some((args, env)) = &task.process else {
+                let Some(process) = &task.process else {
                     return;
                 };
-                let mut command = std::process::Command::new(args.first().map_or("", |a| a));
-                command
-                    .args(args.iter().skip(1))
-                    .env_clear()
-                    .envs(env.iter().cloned())
-                    .stdin(std::process::Stdio::null());
-                let output = |n: usize| {
-                    task.io[n]
-                        .as_ref()
-                        .and_then(|file| file.try_clone().ok())
-                        .map_or_else(std::process::Stdio::null, std::process::Stdio::from)
+                let output = |n: usize| task.io[n].as_ref().and_then(|f| f.try_clone().ok());
+                let started = match &task.work {
+                    Some(work) => work.spawn(process, [output(0), output(1)]).map(Child::Pid),
+                    None => {
+                        let (args, env) = process;
+                        let stdio = |file: Option<std::fs::File>| {
+                            file.map_or_else(std::process::Stdio::null, std::process::Stdio::from)
+                        };
+                        std::process::Command::new(args.first().map_or("", |a| a))
+                            .args(args.iter().skip(1))
+                            .env_clear()
+                            .envs(env.iter().cloned())
+                            .stdin(std::process::Stdio::null())
+                            .stdout(stdio(output(0)))
+                            .stderr(stdio(output(1)))
+                            .spawn()
+                            .map(Child::Std)
+                    }
                 };
-                command.stdout(output(0)).stderr(output(1));
-                match command.spawn() {
+                match started {
                     Ok(child) => {
-                        pid = child.id();
+                        pid = child.pid();
+                        task.pid = Some(pid);
                         spawned = Some(child);
                     }
                     Err(_) => task.exited = Some(127),
                 }
             });
-            if let Some(mut child) = spawned {
+            let mut event = TaskStart::new();
+            event.container_id = req.id.clone();
+            event.pid = pid;
+            self.publish("/tasks/start", "TaskStart", &event);
+            if let Some(child) = spawned {
                 let (tasks, id) = (self.clone(), req.id.clone());
                 std::thread::spawn(move || {
-                    use std::os::unix::process::ExitStatusExt;
-                    let status = child.wait().map_or(255, |status| {
-                        status
-                            .code()
-                            .or_else(|| status.signal().map(|signal| 128 + signal))
-                            .unwrap_or(255)
+                    // Waits without reaping: the pid stays this child's until its exit is
+                    // recorded under the lock `kill` takes, so `kill` never signals a pid the
+                    // kernel has given to another process.
+                    // SAFETY: waitid on this shim's own child, into a zeroed siginfo.
+                    unsafe {
+                        let mut info: libc::siginfo_t = std::mem::zeroed();
+                        libc::waitid(
+                            libc::P_PID,
+                            pid as libc::id_t,
+                            &mut info,
+                            libc::WEXITED | libc::WNOWAIT,
+                        );
+                    }
+                    let mut child = Some(child);
+                    let mut status = 255;
+                    tasks.update(&id, |task| {
+                        status = child.take().map_or(255, Child::wait);
+                        task.exited = Some(status);
                     });
-                    tasks.update(&id, |task| task.exited = Some(status as u32));
+                    // A task deleted meanwhile: reaped all the same.
+                    if let Some(child) = child {
+                        status = child.wait();
+                    }
+                    let mut event = TaskExit::new();
+                    event.container_id = id.clone();
+                    event.id = id.clone();
+                    event.pid = pid;
+                    event.exit_status = status;
+                    event.exited_at = Some(Timestamp::now()).into();
+                    tasks.publish("/tasks/exit", "TaskExit", &event);
                 });
             }
             let mut response = StartResponse::new();
@@ -334,20 +769,37 @@ mod floor {
         }
 
         fn kill(&self, _: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
-            self.update(&req.id, |task| task.killed = true);
+            self.update(&req.id, |task| {
+                task.killed = true;
+                if let (Some(pid), None) = (task.pid, task.exited) {
+                    // SAFETY: a signal to this shim's own child, not yet waited for.
+                    unsafe { libc::kill(pid as libc::pid_t, req.signal as libc::c_int) };
+                }
+            });
             Ok(Empty::new())
         }
 
         fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
             let (tasks, changed) = &*self.tasks;
-            tasks
+            let removed = tasks
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&req.id);
             changed.notify_all();
+            let status = removed.as_ref().and_then(|task| task.exited).unwrap_or(0);
+            if let Some(mut work) = removed.and_then(|task| task.work) {
+                work.undo();
+            }
             let mut response = DeleteResponse::new();
             response.pid = std::process::id();
+            response.exit_status = status;
             response.exited_at = Some(Timestamp::now()).into();
+            let mut event = TaskDelete::new();
+            event.container_id = req.id.clone();
+            event.pid = response.pid;
+            event.exit_status = status;
+            event.exited_at = response.exited_at.clone();
+            self.publish("/tasks/delete", "TaskDelete", &event);
             Ok(response)
         }
 
@@ -368,7 +820,7 @@ mod floor {
     }
 
     /// The serving shim, in the start action's forked child: never returns.
-    fn serve(listener: UnixListener, path: &str, exit: Arc<ExitSignal>) -> ! {
+    fn serve(listener: UnixListener, path: &str, namespace: String, exit: Arc<ExitSignal>) -> ! {
         // Off containerd's output pipe (it reads the start action's output to its end) and out of
         // its session.
         // SAFETY: setsid, open and dup2 on descriptors this process owns.
@@ -379,11 +831,7 @@ mod floor {
                 libc::dup2(null, fd);
             }
         }
-        let task = NullTask {
-            exit: exit.clone(),
-            spawn: spawns(),
-            ..NullTask::default()
-        };
+        let task = NullTask::new(exit.clone(), namespace);
         let served = Server::new()
             .add_listener(listener.into_raw_fd())
             .map(|server| server.register_service(create_task(Arc::new(task))))
