@@ -9,7 +9,10 @@
 #               returns) reported apart. Floor: the same pods on a handler whose shim runs
 #               nothing (crates/shim/examples/null-shim.rs): what containerd's CRI costs
 #               whatever the shim; floor 2 (handler `nullspawn`): that shim also running the
-#               container's process (what running `/bin/true` on the host adds).
+#               container's process (what running `/bin/true` on the host adds); floor 3
+#               (handler `nullwork`): also the work any runtime does for a container (its
+#               rootfs mounted, a cgroup per hierarchy, the four task events containerd's own
+#               shims publish).
 #   2. density: DENSITY pods running `sleep` started all at once, per handler: the time until
 #               every StartContainer returned, containerd's CPU time (utime + stime from
 #               /proc/PID/stat) meanwhile, then total PSS and RSS of the serving shims; then
@@ -31,7 +34,7 @@
 #        CLIENT_BIN=PATH measure those builds instead of building them (release, glibc).
 #        A/B: BASE_SHIM_BIN=PATH registers another build of our shim as the handler `base`
 #        and HANDLERS="hostprocess base" runs part 1 with those two alone, interleaved
-#        (default HANDLERS="hostprocess runc null nullspawn").
+#        (default HANDLERS="hostprocess runc null nullspawn nullwork").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -40,7 +43,7 @@ warmup=${WARMUP:-5}
 density=${DENSITY:-100}
 density_handlers=${DENSITY_HANDLERS:-hostprocess runc}
 gap_ms=${GAP_MS:-200}
-read -r -a handlers <<<"${HANDLERS:-hostprocess runc null nullspawn}"
+read -r -a handlers <<<"${HANDLERS:-hostprocess runc null nullspawn nullwork}"
 log_level=${LOG_LEVEL:-info}
 
 HP_SHIM=containerd-shim-hostprocess-v1
@@ -95,6 +98,7 @@ mkdir -p "$results" "$work"/{root,state,opt,cni/net.d,hostprocess,bin,runc,logs}
 cp "$shim_bin" "$work/bin/$HP_SHIM"
 cp "$null_shim_bin" "$work/bin/$NULL_SHIM"
 cp "$null_shim_bin" "$work/bin/containerd-shim-nullspawn-v1"
+cp "$null_shim_bin" "$work/bin/containerd-shim-nullwork-v1"
 cp "$client_bin" "$work/bin/cri-bench"
 BASE_SHIM=containerd-shim-hostprocessbase-v1
 [[ -z ${BASE_SHIM_BIN:-} ]] || cp "$BASE_SHIM_BIN" "$work/bin/$BASE_SHIM"
@@ -150,7 +154,7 @@ cleanup() {
     kill -KILL "$pid" 2>/dev/null
     [[ -S $socket ]] && rm -f "$socket"
   done < <(shim_pids "$HP_SHIM"; shim_pids "$RUNC_SHIM"; shim_pids "$NULL_SHIM"; shim_pids containerd-shim-nullspawn-v1
-    shim_pids "$BASE_SHIM")
+    shim_pids containerd-shim-nullwork-v1; shim_pids "$BASE_SHIM")
   # Whatever still runs in our pods' cgroups is ours: kill it, then remove the cgroups,
   # deepest first.
   for dir in /sys/fs/cgroup/*"$cgroup_parent" /sys/fs/cgroup/*/*"$cgroup_parent"; do
@@ -233,6 +237,8 @@ state = "$work/state"
         runtime_type = "io.containerd.null.v1"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nullspawn]
         runtime_type = "io.containerd.nullspawn.v1"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nullwork]
+        runtime_type = "io.containerd.nullwork.v1"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.base]
         runtime_type = "io.containerd.hostprocessbase.v1"
         pod_annotations = ["microsoft.com/*", "hostprocess.io/*", "io.microsoft.*"]
@@ -338,7 +344,7 @@ import json, statistics, sys, time
 res, rounds, load_before, load_after, density_load, storage = sys.argv[1:7]
 pods = [json.loads(l) for l in open(f"{res}/cri-pods.jsonl") if l.strip()]
 med = {}
-for h in ("hostprocess", "runc", "null", "nullspawn"):
+for h in ("hostprocess", "runc", "null", "nullspawn", "nullwork"):
     rows = [p for p in pods if p["handler"] == h]
     if not rows:
         med[h] = {"n": 0}
@@ -360,36 +366,46 @@ if not med["runc"]["n"]:  # A/B: two builds of our shim
     open(f"{res}/cri-ab.md", "w").write("\n".join(out) + "\n")
     print("\n".join(out))
     sys.exit(0)
-hp, runc, null, spawn = med["hostprocess"], med["runc"], med["null"], med["nullspawn"]
-f2 = lambda row, key: f"{row[key]:.1f} ms" if row["n"] else "n/a"
-d2 = lambda row, key: f"{hp[key] - row[key]:.1f} ms" if row["n"] else "n/a"
+hp, runc = med["hostprocess"], med["runc"]
+# The floors that ran (any of them may be left out with HANDLERS).
+floors = [(h, label) for h, label in (("null", "floor (null shim)"),
+                                      ("nullspawn", "floor 2 (runs the process)"),
+                                      ("nullwork", "floor 3 (a runtime's work)")) if med[h]["n"]]
+short = {"null": "floor", "nullspawn": "floor 2", "nullwork": "floor 3"}
 out = [f"# CRI pods ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
        f"{hp['n']} pods per handler, interleaved; {storage}; load {load_before} before, {load_after} after.", "",
-       "| medians | hostprocess | runc | floor (null shim) | floor 2 (runs the process) | runc / ours | runc / floor | ours − floor | ours − floor 2 |",
-       "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+       "| medians | hostprocess | runc | " + "".join(f"{label} | " for _, label in floors)
+       + "runc / ours | " + ("runc / floor | " if med["null"]["n"] else "")
+       + "".join(f"ours − {short[h]} | " for h, _ in floors),
+       "| --- | ---: | ---: | " + "---: | " * (len(floors) * 2 + 1 + bool(med["null"]["n"]))]
 for key, label in (("start_ms", "start (RunPodSandbox → StartContainer returned)"),
                    ("exited_ms", "until the container exited"),
                    ("total_ms", "whole pod (… → RemovePodSandbox)")):
-    out.append(f"| {label} | {hp[key]:.1f} ms | {runc[key]:.1f} ms | {null[key]:.1f} ms | "
-               f"{f2(spawn, key)} | {runc[key] / hp[key]:.2f}× | {runc[key] / null[key]:.2f}× | "
-               f"{hp[key] - null[key]:.1f} ms | {d2(spawn, key)} |")
+    out.append(f"| {label} | {hp[key]:.1f} ms | {runc[key]:.1f} ms | "
+               + "".join(f"{med[h][key]:.1f} ms | " for h, _ in floors)
+               + f"{runc[key] / hp[key]:.2f}× | "
+               + (f"{runc[key] / med['null'][key]:.2f}× | " if med["null"]["n"] else "")
+               + "".join(f"{hp[key] - med[h][key]:.1f} ms | " for h, _ in floors))
 steps = ("RunPodSandbox", "CreateContainer", "StartContainer", "exit seen (ContainerStatus)",
          "StopPodSandbox", "RemovePodSandbox")
 if all("steps_ms" in p and len(p["steps_ms"]) == len(steps) for p in pods):
     out += ["", "Each call's median (the client's view; ms):", "",
-            "| call | hostprocess | runc | floor | floor 2 | ours − floor | ours − floor 2 |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            "| call | hostprocess | runc | " + "".join(f"{short[h]} | " for h, _ in floors)
+            + "".join(f"ours − {short[h]} | " for h, _ in floors),
+            "| --- | ---: | ---: | " + "---: | " * (len(floors) * 2)]
     for i, name in enumerate(steps):
         m = {h: statistics.median(p["steps_ms"][i] for p in pods if p["handler"] == h)
-             for h in ("hostprocess", "runc", "null", "nullspawn") if med[h]["n"]}
-        sp = m.get("nullspawn")
-        floor2 = "n/a" if sp is None else f"{sp:.1f}"
-        above2 = "n/a" if sp is None else f"{m['hostprocess'] - sp:.1f}"
-        out.append(f"| {name} | {m['hostprocess']:.1f} | {m['runc']:.1f} | {m['null']:.1f} | "
-                   f"{floor2} | {m['hostprocess'] - m['null']:.1f} | {above2} |")
-summary = (f"pods: whole {hp['total_ms']:.1f}/{runc['total_ms']:.1f}/{null['total_ms']:.1f} ms "
-           f"({runc['total_ms'] / hp['total_ms']:.2f}×), start {hp['start_ms']:.1f}/{runc['start_ms']:.1f}/"
-           f"{null['start_ms']:.1f} ms ({runc['start_ms'] / hp['start_ms']:.2f}×)")
+             for h in med if med[h]["n"]}
+        out.append(f"| {name} | {m['hostprocess']:.1f} | {m['runc']:.1f} | "
+                   + "".join(f"{m[h]:.1f} | " for h, _ in floors)
+                   + "".join(f"{m['hostprocess'] - m[h]:.1f} | " for h, _ in floors))
+null_total = f"/{med['null']['total_ms']:.1f}" if med["null"]["n"] else ""
+null_start = f"/{med['null']['start_ms']:.1f}" if med["null"]["n"] else ""
+summary = (f"pods: whole {hp['total_ms']:.1f}/{runc['total_ms']:.1f}{null_total} ms "
+           f"({runc['total_ms'] / hp['total_ms']:.2f}×), start {hp['start_ms']:.1f}/{runc['start_ms']:.1f}"
+           f"{null_start} ms ({runc['start_ms'] / hp['start_ms']:.2f}×)")
+if med["nullwork"]["n"]:
+    summary += f", floor 3 whole {med['nullwork']['total_ms']:.1f} ms"
 dens = [json.loads(l) for l in open(f"{res}/cri-density.jsonl") if l.strip()]
 if dens:
     out += ["", f"Density (load before each: {density_load.strip()}):", "",
@@ -409,6 +425,7 @@ if dens:
                  f"{r['containerd_cpu_start_ms'] / max(h['containerd_cpu_start_ms'], 1):.2f}×")
         out += ["", ratio]
         summary += f"; density {h['pods']}: {ratio}"
+out = [line.rstrip() for line in out]
 open(f"{res}/cri.md", "w").write("\n".join(out) + "\n")
 with open(f"{res}/cri-history.md", "a") as f:
     f.write(f"- {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} load {load_before}, {storage}: {summary}\n")

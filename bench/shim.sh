@@ -8,6 +8,9 @@
 #              shim; and a second floor: the same shim installed as
 #              containerd-shim-nullspawn-v1, which also runs the container's process and waits
 #              for it (what running `/bin/true` on the host costs whatever else a shim does);
+#              and a third: installed as containerd-shim-nullwork-v1, the same shim also doing
+#              the work any runtime does (the rootfs mounted, a cgroup per hierarchy, the four
+#              task events containerd's own shims publish);
 #   2. phases: TRACE_RUNS more runs of each, split by containerd's event timestamps and two
 #              containerd log lines (shim start, create, start, exit, delete, teardown);
 #   3. memory: K long-running containers per runtime (`ctr run -d ... sleep 300`), RSS and PSS of
@@ -46,6 +49,8 @@ NULL_RUNTIME=io.containerd.null.v1
 NULL_SHIM=containerd-shim-null-v1
 SPAWN_RUNTIME=io.containerd.nullspawn.v1
 SPAWN_SHIM=containerd-shim-nullspawn-v1
+WORK_RUNTIME=io.containerd.nullwork.v1
+WORK_SHIM=containerd-shim-nullwork-v1
 BASE_RUNTIME=io.containerd.hostprocessbase.v1
 BASE_SHIM=containerd-shim-hostprocessbase-v1
 RUNC_SHIM=containerd-shim-runc-v2
@@ -105,6 +110,7 @@ mkdir -p "$results" "$work"/{root,state,opt,cni/net.d,hostprocess,bin}
 cp "$shim_bin" "$work/bin/$HP_SHIM"
 cp "$null_shim_bin" "$work/bin/$NULL_SHIM"
 cp "$null_shim_bin" "$work/bin/$SPAWN_SHIM"
+cp "$null_shim_bin" "$work/bin/$WORK_SHIM"
 if [[ -n ${BASELINE_BIN:-} ]]; then
   [[ -x $BASELINE_BIN ]] || { echo "bench: $BASELINE_BIN is not an executable" >&2; exit 1; }
   cp "$BASELINE_BIN" "$work/bin/$BASE_SHIM"
@@ -176,7 +182,7 @@ cleanup() {
     kill -KILL "$pid" 2>/dev/null
     [[ -S $socket ]] && rm -f "$socket"
   done < <(shim_pids "$HP_SHIM" any; shim_pids "$RUNC_SHIM" any; shim_pids "$NULL_SHIM" any
-    shim_pids "$SPAWN_SHIM" any
+    shim_pids "$SPAWN_SHIM" any; shim_pids "$WORK_SHIM" any
     shim_pids "$BASE_SHIM" any)
   # Whatever still runs in our namespace's cgroups (containers whose shim was killed) is ours:
   # kill it, then remove the cgroups, deepest first (runc and the engine leave the namespace's).
@@ -187,6 +193,12 @@ cleanup() {
   sleep 0.2
   for dir in /sys/fs/cgroup/*/"$ns" /sys/fs/cgroup/"$ns"; do
     [[ -d $dir ]] && find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null
+  done
+  # The third floor's cgroups (named after our ids), then their parent if nothing else uses it.
+  for dir in /sys/fs/cgroup/*/nullwork /sys/fs/cgroup/nullwork; do
+    [[ -d $dir ]] || continue
+    for cg in "$dir/$idp"-*; do [[ -d $cg ]] && rmdir "$cg" 2>/dev/null; done
+    rmdir "$dir" 2>/dev/null
   done
   [[ -n ${cpu_cg:-} ]] && rmdir "$cpu_cg" 2>/dev/null
   # Unmount everything under the directory, deepest first.
@@ -415,6 +427,7 @@ hp_cmd="ctr --address $sock --namespace $ns run --rm --runtime $HP_RUNTIME $IMAG
 runc_cmd="ctr --address $sock --namespace $ns run --rm --runtime $RUNC_RUNTIME $IMAGE $idp-runc /bin/true"
 null_cmd="ctr --address $sock --namespace $ns run --rm --runtime $NULL_RUNTIME $IMAGE $idp-null /bin/true"
 spawn_cmd="ctr --address $sock --namespace $ns run --rm --runtime $SPAWN_RUNTIME $IMAGE $idp-spawn /bin/true"
+work_cmd="ctr --address $sock --namespace $ns run --rm --runtime $WORK_RUNTIME $IMAGE $idp-work /bin/true"
 base_cmd="ctr --address $sock --namespace $ns run --rm --runtime $BASE_RUNTIME $IMAGE $idp-base /bin/true"
 # With a baseline build: its command in every check and round, after ours.
 base_pair=() base_named=() base_trace=()
@@ -446,7 +459,7 @@ note() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$failures"; echo "bench: $1 $2 
 # hyperfine reuses one id per command: check that a fixed id works back to back (--rm removed
 # the container and the shim is gone before the next run needs the same id and shim socket).
 for pair in "hostprocess:$hp_cmd:$idp-hp" "${base_pair[@]}" "runc:$runc_cmd:$idp-runc" "floor:$null_cmd:$idp-null" \
-  "floor2:$spawn_cmd:$idp-spawn"; do
+  "floor2:$spawn_cmd:$idp-spawn" "floor3:$work_cmd:$idp-work"; do
   label=${pair%%:*} rest=${pair#*:}
   cmd=${rest%:*} id=${rest##*:}
   ok=0
@@ -475,7 +488,8 @@ while ((round <= rounds)); do
     "${base_named[@]}" \
     -n "runc shim" "$runc_cmd" \
     -n "null shim (floor)" "$null_cmd" \
-    -n "null shim running the process (floor 2)" "$spawn_cmd" >&2; then
+    -n "null shim running the process (floor 2)" "$spawn_cmd" \
+    -n "null shim doing a runtime's work (floor 3)" "$work_cmd" >&2; then
     round=$((round + 1))
     continue
   fi
@@ -485,6 +499,7 @@ while ((round <= rounds)); do
   reset_id "$idp-runc"
   reset_id "$idp-null"
   reset_id "$idp-spawn"
+  reset_id "$idp-work"
   ((++attempt <= ${ATTEMPTS:-3})) || { echo "bench: hyperfine failed $((attempt - 1)) times" >&2; exit 1; }
   echo "bench: running round $round again (attempt $attempt)" >&2
 done
@@ -524,7 +539,7 @@ sleep 0.5
 : >"$work/client.log"
 for r in $(seq "$trace_runs"); do
   for pair in "hostprocess:$HP_RUNTIME" "${base_trace[@]}" "runc:$RUNC_RUNTIME" "null:$NULL_RUNTIME" \
-    "spawn:$SPAWN_RUNTIME"; do
+    "spawn:$SPAWN_RUNTIME" "work:$WORK_RUNTIME"; do
     id=$idp-trace-${pair%%:*}-$r
     c0=$(cpu_ns)
     t0=$(date +%s.%N)
@@ -583,9 +598,9 @@ def first_log(t0, t1, *needles):
             return t
     return None
 
-# The floor's shim publishes no events and its serving shim logs nothing: for it, only the
-# phases bounded by containerd's own events and log lines have figures, the first two rows
-# summing the phases that follow them.
+# The floor's shim publishes no events (floor 3 publishes the task events, floors 1 and 2 none)
+# and its serving shim logs nothing: for it, only the phases bounded by containerd's own events
+# and log lines have figures, the first two rows summing the phases that follow them.
 serving = {"hostprocess": ("serving namespace",), "base": ("serving namespace",),
            "runc": ("starting signal loop", "path=")}
 phases = [
@@ -623,14 +638,14 @@ names = [p[0] for p in phases] + ["total (client)", CPU]
 n = max(len(v["total (client)"]) for v in rows.values())
 print(f"median ms over {n} traced runs per runtime ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})")
 print()
-print("| phase | hostprocess shim | runc shim | floor (null shim) | floor 2 (runs the process) | runc - hostprocess | hostprocess - floor | hostprocess - floor 2 |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+print("| phase | hostprocess shim | runc shim | floor (null shim) | floor 2 (runs the process) | floor 3 (a runtime's work) | runc - hostprocess | hostprocess - floor | hostprocess - floor 2 | hostprocess - floor 3 |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 med = lambda v: statistics.median(v) if v else None
 for name in names:
-    hp, rc, nl, sp = (med(rows.get(r, {}).get(name)) for r in ("hostprocess", "runc", "null", "spawn"))
+    hp, rc, nl, sp, wk = (med(rows.get(r, {}).get(name)) for r in ("hostprocess", "runc", "null", "spawn", "work"))
     f = lambda v: "n/a" if v is None else f"{v:.1f}"
     d = lambda a, b: "n/a" if a is None or b is None else f"{a - b:.1f}"
-    print(f"| {name} | {f(hp)} | {f(rc)} | {f(nl)} | {f(sp)} | {d(rc, hp)} | {d(hp, nl)} | {d(hp, sp)} |")
+    print(f"| {name} | {f(hp)} | {f(rc)} | {f(nl)} | {f(sp)} | {f(wk)} | {d(rc, hp)} | {d(hp, nl)} | {d(hp, sp)} | {d(hp, wk)} |")
 if "base" in rows:  # BASELINE_BIN: the same phases for the other build of our shim
     print()
     print("| phase | hostprocess shim | baseline build | hostprocess - baseline | baseline - floor |")
@@ -694,6 +709,7 @@ res, runs, warmup, k, load0, load1, level, cpus, rounds, per_round = sys.argv[1:
 r = {x["command"]: x for x in json.load(open(f"{res}/shim-hyperfine.json"))["results"]}
 hp, rc, fl = r["hostprocess shim"], r["runc shim"], r["null shim (floor)"]
 fl2 = r["null shim running the process (floor 2)"]
+fl3 = r["null shim doing a runtime's work (floor 3)"]
 mem = {}
 for line in open(f"{res}/shim-memory.txt"):
     f = line.split()
@@ -718,8 +734,9 @@ p("# containerd-shim-hostprocess-v1 vs containerd-shim-runc-v2\n")
 p(f"`bench/shim.sh {runs}` on {stamp}: a private containerd ({level} log level), "
   f"`ctr run --rm --runtime R IMAGE ID /bin/true` with a static-busybox image, "
   f"hyperfine -N, {rounds} rounds of {per_round} runs per command (hostprocess, runc, then the "
-  f"floor: a shim that runs nothing and answers every call at once, and floor 2: that shim "
-  f"running the container's process), pooled; {warmup} warm-up "
+  f"floor: a shim that runs nothing and answers every call at once, floor 2: that shim "
+  f"running the container's process, and floor 3: that shim also mounting the rootfs, "
+  f"making a cgroup per hierarchy and publishing the task events), pooled; {warmup} warm-up "
   f"runs in the first round, 1 in the others; "
   f"{cpus} CPUs, load average {load0} before and {load1} after the timed runs.\n")
 p("## Time per `ctr run --rm ... /bin/true`\n")
@@ -745,6 +762,9 @@ p(f"- floor (a shim that runs nothing): {ms(fl)}; runc-shim time / floor: **{cei
 p(f"- floor 2 (the null shim also running the process): {ms(fl2)}, {(fl2['mean'] - fl['mean'])*1e3:.1f} ms "
   f"above the floor; our time - floor 2: **{(hp['mean'] - fl2['mean'])*1e3:.1f} ms** (by medians "
   f"{(hp['median'] - fl2['median'])*1e3:.1f} ms)")
+p(f"- floor 3 (floor 2 plus the rootfs mount, a cgroup per hierarchy and the four task events): "
+  f"{ms(fl3)}, {(fl3['mean'] - fl['mean'])*1e3:.1f} ms above the floor; our time - floor 3: "
+  f"**{(hp['mean'] - fl3['mean'])*1e3:.1f} ms** (by medians {(hp['median'] - fl3['median'])*1e3:.1f} ms)")
 p(f"- our RSS / runc-shim RSS: **{ratio_rss:.3f}** (target ≤ 0.25: "
   f"{'met' if ratio_rss <= 0.25 else 'not met'}); PSS {ratio_pss:.3f}, "
   f"USS {h['uss'] / c['uss']:.3f}")
@@ -780,6 +800,8 @@ print(f"time:   hostprocess {ms(hp)}, runc {ms(rc)}  ->  runc / ours = {speed:.2
 print(f"floor:  a shim that runs nothing {ms(fl)}  ->  runc / floor = {ceiling:.2f}x; ours - floor = {above_floor:.1f} ms")
 print(f"floor 2: the null shim running the process {ms(fl2)}; ours - floor 2 = {(hp['mean'] - fl2['mean'])*1e3:.1f} ms "
       f"(medians {(hp['median'] - fl2['median'])*1e3:.1f} ms)")
+print(f"floor 3: a runtime's work {ms(fl3)}, {(fl3['median'] - fl['median'])*1e3:.1f} ms above the floor by medians; "
+      f"ours - floor 3 = {(hp['mean'] - fl3['mean'])*1e3:.1f} ms (medians {(hp['median'] - fl3['median'])*1e3:.1f} ms)")
 print(f"memory: hostprocess RSS {mib(h['rss'])}, PSS {mib(h['pss'])} per shim ({h['shims']} shims); "
       f"runc RSS {mib(c['rss'])}, PSS {mib(c['pss'])} per shim ({c['shims']} shims)")
 print(f"        ours / runc: RSS {ratio_rss:.3f} (target <= 0.25), PSS {ratio_pss:.3f}")
