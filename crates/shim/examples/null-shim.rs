@@ -201,22 +201,8 @@ mod floor {
         Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
     }
 
-    /// clone3(2)'s argument block (Linux 5.7 for the cgroup field).
-    #[repr(C)]
-    #[derive(Default)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-        set_tid: u64,
-        set_tid_size: u64,
-        cgroup: u64,
-    }
+    /// clone3(2)'s flag that starts the child in a cgroup2 directory (Linux 5.7; the libc
+    /// crate names it for glibc targets only).
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
     /// The cgroup hierarchies a job uses: cgroup2 alone, or on a v1 or hybrid host the v1
@@ -330,10 +316,9 @@ mod floor {
                 use std::os::fd::AsRawFd;
                 [null.as_raw_fd(), fd(&out), fd(&err)]
             };
-            let mut clone = CloneArgs {
-                exit_signal: libc::SIGCHLD as u64,
-                ..CloneArgs::default()
-            };
+            // SAFETY: a plain C struct of integers, all zero is its empty value.
+            let mut clone: libc::clone_args = unsafe { std::mem::zeroed() };
+            clone.exit_signal = libc::SIGCHLD as u64;
             if let Some(v2) = &v2 {
                 use std::os::fd::AsRawFd;
                 clone.flags = CLONE_INTO_CGROUP;
@@ -344,8 +329,8 @@ mod floor {
             let pid = unsafe {
                 libc::syscall(
                     libc::SYS_clone3,
-                    &clone as *const CloneArgs,
-                    std::mem::size_of::<CloneArgs>(),
+                    &clone as *const libc::clone_args,
+                    std::mem::size_of::<libc::clone_args>(),
                 )
             };
             if pid == 0 {
