@@ -754,13 +754,26 @@ mod floor {
         }
 
         fn kill(&self, _: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
+            // A sandbox's task ends at its first kill, as a pause process would: its exit is
+            // published as a runtime publishes the pause process's.
+            let mut sandbox_ended = false;
             self.update(&req.id, |task| {
+                sandbox_ended = task.sandbox && task.started && !task.killed;
                 task.killed = true;
                 if let (Some(pid), None) = (task.pid, task.exited) {
                     // SAFETY: a signal to this shim's own child, not yet waited for.
                     unsafe { libc::kill(pid as libc::pid_t, req.signal as libc::c_int) };
                 }
             });
+            if sandbox_ended {
+                let mut event = TaskExit::new();
+                event.container_id = req.id.clone();
+                event.id = req.id.clone();
+                event.pid = std::process::id();
+                event.exit_status = 128 + req.signal;
+                event.exited_at = Some(Timestamp::now()).into();
+                self.publish("/tasks/exit", "TaskExit", &event);
+            }
             Ok(Empty::new())
         }
 
