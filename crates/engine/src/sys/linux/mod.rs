@@ -267,16 +267,16 @@ impl Platform for Linux {
             })?;
             // The job's cgroups are made while another thread builds a bind-layout view.
             let job = cgroup::create(&mut record.cgroup, &plan.resources, host_cpus());
+            // With links to make, the process resolved before them is kept to compare.
             let (resolved, links) = match view.finish(job)? {
                 volume::Ready::Complete(resolved) => (resolved, None),
-                volume::Ready::Links { first, rest } => (first, Some(rest)),
+                volume::Ready::Links { first, rest } => (first.clone(), Some((first, rest))),
             };
             // A held init is prepared while the builder makes the view's links into the volume,
             // when it makes any. On an error, the caller's teardown ends it with the job.
-            let first = links.as_ref().map(|_| resolved.clone());
             let launch = launch(plan, record, resolved, &plan.process, fifo)?;
             let init = process::spawn(&launch, stdio);
-            let (Some(links), Some(first)) = (links, first) else {
+            let Some((first, links)) = links else {
                 return init;
             };
             let complete = links.join();
