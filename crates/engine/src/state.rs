@@ -248,8 +248,8 @@ fn lock_waiting(file: File, path: &Path, id: &str, timeout: Duration) -> Result<
         Err(fs::TryLockError::Error(e)) => return Err(Error::io("lock", path, e)),
         Err(fs::TryLockError::WouldBlock) => {}
     }
-    let held_too_long = |file: &fs::Metadata| {
-        let holder = lock_holder(file)
+    let held_too_long = |metadata: &fs::Metadata| {
+        let holder = lock_holder(metadata)
             .map(|pid| format!("process {pid} holds it"))
             .unwrap_or_else(|| "its holder is not listed in /proc/locks".into());
         Error::container(
