@@ -27,17 +27,18 @@
 //! own design's: state kept across crashes, a private view and volume, the held init, checks.
 
 fn main() {
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     floor::main();
-    #[cfg(not(unix))]
+    #[cfg(not(target_os = "linux"))]
     {
-        eprintln!("null-shim: a Unix-only benchmark floor");
+        eprintln!("null-shim: a Linux-only benchmark floor");
         std::process::exit(1);
     }
 }
 
-/// The shim itself: containerd's shim library serves Unix sockets here.
-#[cfg(unix)]
+/// The shim itself: containerd's shim library serves Unix sockets here; the third floor's work
+/// is Linux's (mounts, cgroups, clone3).
+#[cfg(target_os = "linux")]
 mod floor {
     use std::collections::HashMap;
     use std::ffi::CString;
@@ -63,6 +64,9 @@ mod floor {
     use containerd_shim::protos::{create_task, EventsClient};
     use containerd_shim::publisher::RemotePublisher;
     use containerd_shim::util::write_address;
+    use hostprocess_engine::sys::linux::cgroup::is_unified_only;
+    use hostprocess_engine::sys::linuxlogic::cgroup::layout::{CGROUP_ROOT, V1_CONTROLLERS};
+
     use containerd_shim::{
         socket_address, Config, Error, ExitSignal, Flags, Shim, StartOpts, Task, TtrpcContext,
         TtrpcResult,
@@ -186,38 +190,30 @@ mod floor {
     /// The third floor's work for a container: its rootfs, mounted, and its cgroups.
     struct Work {
         rootfs: Option<PathBuf>,
-        cgroups: Vec<PathBuf>,
-    }
-
-    /// Whether `cgroup` is in a cgroup2 tree (the unified root or a hybrid host's `unified`).
-    fn is_v2(cgroup: &Path) -> bool {
-        let mut dir = Some(cgroup);
-        while let Some(d) = dir {
-            if d == Path::new("/sys/fs/cgroup/unified") {
-                return true;
-            }
-            dir = d.parent();
-        }
-        Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+        /// One per v1 hierarchy, each joined by the child's thread.
+        v1: Vec<PathBuf>,
+        /// The cgroup2 tree's, joined at the clone.
+        v2: Option<PathBuf>,
     }
 
     /// clone3(2)'s flag that starts the child in a cgroup2 directory (Linux 5.7; the libc
     /// crate names it for glibc targets only).
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
-    /// The cgroup hierarchies a job uses: cgroup2 alone, or on a v1 or hybrid host the v1
-    /// controllers every job is counted by (the engine's, where no limit asks for more) and
-    /// the controller-less cgroup2 tree.
-    fn hierarchies() -> Vec<PathBuf> {
-        let root = Path::new("/sys/fs/cgroup");
-        if root.join("cgroup.controllers").exists() {
-            return vec![root.to_path_buf()];
+    /// The cgroup hierarchies a job uses, at their conventional mount points: the v1
+    /// controllers every job is counted by (the engine's, where no limit asks for more), and
+    /// the cgroup2 tree (the whole of `/sys/fs/cgroup` on a cgroup2-only host).
+    fn hierarchies() -> (Vec<PathBuf>, Option<PathBuf>) {
+        let root = Path::new(CGROUP_ROOT);
+        if is_unified_only() {
+            return (Vec::new(), Some(root.to_path_buf()));
         }
-        ["memory", "pids", "blkio", "cpuacct", "unified"]
+        let v1 = V1_CONTROLLERS
             .iter()
             .map(|name| root.join(name))
             .filter(|dir| dir.is_dir())
-            .collect()
+            .collect();
+        (v1, Some(root.join("unified")).filter(|dir| dir.is_dir()))
     }
 
     impl Work {
@@ -236,7 +232,8 @@ mod floor {
             };
             let mut work = Work {
                 rootfs: None,
-                cgroups: Vec::new(),
+                v1: Vec::new(),
+                v2: None,
             };
             if !mounts.is_empty() {
                 let rootfs = Path::new(bundle).join("rootfs");
@@ -245,13 +242,21 @@ mod floor {
                 }
                 work.rootfs = Some(rootfs);
             }
-            for hierarchy in hierarchies() {
+            let (v1, v2) = hierarchies();
+            let all = v1
+                .into_iter()
+                .map(|h| (h, false))
+                .chain(v2.map(|h| (h, true)));
+            for (hierarchy, is_v2) in all {
                 let cgroup = hierarchy.join(&relative);
                 if let Err(e) = std::fs::create_dir_all(&cgroup) {
                     work.undo();
                     return Err(format!("mkdir {}: {e}", cgroup.display()));
                 }
-                work.cgroups.push(cgroup);
+                match is_v2 {
+                    true => work.v2 = Some(cgroup),
+                    false => work.v1.push(cgroup),
+                }
             }
             Ok(work)
         }
@@ -294,12 +299,11 @@ mod floor {
             };
             let (argv_p, envp_p) = (pointers(&argv), pointers(&envp));
             let tasks: Vec<CString> = self
-                .cgroups
+                .v1
                 .iter()
-                .filter(|cgroup| !is_v2(cgroup))
                 .filter_map(|cgroup| CString::new(cgroup.join("tasks").as_os_str().as_bytes()).ok())
                 .collect();
-            let v2 = match self.cgroups.iter().find(|cgroup| is_v2(cgroup)) {
+            let v2 = match &self.v2 {
                 Some(cgroup) => Some(std::fs::File::open(cgroup)?),
                 None => None,
             };
@@ -367,7 +371,7 @@ mod floor {
 
         /// Removes the cgroups (their processes have exited) and unmounts the rootfs.
         fn undo(&mut self) {
-            for cgroup in self.cgroups.drain(..) {
+            for cgroup in self.v1.drain(..).chain(self.v2.take()) {
                 let _ = std::fs::remove_dir(cgroup);
             }
             if let Some(rootfs) = self.rootfs.take() {
