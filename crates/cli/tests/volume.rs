@@ -5,6 +5,7 @@
 mod support;
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -263,6 +264,58 @@ fn bind_layout_links_mounts_under_the_mount_point_for_compatibility() {
     let _c = rt.guard(&id);
     let out = rt.run(&id, &bundle).ok("run");
     assert_eq!(out.stdout_text(), "compat\ncompat\n");
+}
+
+/// The compatibility links are made in a layer of their own, on top of the image: nothing is
+/// written to the writable layer for them (on a node it is containerd's, on its disk), a
+/// directory of the image on the way keeps its owner and mode, an unprivileged account reaches
+/// the mount through its link, and the layer goes with the container.
+#[test]
+fn bind_layout_links_write_nothing_to_the_writable_layer() {
+    let data = open_dir();
+    fs::write(data.path().join("payload"), "linked\n").unwrap();
+    // The destination's parent is in the image, owned by another account.
+    let dest = open_dir();
+    let parent = dest.path().join("conf");
+    let d = parent.join("mnt").to_string_lossy().into_owned();
+    let image_with_parent = || {
+        let bundle = image().file(
+            &format!("{}/from-image", &parent.to_string_lossy()[1..]),
+            "image\n",
+        );
+        let in_image = bundle.rootfs().join(parent.strip_prefix("/").unwrap());
+        std::os::unix::fs::chown(&in_image, Some(4321), Some(4322)).unwrap();
+        fs::set_permissions(&in_image, fs::Permissions::from_mode(0o751)).unwrap();
+        bundle.bind(data.path(), &d, &[])
+    };
+    for (uid, account) in [(0, "root"), (65534, "an unprivileged account")] {
+        let rt = Runtime::new();
+        let id = unique_id("linklayer");
+        let upper = rt.root().join(&id).join("volume/upper");
+        // The account cannot list the state directory: only root's run looks at the layer.
+        let list_upper = if uid == 0 {
+            format!("ls -A {}", upper.display())
+        } else {
+            String::new()
+        };
+        let bundle = image_with_parent().user_ids(uid, uid).sh(&format!(
+            "v=\"$CONTAINER_SANDBOX_MOUNT_POINT\"; stat -c '%a %u %g' \"$v{p}\"; \
+             readlink \"$v{d}\"; cat \"$v{d}/payload\"; echo upper:; {list_upper}",
+            p = parent.display(),
+        ));
+        let _c = rt.guard(&id);
+        let out = rt.run(&id, &bundle).ok("run");
+        assert_eq!(
+            out.stdout_text(),
+            format!("751 4321 4322\n{d}\nlinked\nupper:\n"),
+            "{account}: the link reaches the mount, the image's directory keeps its owner and \
+             mode, and the writable layer stays empty"
+        );
+        assert!(
+            !rt.root().join(&id).exists(),
+            "the state directory, and the link layer in it, are removed"
+        );
+    }
 }
 
 #[test]

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::plan::mounts::relative_components;
 use crate::plan::{ContainerPlan, ImageSource, Layout, Propagation, VolumeMount, VolumePlan};
 
 /// Everything the volume and view of one container are made of.
@@ -26,6 +27,10 @@ pub struct VolumeRecord {
     pub host_mount: Option<PathBuf>,
     /// Upper and work directories this runtime made (removed on delete).
     pub scratch: Option<PathBuf>,
+    /// Bind layout with mounts: the layer that holds the compatibility links, below the
+    /// writable one (removed on delete). Absent from the records of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub links: Option<PathBuf>,
 }
 
 /// Names the volume's parts (nothing is made).
@@ -42,6 +47,8 @@ pub fn record_for(volume: &VolumePlan, mounts: &[VolumeMount], state_dir: &Path)
         ns_pin: (volume.layout == Layout::Bind).then(|| state_dir.join("mntns")),
         host_mount: (volume.layout == Layout::Symlink).then(|| volume.mount_point.clone()),
         scratch: owns_scratch.then(|| state_dir.join("volume")),
+        links: (volume.layout == Layout::Bind && !mounts.is_empty())
+            .then(|| state_dir.join("links")),
     }
 }
 
@@ -151,6 +158,9 @@ pub enum ViewAction {
     /// Make the volume's mount point on the host (mode 0755), following no symlink another
     /// user could change.
     MakeMountPoint { path: PathBuf },
+    /// Make the layer of compatibility links the overlay mounted next has as its top lower
+    /// layer.
+    MakeLinkLayer(LinkLayer),
     /// Mount the image as the volume at `at`.
     MountImage { image: ImageMount, at: PathBuf },
     /// Make a directory and its parents inside the volume, following no symlink.
@@ -324,27 +334,12 @@ pub fn view_for(
 /// A bind-layout view's actions split in two: what the container's process needs before it
 /// can be prepared, and the compatibility links into the volume (`Reach`, with the volume made
 /// read-only after them), which can be made while it is. The split is made only where it
-/// changes nothing the actions do: no mount inside the volume (an attach there after a link
-/// would cover it, or receive it) and none at or above the volume's mount point (its
-/// propagation or read-only setting would reach the links). Otherwise everything is `now`.
+/// changes nothing the actions do (`links_are_independent`). Otherwise everything is `now`.
 pub fn defer_links(
     actions: Vec<ViewAction>,
     mount_point: &Path,
 ) -> (Vec<ViewAction>, Vec<ViewAction>) {
-    let independent = actions.iter().all(|action| match action {
-        ViewAction::MakeDirInVolume { .. } => false,
-        ViewAction::Attach {
-            at: AttachAt::Volume,
-            ..
-        } => false,
-        ViewAction::Attach { destination, .. }
-        | ViewAction::SetPropagation {
-            path: destination, ..
-        } => !mount_point.starts_with(destination),
-        ViewAction::ReadOnly { path } => path == mount_point || !mount_point.starts_with(path),
-        _ => true,
-    });
-    if !independent
+    if !links_are_independent(&actions, mount_point)
         || !actions
             .iter()
             .any(|a| matches!(a, ViewAction::Reach { .. }))
@@ -356,6 +351,149 @@ pub fn defer_links(
         ViewAction::ReadOnly { path } => path != mount_point,
         _ => true,
     })
+}
+
+/// Whether the compatibility links can be made at another point of the view's building than
+/// after each mount, with the same result: no mount inside the volume (an attach there would
+/// cover a link, or receive it) and none at or above the volume's mount point (its
+/// propagation or read-only setting would reach the links).
+fn links_are_independent(actions: &[ViewAction], mount_point: &Path) -> bool {
+    actions.iter().all(|action| match action {
+        ViewAction::MakeDirInVolume { .. } => false,
+        ViewAction::Attach {
+            at: AttachAt::Volume,
+            ..
+        } => false,
+        ViewAction::Attach { destination, .. }
+        | ViewAction::SetPropagation {
+            path: destination, ..
+        } => !mount_point.starts_with(destination),
+        ViewAction::ReadOnly { path } => path == mount_point || !mount_point.starts_with(path),
+        _ => true,
+    })
+}
+
+/// What the image has at a path inside the volume: the entry of the topmost layer that has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InImage {
+    Absent,
+    Directory(DirAttrs),
+    /// Anything else, or a path that cannot be looked at.
+    Other,
+}
+
+/// A directory's owner and permission bits (with setuid, setgid and sticky).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirAttrs {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A read-only layer made before the overlay is mounted, on top of the image's layers, that
+/// holds the compatibility links, so that making them writes nothing to the writable layer
+/// (which is containerd's, on its disk: each link there took a copy-up of its directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkLayer {
+    pub dir: PathBuf,
+    /// The directories on the way to the links, parents first, relative to `dir`: with the
+    /// image's owner and mode where the image has them (the overlay shows the topmost layer's),
+    /// else made as the links' walk makes a missing directory.
+    pub dirs: Vec<(PathBuf, Option<DirAttrs>)>,
+    /// Each link (relative to `dir`) and its target.
+    pub links: Vec<(PathBuf, PathBuf)>,
+}
+
+/// Moves the compatibility links the image leaves room for into a link layer at `dir`: its
+/// making goes before the overlay's mount, which gets it as its top lower layer. A link goes
+/// there when the image has nothing at its path and only directories on the way
+/// (`in_image` answers for a path relative to the volume); its `Reach` stays, and finds it
+/// made (or, where the writable layer already has that path, does what it always did). Done
+/// only where the links may be made at any point (`links_are_independent`), no link's path
+/// is on the way to another's, and the volume is an overlay with a writable layer.
+pub fn layer_links(
+    mut actions: Vec<ViewAction>,
+    mount_point: &Path,
+    dir: &Path,
+    in_image: impl Fn(&Path) -> InImage,
+) -> Vec<ViewAction> {
+    if !links_are_independent(&actions, mount_point) {
+        return actions;
+    }
+    let reached: Vec<(Vec<String>, &PathBuf)> = actions
+        .iter()
+        .filter_map(|action| match action {
+            ViewAction::Reach {
+                volume,
+                destination,
+                target,
+                ..
+            } if volume == mount_point => Some((relative_components(destination), target)),
+            _ => None,
+        })
+        .collect();
+    let nested = reached.iter().enumerate().any(|(i, (a, _))| {
+        a.is_empty()
+            || reached
+                .iter()
+                .enumerate()
+                .any(|(j, (b, _))| i != j && b.starts_with(a))
+    });
+    if nested {
+        return actions;
+    }
+    let mut layer = LinkLayer {
+        dir: dir.to_path_buf(),
+        dirs: Vec::new(),
+        links: Vec::new(),
+    };
+    for (parts, target) in &reached {
+        let mut on_the_way = Vec::new();
+        let mut path = PathBuf::new();
+        let mut room = true;
+        for part in &parts[..parts.len() - 1] {
+            path.push(part);
+            match in_image(&path) {
+                InImage::Absent => on_the_way.push((path.clone(), None)),
+                InImage::Directory(attrs) => on_the_way.push((path.clone(), Some(attrs))),
+                InImage::Other => room = false,
+            }
+            if !room {
+                break;
+            }
+        }
+        path.push(&parts[parts.len() - 1]);
+        if !room || in_image(&path) != InImage::Absent {
+            continue;
+        }
+        for made in on_the_way {
+            if !layer.dirs.iter().any(|(p, _)| *p == made.0) {
+                layer.dirs.push(made);
+            }
+        }
+        layer.links.push((path, (*target).clone()));
+    }
+    if layer.links.is_empty() {
+        return actions;
+    }
+    let overlay = actions.iter().position(|action| {
+        matches!(action, ViewAction::MountImage {
+            image: ImageMount::Overlay { writable: Some(_), .. },
+            at,
+        } if at == mount_point)
+    });
+    let Some(at) = overlay else {
+        return actions;
+    };
+    if let ViewAction::MountImage {
+        image: ImageMount::Overlay { lower, .. },
+        ..
+    } = &mut actions[at]
+    {
+        lower.insert(0, layer.dir.clone());
+    }
+    actions.insert(at, ViewAction::MakeLinkLayer(layer));
+    actions
 }
 
 /// The image as the volume: bound when it is the volume itself and one directory, else an
@@ -758,11 +896,18 @@ mod tests {
                 ns_pin: Some("/state/mntns".into()),
                 host_mount: None,
                 scratch: Some("/state/volume".into()),
+                links: None,
             }
         );
+        let with_a_mount = record(&volume(Layout::Bind, image(), false), &a_mount);
+        assert_eq!(with_a_mount.links, Some("/state/links".into()));
         let symlink = record(&volume(Layout::Symlink, image(), true), &a_mount);
         assert_eq!(symlink.host_mount, Some("/c/vol".into()));
         assert_eq!(symlink.ns_pin, None);
+        assert_eq!(
+            symlink.links, None,
+            "the symlink layout's links are on the host"
+        );
         assert_eq!(
             symlink.scratch,
             Some("/state/volume".into()),
@@ -777,5 +922,143 @@ mod tests {
         };
         let given = record(&volume(Layout::Bind, containerds, false), &a_mount);
         assert_eq!(given.scratch, None, "containerd's layer is used");
+    }
+
+    /// The image as `layer_links` sees it: `/etc` a directory (owner 7, mode 0750), `/etc/hosts`
+    /// a file, `/bin` a symlink.
+    fn busybox_like(path: &Path) -> InImage {
+        match path.to_str().unwrap() {
+            "etc" => InImage::Directory(DirAttrs {
+                mode: 0o750,
+                uid: 7,
+                gid: 8,
+            }),
+            "etc/hosts" | "bin" => InImage::Other,
+            _ => InImage::Absent,
+        }
+    }
+
+    fn bind_view(mounts: Vec<VolumeMount>) -> Vec<ViewAction> {
+        actions_of(view(volume(Layout::Bind, image(), false), mounts).unwrap())
+    }
+
+    #[test]
+    fn links_the_image_leaves_room_for_go_in_a_layer_on_top_of_it() {
+        let all = bind_view(vec![
+            mount("/s/resolv", "/etc/resolv.conf", false, Propagation::Private),
+            mount("/s/hosts", "/etc/hosts", false, Propagation::Private),
+            mount("/s/log", "/dev/termination-log", true, Propagation::Private),
+            mount("/s/tool", "/bin/tool", false, Propagation::Private),
+        ]);
+        let vol = Path::new("/c/vol");
+        let layered = layer_links(all.clone(), vol, Path::new("/state/links"), busybox_like);
+        assert_eq!(
+            layered.len(),
+            all.len() + 1,
+            "one action more: {layered:#?}"
+        );
+        let at = layered
+            .iter()
+            .position(|a| matches!(a, ViewAction::MakeLinkLayer(_)))
+            .expect("the layer is made");
+        let ViewAction::MakeLinkLayer(layer) = &layered[at] else {
+            unreachable!()
+        };
+        assert_eq!(
+            *layer,
+            LinkLayer {
+                dir: "/state/links".into(),
+                dirs: vec![
+                    (
+                        "etc".into(),
+                        Some(DirAttrs {
+                            mode: 0o750,
+                            uid: 7,
+                            gid: 8
+                        })
+                    ),
+                    ("dev".into(), None),
+                ],
+                links: vec![
+                    ("etc/resolv.conf".into(), "/etc/resolv.conf".into()),
+                    ("dev/termination-log".into(), "/dev/termination-log".into()),
+                ],
+            },
+            "the image's file (/etc/hosts) and a path through its symlink (/bin) are left to \
+             their Reach; a directory of the image keeps its owner and mode"
+        );
+        let ViewAction::MountImage { image, .. } = &layered[at + 1] else {
+            panic!("the overlay is mounted right after: {layered:#?}");
+        };
+        assert_eq!(
+            image.overlay_data().as_deref(),
+            Some("lowerdir=/state/links:/img,upperdir=/state/volume/upper,workdir=/state/volume/work"),
+            "the layer is the top lower layer"
+        );
+        let reaches = |actions: &[ViewAction]| actions.iter().filter(|a| is_link(a)).count();
+        assert_eq!(
+            reaches(&layered),
+            4,
+            "every Reach stays, and checks its link"
+        );
+    }
+
+    #[test]
+    fn no_link_layer_where_the_links_depend_on_their_place_or_on_each_other() {
+        let vol = Path::new("/c/vol");
+        let dir = Path::new("/state/links");
+        let cases = [
+            (
+                vec![
+                    mount("/s/hosts", "/etc/hosts", false, Propagation::Private),
+                    mount("/s/data", "/c/vol/data", false, Propagation::Private),
+                ],
+                "a mount inside the volume",
+            ),
+            (
+                vec![
+                    mount("/s/a", "/opt/a", false, Propagation::Private),
+                    mount("/s/b", "/opt/a/b", false, Propagation::Private),
+                ],
+                "one link's path on the way to another's",
+            ),
+            (
+                vec![mount("/s/hosts", "/etc/hosts", false, Propagation::Private)],
+                "the image has the only link's path",
+            ),
+        ];
+        for (mounts, why) in cases {
+            let all = bind_view(mounts);
+            assert_eq!(
+                layer_links(all.clone(), vol, dir, busybox_like),
+                all,
+                "{why}"
+            );
+        }
+        let bound = actions_of(view(volume(Layout::Bind, image(), true), vec![]).unwrap());
+        assert_eq!(
+            layer_links(bound.clone(), vol, dir, busybox_like),
+            bound,
+            "no links, no layer"
+        );
+    }
+
+    #[test]
+    fn a_layered_views_links_are_still_deferred_and_the_layer_is_made_first() {
+        let all = bind_view(vec![mount(
+            "/s/resolv",
+            "/etc/resolv.conf",
+            false,
+            Propagation::Private,
+        )]);
+        let layered = layer_links(
+            all,
+            Path::new("/c/vol"),
+            Path::new("/state/links"),
+            busybox_like,
+        );
+        let (now, later) = defer_links(layered, Path::new("/c/vol"));
+        assert!(matches!(now[1], ViewAction::MakeLinkLayer(_)), "{now:#?}");
+        assert!(later.iter().all(is_link) && later.len() == 1, "{later:#?}");
     }
 }

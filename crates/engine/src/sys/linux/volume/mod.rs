@@ -163,11 +163,14 @@ pub fn destroy(record: &VolumeRecord) -> Result<()> {
         crate::state::remove_tree(scratch, &[], &["work/work", "work", "upper"])
             .map_err(|e| Error::io("remove", scratch, e))?;
     }
+    if let Some(links) = &record.links {
+        crate::state::remove_tree(links, &[], &[]).map_err(|e| Error::io("remove", links, e))?;
+    }
     Ok(())
 }
 
 /// [`destroy`] for a container whose record is unreadable: what its state directory holds (the
-/// namespace pin, the scratch layers) and its volume at the default symlink-layout location,
+/// namespace pin, the scratch and link layers) and its volume at the default symlink-layout location,
 /// which only the runtime makes. A volume at an annotation's location cannot be found.
 pub fn destroy_unrecorded(state_dir: &Path) -> Result<()> {
     let host_mount = match (state_dir.parent(), state_dir.file_name()) {
@@ -179,6 +182,7 @@ pub fn destroy_unrecorded(state_dir: &Path) -> Result<()> {
         ns_pin: Some(state_dir.join("mntns")),
         host_mount,
         scratch: Some(state_dir.join("volume")),
+        links: Some(state_dir.join("links")),
     })
 }
 

@@ -17,7 +17,9 @@ use super::walk::{
 use super::{cstring, sys_err};
 use crate::error::{Error, Result};
 use crate::plan::mounts::{relative_components, MountError};
-use crate::sys::linuxlogic::view::{AttachAt, ChangePropagation, ImageMount, ViewAction, Writable};
+use crate::sys::linuxlogic::view::{
+    AttachAt, ChangePropagation, DirAttrs, ImageMount, LinkLayer, ViewAction, Writable,
+};
 
 /// Takes the view's actions in order, in the calling thread's mount namespace (`id`: the
 /// container's). `trees` gives the mounts' sources, opened on the host, when the first is
@@ -41,6 +43,7 @@ pub(super) fn execute(
                     WalkError::Io(e) => Error::io("create", path, e),
                 })?;
             }
+            ViewAction::MakeLinkLayer(layer) => make_link_layer(layer)?,
             ViewAction::MountImage { image, at } => {
                 // A bound image made read-only next (nothing added in between) gets both of
                 // its attributes in one call.
@@ -212,6 +215,11 @@ fn reach_from_volume(
     }
     let st = stat_at(&dir, &name).map_err(|e| Error::io("stat", &inside, e))?;
     if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        // Made by the link layer, or by an earlier run on the same writable layer: it reaches
+        // the target already, and is left as it is.
+        if link_at(&dir, &name).is_some_and(|link| link == target) {
+            return Ok(());
+        }
         return Err(Error::Mount(MountError::Destination {
             destination: destination.display().to_string(),
             reason: format!(
@@ -223,6 +231,41 @@ fn reach_from_volume(
     bind_recursive(target, &inside)?;
     if read_only {
         set_read_only_recursive(&inside)?;
+    }
+    Ok(())
+}
+
+/// The target of the symlink `name` in `dir`.
+fn link_at(dir: &OwnedFd, name: &std::ffi::CStr) -> Option<std::path::PathBuf> {
+    nix::fcntl::readlinkat(dir, name)
+        .ok()
+        .map(std::path::PathBuf::from)
+}
+
+/// Makes the link layer: a new directory (in the container's state directory, which only root
+/// enters), the directories on the way with the image's owner and mode where it has them, and
+/// the links.
+fn make_link_layer(layer: &LinkLayer) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut builder = fs::DirBuilder::new();
+    builder.mode(0o755);
+    builder
+        .create(&layer.dir)
+        .map_err(|e| Error::io("create", &layer.dir, e))?;
+    for (path, attrs) in &layer.dirs {
+        let path = layer.dir.join(path);
+        builder
+            .create(&path)
+            .map_err(|e| Error::io("create", &path, e))?;
+        if let Some(DirAttrs { mode, uid, gid }) = attrs {
+            std::os::unix::fs::chown(&path, Some(*uid), Some(*gid))
+                .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(*mode)))
+                .map_err(|e| Error::io("set the image's owner and mode on", &path, e))?;
+        }
+    }
+    for (path, target) in &layer.links {
+        let path = layer.dir.join(path);
+        std::os::unix::fs::symlink(target, &path).map_err(|e| Error::io("symlink", &path, e))?;
     }
     Ok(())
 }
@@ -360,5 +403,31 @@ pub(super) fn detach(path: &Path) -> Result<()> {
     match umount2(path, MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
         Err(e) => Err(sys_err(format!("unmount '{}'", path.display()), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A link already at the path (the link layer's, or one an earlier run left in a writable
+    /// layer used again) is kept when it reaches the target, and refused as before when it
+    /// leads anywhere else: nothing is ever mounted through it.
+    #[test]
+    fn a_link_already_reaching_the_target_is_kept_and_any_other_refused() {
+        let volume = tempfile::tempdir().unwrap();
+        fs::create_dir(volume.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink("/etc/hosts", volume.path().join("etc/hosts")).unwrap();
+        let hosts = Path::new("/etc/hosts");
+        reach_from_volume(volume.path(), hosts, hosts, false).expect("the link is kept");
+        assert_eq!(
+            fs::read_link(volume.path().join("etc/hosts")).unwrap(),
+            hosts
+        );
+
+        let err = reach_from_volume(volume.path(), hosts, Path::new("/elsewhere"), false)
+            .expect_err("a link to somewhere else is refused")
+            .to_string();
+        assert!(err.contains("is a symlink in the image"), "{err}");
     }
 }

@@ -20,7 +20,10 @@ use super::walk::ensure_host_mount_point;
 use super::{sys_err, VolumeRecord};
 use crate::error::{Error, Result};
 use crate::plan::ContainerPlan;
-use crate::sys::linuxlogic::view::{defer_links, plan_view, HostSource, ViewAction, ViewPlan};
+use crate::sys::linuxlogic::view::{
+    defer_links, layer_links, lower_dirs, plan_view, DirAttrs, HostSource, InImage, ViewAction,
+    ViewPlan,
+};
 
 /// A container's view on its way: started by [`View::start`], completed by [`View::finish`].
 pub struct View<'scope, 'env, T, F> {
@@ -107,6 +110,15 @@ where
                 sources,
                 actions,
             } => (pin, sources, actions),
+        };
+        let actions = match &record.links {
+            Some(dir) => {
+                let lowers = lower_dirs(&plan.volume.image);
+                layer_links(actions, &plan.volume.mount_point, dir, |path| {
+                    in_image(&lowers, path)
+                })
+            }
+            None => actions,
         };
         let (trees_tx, trees_rx) = mpsc::channel::<Vec<OwnedFd>>();
         let (actions, links) = if init_held {
@@ -198,6 +210,27 @@ where
             }
         }
     }
+}
+
+/// What the image's layers (`lowers`, top first) have at `path`, relative to each: the topmost
+/// entry, never following a symlink at `path` itself (the host check refused any on the way).
+fn in_image(lowers: &[PathBuf], path: &std::path::Path) -> InImage {
+    use std::os::unix::fs::MetadataExt;
+    for lower in lowers {
+        match fs::symlink_metadata(lower.join(path)) {
+            Ok(md) if md.is_dir() => {
+                return InImage::Directory(DirAttrs {
+                    mode: md.mode() & 0o7777,
+                    uid: md.uid(),
+                    gid: md.gid(),
+                })
+            }
+            Ok(_) => return InImage::Other,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(_) => return InImage::Other,
+        }
+    }
+    InImage::Absent
 }
 
 /// Keeps the namespace `ns` alive at `pin` (a bind mount of its nsfs file).
