@@ -77,6 +77,28 @@ fn a_bind_mount_is_visible_at_its_destination_for_this_container_only() {
     assert!(!host_mount_points().contains(&d));
 }
 
+/// A mount over a path the host has is what every pod's /etc/hosts is: the container sees the
+/// mount, the host keeps its file, and nothing is said about it at the default log level.
+#[test]
+fn a_mount_over_an_existing_host_file_is_the_usual_case_and_logs_nothing() {
+    let rt = Runtime::new();
+    let id = unique_id("overhost");
+    let source = open_dir();
+    fs::write(source.path().join("hosts"), "from the pod\n").unwrap();
+    let dest = open_dir();
+    let host_file = dest.path().join("hosts");
+    fs::write(&host_file, "the host's\n").unwrap();
+    let d = host_file.to_string_lossy().into_owned();
+    let bundle = Bundle::new()
+        .bind(&source.path().join("hosts"), &d, &[])
+        .sh(&format!("cat {d}"));
+    let _c = rt.guard(&id);
+    let out = rt.run(&id, &bundle).ok("run");
+    assert_eq!(out.stdout_text(), "from the pod\n");
+    assert_eq!(out.stderr_text(), "", "no warning for the usual case");
+    assert_eq!(fs::read_to_string(&host_file).unwrap(), "the host's\n");
+}
+
 #[test]
 fn a_read_only_mount_refuses_writes() {
     let rt = Runtime::new();

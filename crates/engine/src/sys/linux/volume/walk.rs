@@ -152,7 +152,9 @@ pub(super) fn ensure_host_mount_point(destination: &Path, source_is_dir: bool) -
                     )));
                 }
             }
-            log::warn!(
+            // What every pod's /etc/hosts and /etc/resolv.conf do: the usual case, not a
+            // warning (it was five lines in containerd's log for each container of a pod).
+            log::debug!(
                 "mount destination '{}' exists on the host and is shadowed for this container",
                 destination.display()
             );
