@@ -170,8 +170,8 @@ pub fn destroy(record: &VolumeRecord) -> Result<()> {
 }
 
 /// [`destroy`] for a container whose record is unreadable: what its state directory holds (the
-/// namespace pin, the scratch and link layers) and its volume at the default symlink-layout location,
-/// which only the runtime makes. A volume at an annotation's location cannot be found.
+/// namespace pin, the scratch and link layers) and its volume at the default symlink-layout
+/// location, which only the runtime makes. A volume at an annotation's location cannot be found.
 pub fn destroy_unrecorded(state_dir: &Path) -> Result<()> {
     let host_mount = match (state_dir.parent(), state_dir.file_name()) {
         (Some(root), Some(id)) => Some(root.join("hpc").join(id)).filter(|p| p.exists()),

@@ -5,7 +5,9 @@
 //! container joins with `setns`. For an init held until `start`, where the plan allows it
 //! (`linuxlogic::view::defer_links`), the view is pinned before its compatibility links into
 //! the volume are made, so that the caller prepares init while the builder makes them; the
-//! builder then resolves the process again in the complete view.
+//! builder then resolves the process again in the complete view. Where the image leaves room
+//! for them (`linuxlogic::view::layer_links`), the links are made before the overlay's mount,
+//! in a layer of their own, and the builder only finds them there.
 
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
