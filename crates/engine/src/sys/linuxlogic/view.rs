@@ -448,21 +448,22 @@ pub fn layer_links(
         links: Vec::new(),
     };
     for (parts, target) in &reached {
+        // Joined with `/` as the paths of the Linux host are, whichever host runs this logic.
+        let at = |depth: usize| PathBuf::from(parts[..depth].join("/"));
         let mut on_the_way = Vec::new();
-        let mut path = PathBuf::new();
         let mut room = true;
-        for part in &parts[..parts.len() - 1] {
-            path.push(part);
+        for depth in 1..parts.len() {
+            let path = at(depth);
             match in_image(&path) {
-                InImage::Absent => on_the_way.push((path.clone(), None)),
-                InImage::Directory(attrs) => on_the_way.push((path.clone(), Some(attrs))),
+                InImage::Absent => on_the_way.push((path, None)),
+                InImage::Directory(attrs) => on_the_way.push((path, Some(attrs))),
                 InImage::Other => room = false,
             }
             if !room {
                 break;
             }
         }
-        path.push(&parts[parts.len() - 1]);
+        let path = at(parts.len());
         if !room || in_image(&path) != InImage::Absent {
             continue;
         }
@@ -987,14 +988,19 @@ mod tests {
             "the image's file (/etc/hosts) and a path through its symlink (/bin) are left to \
              their Reach; a directory of the image keeps its owner and mode"
         );
-        let ViewAction::MountImage { image, .. } = &layered[at + 1] else {
+        let ViewAction::MountImage {
+            image: ImageMount::Overlay { lower, writable },
+            ..
+        } = &layered[at + 1]
+        else {
             panic!("the overlay is mounted right after: {layered:#?}");
         };
         assert_eq!(
-            image.overlay_data().as_deref(),
-            Some("lowerdir=/state/links:/img,upperdir=/state/volume/upper,workdir=/state/volume/work"),
+            *lower,
+            [PathBuf::from("/state/links"), PathBuf::from("/img")],
             "the layer is the top lower layer"
         );
+        assert!(writable.is_some(), "the writable layer stays");
         let reaches = |actions: &[ViewAction]| actions.iter().filter(|a| is_link(a)).count();
         assert_eq!(
             reaches(&layered),
