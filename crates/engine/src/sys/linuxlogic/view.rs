@@ -417,9 +417,15 @@ pub fn layer_links(
     dir: &Path,
     in_image: impl Fn(&Path) -> InImage,
 ) -> Vec<ViewAction> {
-    if !links_are_independent(&actions, mount_point) {
+    let overlay = actions.iter().position(|action| {
+        matches!(action, ViewAction::MountImage {
+            image: ImageMount::Overlay { writable: Some(_), .. },
+            at,
+        } if at == mount_point)
+    });
+    let Some(overlay) = overlay.filter(|_| links_are_independent(&actions, mount_point)) else {
         return actions;
-    }
+    };
     let reached: Vec<(Vec<String>, &PathBuf)> = actions
         .iter()
         .filter_map(|action| match action {
@@ -449,21 +455,19 @@ pub fn layer_links(
     };
     for (parts, target) in &reached {
         // Joined with `/` as the paths of the Linux host are, whichever host runs this logic.
-        let at = |depth: usize| PathBuf::from(parts[..depth].join("/"));
+        let prefix = |depth: usize| PathBuf::from(parts[..depth].join("/"));
         let mut on_the_way = Vec::new();
-        let mut room = true;
-        for depth in 1..parts.len() {
-            let path = at(depth);
-            match in_image(&path) {
-                InImage::Absent => on_the_way.push((path, None)),
-                InImage::Directory(attrs) => on_the_way.push((path, Some(attrs))),
-                InImage::Other => room = false,
-            }
-            if !room {
-                break;
-            }
-        }
-        let path = at(parts.len());
+        let room = (1..parts.len()).all(|depth| {
+            let path = prefix(depth);
+            let attrs = match in_image(&path) {
+                InImage::Absent => None,
+                InImage::Directory(attrs) => Some(attrs),
+                InImage::Other => return false,
+            };
+            on_the_way.push((path, attrs));
+            true
+        });
+        let path = prefix(parts.len());
         if !room || in_image(&path) != InImage::Absent {
             continue;
         }
@@ -477,23 +481,14 @@ pub fn layer_links(
     if layer.links.is_empty() {
         return actions;
     }
-    let overlay = actions.iter().position(|action| {
-        matches!(action, ViewAction::MountImage {
-            image: ImageMount::Overlay { writable: Some(_), .. },
-            at,
-        } if at == mount_point)
-    });
-    let Some(at) = overlay else {
-        return actions;
-    };
     if let ViewAction::MountImage {
         image: ImageMount::Overlay { lower, .. },
         ..
-    } = &mut actions[at]
+    } = &mut actions[overlay]
     {
         lower.insert(0, layer.dir.clone());
     }
-    actions.insert(at, ViewAction::MakeLinkLayer(layer));
+    actions.insert(overlay, ViewAction::MakeLinkLayer(layer));
     actions
 }
 
