@@ -215,14 +215,14 @@ pub fn serve(listener: sys::Listener, flags: &Flags, ttrpc_address: &str) -> Res
     let task = shim.task_service(sink);
     let mut server = with_workers(listener.into_server()?).register_service(task.methods());
     server.start()?;
-    info!("Shim successfully started, waiting for exit signal...");
+    log::debug!("Shim successfully started, waiting for exit signal...");
     shim.wait();
     // The process exits now, as containerd's own shims do: every call but `shutdown` was
     // answered (the Task API drained them), the events are flushed and the socket is gone.
     // Joining the ttrpc server's threads (ttrpc's `shutdown`) took a millisecond while
     // containerd stopped the pod, and under load one of them sometimes never ended; a
     // `shutdown` whose answer the exit cuts off is one containerd takes as done.
-    info!("Shutting down shim instance");
+    log::debug!("Shutting down shim instance");
     Ok(())
 }
 

@@ -25,7 +25,7 @@ use containerd_shim::protos::ttrpc::{self, MethodHandler, Request};
 use containerd_shim::{ExitSignal, Task, TtrpcContext, TtrpcResult};
 use hostprocess_engine::spec::Spec;
 use hostprocess_engine::Engine;
-use log::{debug, info, warn};
+use log::{debug, warn};
 
 use crate::container::Container;
 use crate::error::{Error, Result};
@@ -225,10 +225,10 @@ impl TaskService {
         event.pid = pid;
         self.shared.events.publish(event);
         if container.is_sandbox() {
-            info!("pod sandbox {}: created, runs no process", req.id);
+            debug!("pod sandbox {}: created, runs no process", req.id);
         } else {
             watch_oom(&self.shared);
-            info!("container {}: created, init pid {pid}", req.id);
+            debug!("container {}: created, init pid {pid}", req.id);
         }
         let mut response = CreateTaskResponse::new();
         response.pid = pid;
@@ -267,7 +267,7 @@ impl TaskService {
         let container = self.shared.container(&req.id)?;
         if let Some(status) = container.kill(&req.exec_id, req.signal, req.all)? {
             exits::publish_exit(&container, &container.init, status, &self.shared.events);
-            info!("pod sandbox {}: stopped", req.id);
+            debug!("pod sandbox {}: stopped", req.id);
         }
         Ok(())
     }
@@ -314,7 +314,7 @@ impl TaskService {
             event.exit_status = deleted.1.status;
             event.exited_at = Some(deleted.1.timestamp()).into();
             self.shared.events.publish(event);
-            info!("container {}: deleted", req.id);
+            debug!("container {}: deleted", req.id);
             deleted
         } else {
             container.delete_exec(&req.exec_id)?
@@ -632,10 +632,10 @@ impl Task for TaskService {
     fn shutdown(&self, _ctx: &TtrpcContext, req: ShutdownRequest) -> TtrpcResult<Empty> {
         let live = self.shared.map().len();
         if live > 0 && !req.now {
-            info!("shutdown {}: {live} container(s) still served", req.id);
+            debug!("shutdown {}: {live} container(s) still served", req.id);
             return Ok(Empty::new());
         }
-        info!("shutdown: no container left, the shim exits");
+        debug!("shutdown: no container left, the shim exits");
         self.shared.drain_calls();
         self.shared.exit.signal();
         Ok(Empty::new())
