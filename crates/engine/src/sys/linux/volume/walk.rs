@@ -152,8 +152,8 @@ pub(super) fn ensure_host_mount_point(destination: &Path, source_is_dir: bool) -
                     )));
                 }
             }
-            // What every pod's /etc/hosts and /etc/resolv.conf do: the usual case, not a
-            // warning (it was five lines in containerd's log for each container of a pod).
+            // Every pod's /etc/hosts, /etc/resolv.conf and /etc/hostname are such mounts: the
+            // usual case, not one to warn of.
             log::debug!(
                 "mount destination '{}' exists on the host and is shadowed for this container",
                 destination.display()
