@@ -453,13 +453,24 @@ pub fn layer_links(
         dirs: Vec::new(),
         links: Vec::new(),
     };
+    // Links share their directories (`/etc` for three of the CRI's): each path of the image is
+    // looked at once, on the way to the builder's start.
+    let mut probed: Vec<(PathBuf, InImage)> = Vec::new();
+    let mut look = |path: &Path| match probed.iter().find(|(p, _)| p == path) {
+        Some((_, found)) => *found,
+        None => {
+            let found = in_image(path);
+            probed.push((path.to_path_buf(), found));
+            found
+        }
+    };
     for (parts, target) in &reached {
         // Joined with `/` as the paths of the Linux host are, whichever host runs this logic.
         let prefix = |depth: usize| PathBuf::from(parts[..depth].join("/"));
         let mut on_the_way = Vec::new();
         let room = (1..parts.len()).all(|depth| {
             let path = prefix(depth);
-            let attrs = match in_image(&path) {
+            let attrs = match look(&path) {
                 InImage::Absent => None,
                 InImage::Directory(attrs) => Some(attrs),
                 InImage::Other => return false,
@@ -468,7 +479,7 @@ pub fn layer_links(
             true
         });
         let path = prefix(parts.len());
-        if !room || in_image(&path) != InImage::Absent {
+        if !room || look(&path) != InImage::Absent {
             continue;
         }
         for made in on_the_way {
@@ -1002,6 +1013,30 @@ mod tests {
             4,
             "every Reach stays, and checks its link"
         );
+    }
+
+    #[test]
+    fn each_path_of_the_image_is_looked_at_once() {
+        let all = bind_view(vec![
+            mount("/s/hosts", "/etc/hosts.pod", false, Propagation::Private),
+            mount("/s/name", "/etc/hostname", false, Propagation::Private),
+            mount("/s/resolv", "/etc/resolv.conf", false, Propagation::Private),
+        ]);
+        let looked = std::cell::RefCell::new(Vec::new());
+        let layered = layer_links(all, Path::new("/c/vol"), Path::new("/state/links"), |p| {
+            looked.borrow_mut().push(p.to_path_buf());
+            busybox_like(p)
+        });
+        assert!(layered
+            .iter()
+            .any(|a| matches!(a, ViewAction::MakeLinkLayer(l) if l.links.len() == 3)));
+        let looked = looked.into_inner();
+        assert_eq!(
+            looked.iter().filter(|p| *p == Path::new("etc")).count(),
+            1,
+            "{looked:?}"
+        );
+        assert_eq!(looked.len(), 4, "/etc and each link's path: {looked:?}");
     }
 
     #[test]
